@@ -1,0 +1,1 @@
+"""Plain-Python library: no Dagster imports here, so every piece is tested directly."""

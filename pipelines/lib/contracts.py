@@ -1,0 +1,254 @@
+"""Source contracts (DESIGN §2) and the raw tables they land in.
+
+This module is the single source of truth for raw table shapes: the CDC decoder takes decimal
+scales for bare envelopes from here, the landing code creates raw tables from here, and
+`dbt_project/models/staging/_sources.yml` declares the same tables (a test checks they agree).
+
+Types are DuckDB type names. Every raw table also has the metadata columns of its kind
+(`CDC_META_COLUMNS` or `FILE_META_COLUMNS`) in front of the contract columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# -- change streams (DESIGN §2.1-2.3) ------------------------------------------------------------
+
+# Metadata columns of every raw CDC table, in front of the table's own columns.
+CDC_META_COLUMNS: dict[str, str] = {
+    "_topic": "varchar",  # Kafka topic, e.g. erp.public.sale_sale
+    "_partition": "integer",
+    "_offset": "bigint",  # (_topic, _partition, _offset) is the position, unique per table
+    "_op": "varchar",  # c, u, d, r, t (tombstones are stored as op 'd' with _is_tombstone)
+    "_is_tombstone": "boolean",
+    "_source_lsn": "bigint",  # ordering of changes for one row: lsn, then ts_ms, then offset
+    "_source_ts_ms": "bigint",
+    "_source_tx_id": "bigint",
+    "_changed_at": "timestamptz",  # source.ts_ms as a UTC time
+    "_ingested_at": "timestamptz",
+    "_key": "json",  # the record key as JSON, e.g. {"id": 42}
+    "_extra": "json",  # columns of `after` that the contract does not name (vendors add columns)
+}
+
+
+@dataclass(frozen=True)
+class CdcTable:
+    prefix: str  # topic prefix / source system: erp or wms
+    table: str  # the source table's own name
+    columns: dict[str, str]  # contract columns, primary key first
+
+    @property
+    def topic(self) -> str:
+        return f"{self.prefix}.public.{self.table}"
+
+    @property
+    def raw_table(self) -> str:
+        return f"{self.prefix}_{self.table}"
+
+    @property
+    def primary_key(self) -> str:
+        return next(iter(self.columns))
+
+    def scale(self, column: str) -> int | None:
+        """Decimal scale of a column (needed to decode bare `precise` envelopes)."""
+        kind = self.columns.get(column, "")
+        if kind.startswith("decimal("):
+            return int(kind[len("decimal(") : -1].split(",")[1])
+        return None
+
+
+_TS = "timestamp"  # timestamp without time zone, UTC (Debezium MicroTimestamp)
+
+CDC_TABLES: tuple[CdcTable, ...] = (
+    # ERP: Tryton's own tables (DESIGN §2.2, §8)
+    CdcTable("erp", "sale_sale", {
+        "id": "bigint", "number": "varchar", "reference": "varchar", "party": "bigint",
+        "currency": "bigint", "warehouse": "bigint", "sale_date": "date", "state": "varchar",
+        "origin": "varchar", "create_date": _TS, "write_date": _TS,
+    }),
+    CdcTable("erp", "sale_line", {
+        "id": "bigint", "sale": "bigint", "product": "bigint", "quantity": "double",
+        "unit_price": "decimal(16,4)", "description": "varchar",
+    }),
+    CdcTable("erp", "account_invoice", {
+        "id": "bigint", "number": "varchar", "type": "varchar", "party": "bigint",
+        "currency": "bigint", "invoice_date": "date", "state": "varchar", "reference": "varchar",
+        "description": "varchar", "total_amount_cache": "decimal(16,2)", "create_date": _TS,
+        "write_date": _TS,
+    }),
+    CdcTable("erp", "account_invoice_line", {
+        "id": "bigint", "invoice": "bigint", "product": "bigint", "quantity": "double",
+        "unit_price": "decimal(16,4)", "origin": "varchar",
+    }),
+    CdcTable("erp", "stock_move", {
+        "id": "bigint", "product": "bigint", "quantity": "double", "from_location": "bigint",
+        "to_location": "bigint", "shipment": "varchar", "origin": "varchar", "state": "varchar",
+        "effective_date": "date", "create_date": _TS, "write_date": _TS,
+    }),
+    CdcTable("erp", "stock_location", {
+        "id": "bigint", "code": "varchar", "name": "varchar", "type": "varchar",
+        "parent": "bigint",
+    }),
+    CdcTable("erp", "stock_shipment_out_return", {
+        "id": "bigint", "number": "varchar", "reference": "varchar", "warehouse": "bigint",
+        "state": "varchar", "effective_date": "date",
+    }),
+    CdcTable("erp", "product_product", {"id": "bigint", "code": "varchar"}),
+    CdcTable("erp", "currency_currency", {"id": "bigint", "code": "varchar"}),
+    # personal data: name may be stored, never reported
+    CdcTable("erp", "party_party", {"id": "bigint", "code": "varchar", "name": "varchar"}),
+    # WMS (DESIGN §2.3)
+    CdcTable("wms", "receipts", {
+        "receipt_id": "bigint", "dc_code": "varchar", "rma_number": "varchar",
+        "tracking_number": "varchar", "sku": "varchar", "lot": "varchar", "serial": "varchar",
+        "quantity": "decimal(12,3)", "received_at": "timestamptz", "license_plate": "varchar",
+    }),
+    CdcTable("wms", "inspections", {
+        "inspection_id": "bigint", "receipt_id": "bigint", "grade": "varchar",
+        "disposition": "varchar", "quantity": "decimal(12,3)", "inspected_at": "timestamptz",
+    }),
+)
+
+CDC_BY_TOPIC: dict[str, CdcTable] = {t.topic: t for t in CDC_TABLES}
+CDC_PREFIXES: tuple[str, ...] = ("erp", "wms")
+
+# -- file drops (DESIGN §2.4-2.8) ----------------------------------------------------------------
+
+# Metadata columns of every raw file table, in front of the contract columns.
+FILE_META_COLUMNS: dict[str, str] = {
+    "_file": "varchar",  # path relative to the landing directory
+    "_file_sha256": "varchar",  # (_file_sha256, _row_number) is the position
+    "_row_number": "bigint",  # 1-based data row (line) number in the file
+    "_ingested_at": "timestamptz",
+    "_extra": "json",  # fields or columns the contract does not name
+}
+
+_MONEY = "decimal(18,4)"  # channel money arrives as decimal strings; never a float
+
+# Nested types for webhook and refund line items (DuckDB STRUCT lists).
+RETURNS_SAAS_LINE_ITEM = (
+    "struct(line_item_id bigint, provider_line_item_id bigint, sku varchar, quantity integer, "
+    f"price {_MONEY}, refund {_MONEY}, return_reason varchar, parent_return_reason varchar)"
+)
+SHOPIFY_REFUND_LINE_ITEM = (
+    "struct(id bigint, line_item_id bigint, quantity integer, restock_type varchar, "
+    f"subtotal {_MONEY}, total_tax {_MONEY}, line_item struct(id bigint, sku varchar, "
+    f"price {_MONEY}))"
+)
+SHOPIFY_TRANSACTION = (
+    f"struct(id bigint, kind varchar, status varchar, amount {_MONEY}, currency varchar, "
+    "gateway varchar)"
+)
+
+# Amazon's header, exactly as the report has it, and the snake_case raw column for each.
+AMAZON_COLUMNS: dict[str, tuple[str, str]] = {
+    "Order ID": ("order_id", "varchar"),
+    "Order date": ("order_date", "timestamptz"),
+    "Return request date": ("return_request_date", "timestamptz"),
+    "Return request status": ("return_request_status", "varchar"),
+    "Amazon RMA ID": ("amazon_rma_id", "varchar"),
+    "Merchant RMA ID": ("merchant_rma_id", "varchar"),
+    "Label type": ("label_type", "varchar"),
+    "Label cost": ("label_cost", _MONEY),
+    "Currency code": ("currency_code", "varchar"),
+    "Return carrier": ("return_carrier", "varchar"),
+    "Tracking ID": ("tracking_id", "varchar"),
+    "Label to be paid by": ("label_to_be_paid_by", "varchar"),
+    "A-to-z claim": ("a_to_z_claim", "varchar"),
+    "Is prime": ("is_prime", "varchar"),
+    "ASIN": ("asin", "varchar"),
+    "Merchant SKU": ("merchant_sku", "varchar"),
+    "Item Name": ("item_name", "varchar"),
+    "Return quantity": ("return_quantity", "integer"),
+    "Return reason": ("return_reason", "varchar"),
+    "In policy": ("in_policy", "varchar"),
+    "Return type": ("return_type", "varchar"),
+    "Resolution": ("resolution", "varchar"),
+    "Invoice number": ("invoice_number", "varchar"),
+    "Return delivery date": ("return_delivery_date", "timestamptz"),
+    "Order Amount": ("order_amount", _MONEY),
+    "Order quantity": ("order_quantity", "integer"),
+    "SafeT action reason": ("safet_action_reason", "varchar"),
+    "SafeT claim id": ("safet_claim_id", "varchar"),
+    "SafeT claim state": ("safet_claim_state", "varchar"),
+    "SafeT claim creation time": ("safet_claim_creation_time", "timestamptz"),
+    "SafeT claim reimbursement amount": ("safet_claim_reimbursement_amount", _MONEY),
+    "Refunded Amount": ("refunded_amount", _MONEY),
+    "Category": ("category", "varchar"),
+}
+
+
+@dataclass(frozen=True)
+class FileSource:
+    source: str  # ledger / dead-letter source name
+    raw_table: str
+    pattern: str  # glob under the landing directory
+    columns: dict[str, str]  # contract columns (after the FILE_META_COLUMNS)
+    required: tuple[str, ...]  # a record missing one of these is dead-lettered
+
+
+FILE_SOURCES: tuple[FileSource, ...] = (
+    FileSource(
+        "returns_saas", "returns_saas_webhooks", "returns_saas/*.ndjson",
+        {
+            "webhook_id": "varchar", "topic": "varchar", "delivered_at": "timestamptz",
+            "return_id": "bigint", "rma": "varchar", "state": "varchar",
+            "created_at": "timestamptz", "updated_at": "timestamptz", "order_id": "bigint",
+            "order_name": "varchar", "currency": "varchar", "outcome": "varchar",
+            "total_refund": _MONEY, "tracking_number": "varchar",
+            "line_items": f"{RETURNS_SAAS_LINE_ITEM}[]",
+            "payload": "json",  # the whole payload as delivered (may hold personal data)
+        },
+        ("webhook_id", "topic", "delivered_at", "return_id", "rma", "state", "updated_at"),
+    ),
+    FileSource(
+        "shopify", "shopify_refunds", "shopify/*.ndjson",
+        {
+            "id": "bigint", "order_id": "bigint", "created_at": "timestamptz",
+            "processed_at": "timestamptz", "note": "varchar",
+            "refund_line_items": f"{SHOPIFY_REFUND_LINE_ITEM}[]",
+            "transactions": f"{SHOPIFY_TRANSACTION}[]",
+        },
+        ("id", "order_id", "created_at"),
+    ),
+    FileSource(
+        "amazon", "amazon_returns", "amazon/returns_*.tsv",
+        # _report_date comes from the file name (returns_<YYYY-MM-DD>.tsv): the newest wins
+        {"report_date": "date", **{col: kind for col, kind in AMAZON_COLUMNS.values()}},
+        ("order_id", "amazon_rma_id", "merchant_sku", "return_quantity"),
+    ),
+    FileSource(
+        "b2b", "b2b_credit_requests", "b2b/*.csv",
+        {
+            "request_id": "varchar", "account_number": "varchar", "po_number": "varchar",
+            "erp_order_number": "varchar", "sku": "varchar", "quantity": "decimal(12,3)",
+            "unit_price": "decimal(16,4)", "currency": "varchar", "reason_code": "varchar",
+            "requested_at": "timestamptz", "status": "varchar", "approved_at": "timestamptz",
+        },
+        ("request_id", "sku", "quantity", "status"),
+    ),
+    FileSource(
+        "reference", "sku_crosswalk", "reference/sku_crosswalk.csv",
+        {"channel": "varchar", "channel_sku": "varchar", "erp_product_code": "varchar"},
+        ("channel", "channel_sku", "erp_product_code"),
+    ),
+    FileSource(
+        "reference", "warehouse_crosswalk", "reference/warehouse_crosswalk.csv",
+        {"dc_code": "varchar", "erp_warehouse_code": "varchar"},
+        ("dc_code", "erp_warehouse_code"),
+    ),
+)
+
+
+def raw_ddl(table: str, meta: dict[str, str], columns: dict[str, str]) -> str:
+    """`create table if not exists raw.<table>` with the metadata columns first."""
+    cols = ",\n    ".join(f'"{name}" {kind}' for name, kind in {**meta, **columns}.items())
+    return f"create table if not exists raw.{table} (\n    {cols}\n)"
+
+
+def all_raw_tables() -> dict[str, str]:
+    """Every raw table with its DDL, CDC and files alike."""
+    ddl = {t.raw_table: raw_ddl(t.raw_table, CDC_META_COLUMNS, t.columns) for t in CDC_TABLES}
+    for f in FILE_SOURCES:
+        ddl[f.raw_table] = raw_ddl(f.raw_table, FILE_META_COLUMNS, f.columns)
+    return ddl

@@ -1,0 +1,145 @@
+"""The embedded DuckDB warehouse: connections, the `meta` schema, dead letters.
+
+Schemas: `raw` (append-only change logs, written by the landing code), `meta` (ledgers, dead
+letters, quarantine), and the dbt layers `staging`, `intermediate`, `marts`, `recon`.
+
+DuckDB allows one writer per file (STACK_NOTES): open a connection for one piece of work and close
+it before dbt, a subprocess, opens the file. Keep write transactions short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from pipelines.lib.contracts import all_raw_tables
+
+META_DDL = """
+create schema if not exists raw;
+create schema if not exists meta;
+
+-- Stream ledger: for each (source, topic, partition) the next offset to read. Written in the
+-- same transaction as the raw rows it covers; a restart resumes from here, never from memory.
+create table if not exists meta.stream_offsets (
+    source      varchar     not null,   -- 'kafka' or 'file'
+    topic       varchar     not null,
+    "partition" integer     not null,
+    next_offset bigint      not null,
+    updated_at  timestamptz not null,
+    primary key (source, topic, "partition")
+);
+
+-- File ledger: one row per landed file (by content hash); a re-dropped file is skipped.
+create table if not exists meta.files_landed (
+    sha256       varchar     primary key,
+    source       varchar     not null,
+    path         varchar     not null,
+    rows_landed  bigint      not null,
+    dead_letters bigint      not null,
+    landed_at    timestamptz not null
+);
+
+-- Files whose header does not match their contract, kept whole with the reason.
+create table if not exists meta.quarantine (
+    sha256           varchar     primary key,
+    source           varchar     not null,
+    path             varchar     not null,
+    quarantined_path varchar     not null,
+    reason           varchar     not null,
+    quarantined_at   timestamptz not null
+);
+
+-- Every record that could not be decoded or parsed, with its position and the reason.
+-- (source, position) is unique, so replaying a topic or a file never adds a second row.
+create table if not exists meta.dead_letters (
+    source    varchar     not null,  -- e.g. 'cdc', 'shopify', 'amazon'
+    position  varchar     not null,  -- 'topic:partition:offset' or 'sha256:row_number'
+    raw       varchar,               -- the record's bytes (utf-8, replaced) or the row's text
+    error     varchar     not null,
+    failed_at timestamptz not null,
+    primary key (source, position)
+);
+"""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    source: str
+    position: str
+    raw: str | None
+    error: str
+
+
+def connect(db_path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse; a writer's connection makes sure the `raw` and `meta` schemas exist."""
+    path = Path(db_path)
+    if read_only and not path.exists():
+        raise FileNotFoundError(f"no warehouse at {path}: run `returnsync run` first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    con.execute("set timezone = 'UTC'")
+    if not read_only:
+        ensure_schema(con)
+    return con
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the `meta` tables and every raw table of the contracts, if missing.
+
+    Raw tables exist even before anything landed, so dbt's sources always resolve.
+    """
+    con.execute(META_DDL)
+    for ddl in all_raw_tables().values():
+        con.execute(ddl)
+
+
+@contextmanager
+def connection(db_path: Path | str, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection that is closed on exit, so dbt can open the file next."""
+    con = connect(db_path, read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT, rolled back on any error: rows and their ledger positions land together."""
+    con.execute("begin transaction")
+    try:
+        yield con
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def write_dead_letters(con: duckdb.DuckDBPyConnection, letters: Iterable[DeadLetter]) -> int:
+    """Record dead letters (idempotent by source and position); returns how many were new."""
+    rows = [(d.source, d.position, d.raw, d.error) for d in letters]
+    if not rows:
+        return 0
+    before = con.execute("select count(*) from meta.dead_letters").fetchone()[0]
+    con.executemany(
+        "insert or ignore into meta.dead_letters values (?, ?, ?, ?, current_timestamp)", rows
+    )
+    return con.execute("select count(*) from meta.dead_letters").fetchone()[0] - before
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchone()[0]
+    )
