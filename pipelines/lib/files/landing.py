@@ -1,0 +1,229 @@
+"""Land file drops into `raw` with the file ledger of DESIGN §3.
+
+- A file is identified by the sha256 of its bytes. A file already in `meta.files_landed` is
+  skipped, so re-dropping (even under another name) changes nothing.
+- Every landed row keeps `_file` (path relative to the landing directory), `_file_sha256` and
+  `_row_number`; the rows, their dead letters and the `meta.files_landed` row are written in ONE
+  DuckDB transaction, so a crash leaves either the whole file or nothing.
+- A file whose header (or, for Amazon, whose name) does not match its contract is moved whole to
+  `<landing>/_quarantine/<source>/` (outside every source's glob, so it is never read again) and
+  recorded in `meta.quarantine` with the reason; the other files still land.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pipelines.lib.contracts import FILE_SOURCES, FileSource
+from pipelines.lib.files.delimited import ContractViolation, land_delimited, read_header
+from pipelines.lib.files.ndjson import land_ndjson
+from pipelines.lib.warehouse import DeadLetter, transaction, utcnow, write_dead_letters
+
+QUARANTINE_DIR = "_quarantine"
+BATCH_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class QuarantinedFile:
+    path: str  # where it was dropped, relative to the landing directory
+    quarantined_path: str  # where it is now, relative to the landing directory
+    reason: str
+    sha256: str
+
+
+@dataclass
+class FileLandingSummary:
+    """What one `land_files` call did for one raw table."""
+
+    source: str  # ledger / dead-letter source name (FileSource.source)
+    raw_table: str
+    files_landed: int = 0
+    files_skipped: int = 0
+    rows: int = 0
+    dead_letters: int = 0
+    quarantined: list[QuarantinedFile] = field(default_factory=list)
+    landed_sha256: list[str] = field(default_factory=list)  # the batch GE validates
+
+    @property
+    def quarantined_files(self) -> int:
+        return len(self.quarantined)
+
+
+def select_sources(sources: Iterable[str] | None = None) -> list[FileSource]:
+    """FileSources by ledger source name (`reference` gives both crosswalks) or raw table name."""
+    if sources is None:
+        return list(FILE_SOURCES)
+    wanted = set(sources)
+    chosen = [fs for fs in FILE_SOURCES if fs.source in wanted or fs.raw_table in wanted]
+    unknown = wanted - {fs.source for fs in chosen} - {fs.raw_table for fs in chosen}
+    if unknown:
+        known = sorted({fs.source for fs in FILE_SOURCES} | {fs.raw_table for fs in FILE_SOURCES})
+        raise ValueError(f"unknown file source(s) {sorted(unknown)}; known: {known}")
+    return chosen
+
+
+def source_files(landing_dir: Path, fs: FileSource) -> list[Path]:
+    """The files of one source, in name order (Amazon reports: date order). Hidden files (partial
+    uploads, e.g. `.part`) are ignored."""
+    return sorted(
+        p for p in Path(landing_dir).glob(fs.pattern) if p.is_file() and not p.name.startswith(".")
+    )
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def landed_hashes(con: duckdb.DuckDBPyConnection | None) -> set[str]:
+    if con is None:
+        return set()
+    return {row[0] for row in con.execute("select sha256 from meta.files_landed").fetchall()}
+
+
+def pending_files(
+    landing_dir: Path | str, con: duckdb.DuckDBPyConnection | None = None
+) -> list[tuple[str, Path, str]]:
+    """Files waiting to land: `(source, path, sha256)` for every file under the landing directory
+    whose content is not in `meta.files_landed` (all of them when `con` is None)."""
+    landing = Path(landing_dir)
+    done = landed_hashes(con)
+    found: list[tuple[str, Path, str]] = []
+    seen: set[Path] = set()
+    for fs in FILE_SOURCES:
+        for path in source_files(landing, fs):
+            if path in seen:
+                continue
+            seen.add(path)
+            sha = sha256_of(path)
+            if sha not in done:
+                found.append((fs.source, path, sha))
+    return found
+
+
+def land_files(
+    con: duckdb.DuckDBPyConnection,
+    landing_dir: Path | str,
+    *,
+    sources: Iterable[str] | None = None,
+    progress: bool = False,
+    batch_rows: int = BATCH_ROWS,
+) -> dict[str, FileLandingSummary]:
+    """Land every new file of the chosen sources; returns a summary per raw table.
+
+    The result is keyed by raw table (`returns_saas_webhooks`, `shopify_refunds`,
+    `amazon_returns`, `b2b_credit_requests`, `sku_crosswalk`, `warehouse_crosswalk`), because
+    the two crosswalks share the ledger source `reference`.
+    """
+    landing = Path(landing_dir)
+    chosen = select_sources(sources)
+    ingested_at = utcnow()
+    summaries = {fs.raw_table: FileLandingSummary(fs.source, fs.raw_table) for fs in chosen}
+    work = [(fs, path) for fs in chosen for path in source_files(landing, fs)]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(work), desc="landing files", unit="file", file=sys.stderr)
+    done = landed_hashes(con)
+    try:
+        for fs, path in work:
+            if bar is not None:
+                bar.set_postfix_str(path.relative_to(landing).as_posix(), refresh=False)
+            summary = summaries[fs.raw_table]
+            sha = sha256_of(path)
+            if sha in done:
+                summary.files_skipped += 1
+            else:
+                _land_one(con, fs, landing, path, sha, ingested_at, batch_rows, summary)
+                done.add(sha)
+            if bar is not None:
+                bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+    return summaries
+
+
+def _land_one(
+    con: duckdb.DuckDBPyConnection,
+    fs: FileSource,
+    landing: Path,
+    path: Path,
+    sha: str,
+    ingested_at: datetime,
+    batch_rows: int,
+    summary: FileLandingSummary,
+) -> None:
+    rel = path.relative_to(landing).as_posix()
+
+    def bury(letters: list[DeadLetter]) -> int:
+        return write_dead_letters(con, letters)
+
+    header = None
+    if path.suffix.lower() in (".csv", ".tsv"):
+        try:
+            header = read_header(fs, path)
+        except ContractViolation as exc:
+            summary.quarantined.append(quarantine(con, fs, landing, path, sha, str(exc)))
+            return
+    with transaction(con):
+        if header is not None:
+            rows, dead = land_delimited(
+                con, fs, path, header, rel, sha, ingested_at, bury, batch_rows
+            )
+        else:
+
+            def insert(table: pa.Table) -> None:
+                con.register("_rs_rows", table)
+                try:
+                    con.execute(f"insert into raw.{fs.raw_table} by name select * from _rs_rows")
+                finally:
+                    con.unregister("_rs_rows")
+
+            rows, dead = land_ndjson(con, fs, path, rel, sha, ingested_at, insert, bury, batch_rows)
+        con.execute(
+            "insert into meta.files_landed values (?, ?, ?, ?, ?, ?)",
+            [sha, fs.source, rel, rows, dead, ingested_at],
+        )
+    summary.files_landed += 1
+    summary.rows += rows
+    summary.dead_letters += dead
+    summary.landed_sha256.append(sha)
+
+
+def quarantine(
+    con: duckdb.DuckDBPyConnection,
+    fs: FileSource,
+    landing: Path,
+    path: Path,
+    sha: str,
+    reason: str,
+) -> QuarantinedFile:
+    """Move a file whose header breaks its contract to `<landing>/_quarantine/<source>/`."""
+    rel = path.relative_to(landing).as_posix()
+    target_dir = landing / QUARANTINE_DIR / fs.source
+    target = target_dir / path.name
+    if target.exists():
+        target = target_dir / f"{sha[:12]}-{path.name}"
+    moved = target.relative_to(landing).as_posix()
+    with transaction(con):
+        con.execute(
+            "insert or ignore into meta.quarantine values (?, ?, ?, ?, ?, current_timestamp)",
+            [sha, fs.source, rel, moved, reason],
+        )
+        target_dir.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), str(target))
+    return QuarantinedFile(rel, moved, reason, sha)

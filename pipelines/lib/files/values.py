@@ -1,0 +1,173 @@
+"""Typed values from JSON (NDJSON readers) with a clear reason for every value that is refused.
+
+Money is exact: JSON is parsed with `parse_float=Decimal`, decimal strings are parsed as
+`Decimal`, and a value is rounded half-even to the column's scale only when it has more places.
+Times are ISO-8601 with `Z` or an offset, naive (taken as UTC) or date-only; all become UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
+
+from pipelines.lib.files.types import Spec
+
+_INT_RE = re.compile(r"\s*[+-]?\d+\s*")
+_DEC_RE = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*")
+_INT_RANGE = {"bigint": 2**63, "integer": 2**31}
+
+
+class Problems:
+    """Collects the reasons a record is refused; nested unknown fields go to `extra`."""
+
+    __slots__ = ("errors", "extra")
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.extra: dict[str, Any] = {}
+
+
+def _show(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _type_name(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "a list",
+        bool: "a boolean",
+        str: "a string",
+        int: "a number",
+        Decimal: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
+
+
+def convert(value: Any, spec: Spec, path: str, problems: Problems, keep_extra: bool = True) -> Any:
+    """`value` as the Python value for `spec`; None (and a reason in `problems`) when refused."""
+    if value is None:
+        return None
+    kind = spec.kind
+    try:
+        if kind == "varchar":
+            if isinstance(value, str):
+                return value
+            if isinstance(value, int | Decimal) and not isinstance(value, bool):
+                return str(value)
+        elif kind in _INT_RANGE:
+            number: int | None = None
+            if isinstance(value, int) and not isinstance(value, bool):
+                number = value
+            elif (isinstance(value, str) and _INT_RE.fullmatch(value)) or (
+                isinstance(value, Decimal) and value == value.to_integral_value()
+            ):
+                number = int(value)
+            elif isinstance(value, str | Decimal):
+                problems.errors.append(f"bad integer in {path!r}: {_show(str(value))}")
+                return None
+            if number is not None:
+                if not -_INT_RANGE[kind] <= number < _INT_RANGE[kind]:
+                    problems.errors.append(f"integer out of range in {path!r}: {number}")
+                    return None
+                return number
+        elif kind == "decimal":
+            return _decimal(value, spec, path, problems)
+        elif kind == "timestamptz":
+            if isinstance(value, str):
+                parsed = parse_time(value)
+                if parsed is None:
+                    problems.errors.append(f"bad time in {path!r}: {_show(value)}")
+                return parsed
+        elif kind == "date":
+            if isinstance(value, str):
+                try:
+                    return date.fromisoformat(value.strip()[:10])
+                except ValueError:
+                    problems.errors.append(f"bad date in {path!r}: {_show(value)}")
+                    return None
+        elif kind == "json":
+            return dumps(value)
+        elif kind == "struct":
+            if isinstance(value, dict):
+                out = {}
+                for name, sub in spec.fields:
+                    sub_path = f"{path}.{name}"
+                    out[name] = convert(value.get(name), sub, sub_path, problems, keep_extra)
+                if keep_extra:
+                    known = {name for name, _ in spec.fields}
+                    unknown = {k: v for k, v in value.items() if k not in known}
+                    if unknown:
+                        problems.extra[path] = unknown
+                return out
+        elif kind == "list":
+            if isinstance(value, list):
+                assert spec.item is not None
+                return [
+                    convert(item, spec.item, f"{path}[{i}]", problems, keep_extra)
+                    for i, item in enumerate(value)
+                ]
+        elif kind == "boolean":
+            if isinstance(value, bool):
+                return value
+        elif kind == "double" and isinstance(value, int | Decimal) and not isinstance(value, bool):
+            return float(value)
+    except (ValueError, InvalidOperation, OverflowError) as exc:  # pragma: no cover - defensive
+        problems.errors.append(f"bad value in {path!r}: {exc}")
+        return None
+    expected = {"struct": "an object", "list": "a list"}.get(kind, kind)
+    problems.errors.append(f"wrong type in {path!r}: expected {expected}, got {_type_name(value)}")
+    return None
+
+
+def _decimal(value: Any, spec: Spec, path: str, problems: Problems) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        got = _type_name(value)
+        problems.errors.append(f"wrong type in {path!r}: expected a decimal, got {got}")
+        return None
+    if isinstance(value, str):
+        if not _DEC_RE.fullmatch(value):
+            problems.errors.append(f"bad number in {path!r}: {_show(value)}")
+            return None
+        value = Decimal(value.strip())
+    number = Decimal(value)
+    if not number.is_finite():
+        problems.errors.append(f"bad number in {path!r}: {_show(str(value))}")
+        return None
+    number = number.quantize(Decimal(1).scaleb(-spec.scale), rounding=ROUND_HALF_EVEN)
+    if abs(number) >= Decimal(10) ** (spec.precision - spec.scale):
+        problems.errors.append(f"number out of range in {path!r}: {value}")
+        return None
+    return number
+
+
+def parse_time(text: str) -> datetime | None:
+    """ISO-8601 with `Z` or an offset, naive (UTC) or date-only -> an aware UTC datetime."""
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+_MARK = "\x00dec:"
+_MARK_RE = re.compile(r'"\\u0000dec:([^"]*)"')
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return _MARK + str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def dumps(value: Any) -> str:
+    """JSON text of a value parsed with `parse_float=Decimal`: numbers stay numbers, exactly."""
+    text = json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":"))
+    if _MARK[1:] in text:
+        text = _MARK_RE.sub(r"\1", text)
+    return text
