@@ -1,0 +1,33 @@
+"""The ERP boundary: adapter interface, the Tryton JSON-RPC adapter, and the batch pull.
+
+Plain Python, no Dagster. Import the pieces from here:
+
+    from pipelines.lib.erp import TrytonAdapter, pull_erp, ErpTransientError, ...
+"""
+
+from pipelines.lib.erp.base import (
+    DOCUMENT_KINDS,
+    CreditLine,
+    DocumentKind,
+    ErpAdapter,
+    ErpAuthError,
+    ErpDocument,
+    ErpError,
+    ErpPermanentError,
+    ErpTransientError,
+)
+from pipelines.lib.erp.tryton import TrytonAdapter, TrytonClient
+
+__all__ = [
+    "DOCUMENT_KINDS",
+    "CreditLine",
+    "DocumentKind",
+    "ErpAdapter",
+    "ErpAuthError",
+    "ErpDocument",
+    "ErpError",
+    "ErpPermanentError",
+    "ErpTransientError",
+    "TrytonAdapter",
+    "TrytonClient",
+]

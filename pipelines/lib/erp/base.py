@@ -1,0 +1,119 @@
+"""The ERP-agnostic write-back and pull interface (DESIGN §6, §8).
+
+Everything above staging is ERP-agnostic; an ERP is reached only through an `ErpAdapter`. Tryton is
+the reference implementation (`pipelines.lib.erp.tryton`); NetSuite, Dynamics 365 or SAP adapters
+would implement the same small protocol.
+
+Errors are typed so the push job can decide without parsing messages:
+- `ErpTransientError`: retry with backoff (connection refused, timeouts, HTTP 5xx, locks);
+- `ErpPermanentError`: the ERP refused the document (validation): retrying cannot help, a person
+  must look (exception queue), the ERP's own message is kept;
+- `ErpAuthError`: credentials or address are wrong; the message names what (URL, database, user)
+  and never contains the password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal, Protocol, runtime_checkable
+
+DocumentKind = Literal["credit_note", "stock_move"]
+DOCUMENT_KINDS: tuple[DocumentKind, ...] = ("credit_note", "stock_move")
+
+
+class ErpError(Exception):
+    """Base of every error an adapter raises."""
+
+
+class ErpTransientError(ErpError):
+    """The ERP could not be reached or failed temporarily: safe to retry."""
+
+
+class ErpPermanentError(ErpError):
+    """The ERP refused the request (validation, missing record): retrying cannot help."""
+
+    def __init__(self, message: str, *, erp_message: str | None = None) -> None:
+        super().__init__(message)
+        self.erp_message = erp_message or message
+
+
+class ErpAuthError(ErpError):
+    """Wrong URL, database, user or password. The message never contains the password."""
+
+
+@dataclass(frozen=True)
+class CreditLine:
+    """One credited line: `quantity` and `unit_price` as positive amounts to credit."""
+
+    product_code: str
+    quantity: Decimal | float | int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True)
+class ErpDocument:
+    """A document in the ERP that carries an idempotency key."""
+
+    kind: DocumentKind
+    erp_id: int
+    idempotency_key: str
+    number: str | None
+    state: str
+    created: bool = False  # True only when this very call created it
+    amount: Decimal | None = None  # credit notes: the (negative) total
+    model: str = ""  # the ERP's own model name, e.g. account.invoice
+    line_ids: tuple[int, ...] = field(default=())  # invoice lines or stock moves
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.state in ("cancelled", "cancel")
+
+
+@runtime_checkable
+class ErpAdapter(Protocol):
+    """What returnsync needs from an ERP: find or create keyed documents, and pull changes."""
+
+    def find_document(self, kind: DocumentKind, idempotency_key: str) -> ErpDocument | None:
+        """The document carrying `idempotency_key`, or None. Never creates anything."""
+        ...
+
+    def create_credit_note(
+        self,
+        idempotency_key: str,
+        *,
+        return_line_ref: int | str | None,
+        party: int | str,
+        currency_code: str,
+        lines: Sequence[CreditLine | tuple[str, Any, Any]],
+        description: str,
+        invoice_date: date | None = None,
+    ) -> ErpDocument:
+        """A posted customer credit note carrying the key; the existing one if the key is known."""
+        ...
+
+    def create_stock_move(
+        self,
+        idempotency_key: str,
+        *,
+        return_line_ref: int | str | None,
+        product_code: str,
+        quantity: Decimal | float | int,
+        to_location_code: str,
+        from_location_code: str | None = None,
+        effective_date: date | None = None,
+        description: str | None = None,
+    ) -> ErpDocument:
+        """A done stock posting into `to_location_code` carrying the key; existing one if known."""
+        ...
+
+    def pull(
+        self, model: str, since: datetime | None, fields: Sequence[str], *, batch_size: int = 500
+    ) -> Iterator[Mapping[str, Any]]:
+        """Records of `model` created or written at or after `since` (all if None), oldest first.
+
+        Each row has `id`, `create_date` and `write_date` (naive UTC datetimes) besides `fields`.
+        """
+        ...
