@@ -108,6 +108,13 @@ def connection(db_path: Path | str, read_only: bool = False) -> Iterator[duckdb.
         con.close()
 
 
+def initialize(db_path: Path | str) -> Path:
+    """Create the warehouse file with its `meta` and `raw` tables (idempotent), then close it."""
+    with connection(db_path):
+        pass
+    return Path(db_path)
+
+
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """BEGIN ... COMMIT, rolled back on any error: rows and their ledger positions land together."""

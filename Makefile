@@ -1,0 +1,74 @@
+# returnsync developer commands. The README names these targets; CI runs `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DBT_SEND_ANONYMOUS_USAGE_STATS := False
+export GX_ANALYTICS_ENABLED := False
+
+# Small demo landscape for `make run` when data/landing is empty.
+DEMO_RETURNS ?= 200
+DEMO_SEED ?= 7
+
+.PHONY: help install run test dev lint format lock bench docs clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+# The environment, from the lock file; re-synced whenever pyproject.toml or the lock change.
+$(BIN)/.installed: pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+install: $(BIN)/.installed ## Create or update the virtual environment (.venv)
+
+$(DAGSTER_HOME)/dagster.yaml:
+	@mkdir -p $(DAGSTER_HOME)
+	@printf 'telemetry:\n  enabled: false\n' > $@
+
+run: install $(DAGSTER_HOME)/dagster.yaml ## Run the main job on the embedded default (data/), simulating a landscape if data/landing is empty
+	@if [ -z "$$(ls -A data/landing 2>/dev/null)" ] && $(BIN)/returnsync simulate --help >/dev/null 2>&1; then \
+		$(BIN)/returnsync simulate --returns $(DEMO_RETURNS) --seed $(DEMO_SEED) --out data/landing; \
+	fi
+	@mkdir -p data/landing
+	$(BIN)/returnsync run --quiet
+
+test: install ## Run the whole test suite (starts and stops the servers it needs)
+	$(BIN)/returnsync prepare
+	$(BIN)/pytest
+
+dev: install $(DAGSTER_HOME)/dagster.yaml ## Dagster UI on http://127.0.0.1:3000
+	$(BIN)/returnsync prepare
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: install ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+lock: ## Re-resolve requirements.lock from pyproject.toml
+	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q uv==$(UV_VERSION); }
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock \
+		--custom-compile-command "make lock"
+
+bench: install ## Run the benchmarks in bench/ and append to bench/RESULTS.md
+	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+docs: install ## Generate the dbt docs site into dbt_project/target
+	$(BIN)/returnsync prepare
+	cd dbt_project && RETURNSYNC_DB=$${RETURNSYNC_DB:-$(CURDIR)/data/returnsync.duckdb} ../$(BIN)/dbt docs generate --profiles-dir .
+
+clean: ## Remove the environment, caches and local data
+	rm -rf $(VENV) .pytest_cache .ruff_cache dbt_project/target dbt_project/logs data .dagster_home

@@ -1,0 +1,68 @@
+"""The dbt project as assets: staging, intermediate, marts, recon and seeds.
+
+Keys are the DuckDB location `[schema, name]`, so dbt sources (`raw.*`) meet the landing assets'
+keys without per-model overrides; groups are the dbt layer; dbt tests become asset checks.
+"""
+
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+
+from pipelines.dbt import dbt_project, use_settings
+from pipelines.lib.warehouse import initialize
+from pipelines.resources import SettingsResource
+
+
+class ReturnsyncTranslator(DagsterDbtTranslator):
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+        schema = dbt_resource_props["config"].get("schema") or dbt_resource_props["schema"]
+        return dg.AssetKey([schema, dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "source":
+            return "landing"
+        return dbt_resource_props["config"].get("schema") or "dbt"
+
+
+class DbtBuildConfig(dg.Config):
+    as_of: str | None = None
+    """Reconciliation time (ISO-8601, UTC if no offset); default: when the run starts."""
+
+
+def resolve_as_of(value: str | None) -> str:
+    """Normalise `as_of` to an ISO-8601 UTC timestamp; one value for the whole run."""
+    if not value:
+        return datetime.now(UTC).replace(microsecond=0).isoformat()
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).isoformat()
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    dagster_dbt_translator=ReturnsyncTranslator(),
+    project=dbt_project,
+)
+def returnsync_dbt_assets(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    settings: SettingsResource,
+    config: DbtBuildConfig,
+):
+    resolved = settings.get()
+    initialize(resolved.db_path)  # raw sources exist even before anything has landed
+    use_settings(resolved)
+    dbt_vars = {"as_of": resolve_as_of(config.as_of)}
+    context.log.info(f"dbt build with as_of={dbt_vars['as_of']}")
+    yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+
+
+defs = dg.Definitions(assets=[returnsync_dbt_assets])

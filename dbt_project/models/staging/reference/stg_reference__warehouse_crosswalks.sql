@@ -1,0 +1,16 @@
+-- The warehouse crosswalk (WMS dc_code -> ERP warehouse code) as of the newest landed file.
+with newest_file as (
+    select _file_sha256
+    from {{ source('raw', 'warehouse_crosswalk') }}
+    order by _ingested_at desc, _file desc
+    limit 1
+)
+
+select
+    upper(trim(dc_code)) as dc_code,
+    trim(erp_warehouse_code) as erp_warehouse_code,
+    _file as source_file,
+    _row_number as source_row_number
+from {{ source('raw', 'warehouse_crosswalk') }}
+where _file_sha256 = (select _file_sha256 from newest_file)
+qualify row_number() over (partition by upper(trim(dc_code)) order by _row_number desc) = 1

@@ -1,0 +1,54 @@
+"""The run summary: what landed, what was rejected, what the marts and reconciliation hold."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pipelines.lib.warehouse import connection, table_exists
+from pipelines.settings import Settings
+
+
+def collect(settings: Settings) -> dict:
+    """Counts from the warehouse (read-only): raw rows, dead letters, quarantine, layers, mismatches."""
+    out: dict = {"raw": {}, "models": {}, "mismatches": {}}
+    if not settings.db_path.exists():
+        return out
+    with connection(settings.db_path, read_only=True) as con:
+        tables = con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema in ('raw', 'staging', 'intermediate', 'marts', 'recon') "
+            "order by 1, 2"
+        ).fetchall()
+        for schema, name in tables:
+            count = con.execute(f'select count(*) from "{schema}"."{name}"').fetchone()[0]
+            out["raw" if schema == "raw" else "models"][f"{schema}.{name}"] = count
+        out["dead_letters"] = con.execute("select count(*) from meta.dead_letters").fetchone()[0]
+        out["quarantined"] = con.execute("select count(*) from meta.quarantine").fetchone()[0]
+        out["files_landed"] = con.execute("select count(*) from meta.files_landed").fetchone()[0]
+        if table_exists(con, "recon", "mismatches"):
+            out["mismatches"] = dict(
+                con.execute(
+                    "select rule, count(*) from recon.mismatches where status = 'open' "
+                    "group by rule order by rule"
+                ).fetchall()
+            )
+    return out
+
+
+def print_summary(settings: Settings, echo: Callable[[str], None] = print) -> dict:
+    data = collect(settings)
+    echo("")
+    echo(f"== returnsync summary ({settings.db_path})")
+    echo(f"files landed: {data.get('files_landed', 0)}   dead letters: "
+         f"{data.get('dead_letters', 0)}   quarantined files: {data.get('quarantined', 0)}")
+    raw_total = sum(data["raw"].values())
+    echo(f"raw rows: {raw_total} in {sum(1 for v in data['raw'].values() if v)} non-empty tables")
+    for name, count in data["models"].items():
+        echo(f"  {name:<48} {count:>10}")
+    if data["mismatches"]:
+        echo("open mismatches by rule:")
+        for rule, count in data["mismatches"].items():
+            echo(f"  {rule:<32} {count:>6}")
+    elif "recon.mismatches" in data["models"]:
+        echo("open mismatches: none")
+    return data

@@ -1,0 +1,50 @@
+"""Test-suite set-up shared by every area.
+
+- The dbt manifest is prepared once before any test imports the code location.
+- Every module in tests/fixtures/ is a pytest plugin (real-server fixtures, each started once per
+  test run), so adding a server fixture needs no edit here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+pytest_plugins = sorted(
+    f"tests.fixtures.{p.stem}"
+    for p in (Path(__file__).parent / "fixtures").glob("*.py")
+    if not p.name.startswith("_")
+)
+
+
+@pytest.fixture(scope="session")
+def dbt_manifest() -> Path:
+    """The dbt manifest, parsed once per run (the dbt assets read it when they are imported)."""
+    from pipelines.dbt import prepare_manifest
+
+    return prepare_manifest()
+
+
+@pytest.fixture(scope="session")
+def definitions(dbt_manifest):
+    import importlib
+
+    return importlib.import_module("pipelines.definitions").defs
+
+
+@pytest.fixture
+def settings_env(tmp_path, monkeypatch):
+    """A private data directory for one test: its own warehouse and landing directory."""
+    from pipelines.settings import ENV_VARS, Settings
+
+    for var, _ in ENV_VARS.values():
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("RETURNSYNC_DATA_DIR", str(tmp_path / "data"))
+    settings = Settings.from_env()
+    settings.landing_dir.mkdir(parents=True)
+    return settings
