@@ -4,7 +4,6 @@ Keys are the DuckDB location `[schema, name]`, so dbt sources (`raw.*`) meet the
 keys without per-model overrides; groups are the dbt layer; dbt tests become asset checks.
 """
 
-
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime

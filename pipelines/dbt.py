@@ -19,8 +19,14 @@ from pipelines.settings import DBT_PROJECT_DIR, Settings
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
-_SOURCE_GLOBS = ("dbt_project.yml", "profiles.yml", "models/**/*", "seeds/**/*", "macros/**/*",
-                 "tests/**/*")
+_SOURCE_GLOBS = (
+    "dbt_project.yml",
+    "profiles.yml",
+    "models/**/*",
+    "seeds/**/*",
+    "macros/**/*",
+    "tests/**/*",
+)
 
 
 def dbt_executable() -> str:
@@ -61,9 +67,20 @@ def prepare_manifest(settings: Settings | None = None, force: bool = False) -> P
     if force or manifest_is_stale():
         use_settings(settings or Settings.from_env())
         result = subprocess.run(
-            [dbt_executable(), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-             "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(dbt_project.target_path)],
-            capture_output=True, text=True, check=False,
+            [
+                dbt_executable(),
+                "parse",
+                "--quiet",
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--target-path",
+                str(dbt_project.target_path),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise RuntimeError(f"dbt parse failed:\n{result.stdout}\n{result.stderr}")

@@ -36,7 +36,9 @@ def test_run_builds_the_warehouse_and_prints_a_summary(settings_env, dbt_manifes
     assert result.exit_code == 0, result.output
     assert "returnsync summary" in result.output
     con = duckdb.connect(str(settings_env.db_path), read_only=True)
-    schemas = {r[0] for r in con.execute("select schema_name from information_schema.schemata").fetchall()}
+    schemas = {
+        r[0] for r in con.execute("select schema_name from information_schema.schemata").fetchall()
+    }
     settings_rows = con.execute("select count(*) from seeds.recon_settings").fetchone()[0]
     con.close()
     assert {"raw", "meta", "staging", "seeds"} <= schemas

@@ -15,10 +15,15 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.txt"
 def describe(defs: dg.Definitions) -> str:
     graph = defs.resolve_asset_graph()
     lines = [f"asset {k.to_user_string()}" for k in sorted(defs.resolve_all_asset_keys())]
-    lines += [f"check {c.asset_key.to_user_string()}:{c.name}" for c in sorted(graph.asset_check_keys)]
+    lines += [
+        f"check {c.asset_key.to_user_string()}:{c.name}" for c in sorted(graph.asset_check_keys)
+    ]
     repo = defs.get_repository_def()
-    lines += [f"job {j.name}" for j in sorted(repo.get_all_jobs(), key=lambda j: j.name)
-              if not j.name.startswith("__")]
+    lines += [
+        f"job {j.name}"
+        for j in sorted(repo.get_all_jobs(), key=lambda j: j.name)
+        if not j.name.startswith("__")
+    ]
     lines += [f"sensor {s.name}" for s in sorted(repo.sensor_defs, key=lambda s: s.name)]
     lines += [f"schedule {s.name}" for s in sorted(repo.schedule_defs, key=lambda s: s.name)]
     return "\n".join(lines) + "\n"

@@ -8,12 +8,24 @@ from pipelines.settings import Settings
 
 
 @click.command()
-@click.option("--landing", "landing_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Landing directory of file drops (default: RETURNSYNC_LANDING or data/landing).")
-@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="DuckDB warehouse file (default: RETURNSYNC_DB or data/returnsync.duckdb).")
-@click.option("--as-of", "as_of", metavar="ISO-8601",
-              help="Reconciliation time, e.g. 2026-11-01T00:00:00Z (default: now).")
+@click.option(
+    "--landing",
+    "landing_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Landing directory of file drops (default: RETURNSYNC_LANDING or data/landing).",
+)
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="DuckDB warehouse file (default: RETURNSYNC_DB or data/returnsync.duckdb).",
+)
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="ISO-8601",
+    help="Reconciliation time, e.g. 2026-11-01T00:00:00Z (default: now).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Only print the summary, not Dagster's step log.")
 def run(landing_dir: Path | None, db_path: Path | None, as_of: str | None, quiet: bool) -> None:
     """Run the main job: land every source, build the dbt models, reconcile, then print a summary.
@@ -28,7 +40,8 @@ def run(landing_dir: Path | None, db_path: Path | None, as_of: str | None, quiet
     if not settings.uses_kafka and not settings.landing_dir.is_dir():
         raise click.ClickException(
             f"landing directory {settings.landing_dir} does not exist "
-            "(create it, point RETURNSYNC_LANDING or --landing at one, or run `returnsync simulate`)"
+            "(create it, point RETURNSYNC_LANDING or --landing at one, "
+            "or run `returnsync simulate`)"
         )
     click.echo(f"returnsync run: warehouse {settings.db_path}", err=True)
     ok = run_main_job(settings, as_of=as_of, quiet=quiet)

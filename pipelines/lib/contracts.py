@@ -59,6 +59,8 @@ class CdcTable:
 
 _TS = "timestamp"  # timestamp without time zone, UTC (Debezium MicroTimestamp)
 
+# A few columns per line read better than one per line: formatting is off for the tables.
+# fmt: off
 CDC_TABLES: tuple[CdcTable, ...] = (
     # ERP: Tryton's own tables (DESIGN §2.2, §8)
     CdcTable("erp", "sale_sale", {
@@ -108,6 +110,8 @@ CDC_TABLES: tuple[CdcTable, ...] = (
         "disposition": "varchar", "quantity": "decimal(12,3)", "inspected_at": "timestamptz",
     }),
 )
+
+# fmt: on
 
 CDC_BY_TOPIC: dict[str, CdcTable] = {t.topic: t for t in CDC_TABLES}
 CDC_PREFIXES: tuple[str, ...] = ("erp", "wms")
@@ -187,6 +191,7 @@ class FileSource:
     required: tuple[str, ...]  # a record missing one of these is dead-lettered
 
 
+# fmt: off
 FILE_SOURCES: tuple[FileSource, ...] = (
     FileSource(
         "returns_saas", "returns_saas_webhooks", "returns_saas/*.ndjson",
@@ -238,6 +243,8 @@ FILE_SOURCES: tuple[FileSource, ...] = (
         ("dc_code", "erp_warehouse_code"),
     ),
 )
+
+# fmt: on
 
 
 def raw_ddl(table: str, meta: dict[str, str], columns: dict[str, str]) -> str:

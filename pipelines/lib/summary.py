@@ -9,7 +9,7 @@ from pipelines.settings import Settings
 
 
 def collect(settings: Settings) -> dict:
-    """Counts from the warehouse (read-only): raw rows, dead letters, quarantine, layers, mismatches."""
+    """Read-only counts: raw rows, dead letters, quarantine, model rows, open mismatches."""
     out: dict = {"raw": {}, "models": {}, "mismatches": {}}
     if not settings.db_path.exists():
         return out
@@ -39,8 +39,10 @@ def print_summary(settings: Settings, echo: Callable[[str], None] = print) -> di
     data = collect(settings)
     echo("")
     echo(f"== returnsync summary ({settings.db_path})")
-    echo(f"files landed: {data.get('files_landed', 0)}   dead letters: "
-         f"{data.get('dead_letters', 0)}   quarantined files: {data.get('quarantined', 0)}")
+    echo(
+        f"files landed: {data.get('files_landed', 0)}   dead letters: "
+        f"{data.get('dead_letters', 0)}   quarantined files: {data.get('quarantined', 0)}"
+    )
     raw_total = sum(data["raw"].values())
     echo(f"raw rows: {raw_total} in {sum(1 for v in data['raw'].values() if v)} non-empty tables")
     for name, count in data["models"].items():

@@ -146,7 +146,8 @@ def write_dead_letters(con: duckdb.DuckDBPyConnection, letters: Iterable[DeadLet
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     return bool(
         con.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            "select count(*) from information_schema.tables "
+            "where table_schema = ? and table_name = ?",
             [schema, table],
         ).fetchone()[0]
     )
