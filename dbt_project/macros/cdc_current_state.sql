@@ -1,0 +1,139 @@
+{#-
+    Current state per primary key of a raw Debezium change log (DESIGN §2.1, STYLE: Debezium's
+    own sink semantics).
+
+    - Order of changes for one row: source lsn, then source ts_ms, then the Kafka offset
+      (`_seq`; a missing lsn or ts_ms sorts first). The latest change wins.
+    - A key whose latest change is a delete (`d`) is deleted; so is a key with a tombstone after
+      its latest change in the same partition. A delete carries only the key: its before-image is
+      never data.
+    - A truncate (`t`) deletes every row whose latest change is ordered before it.
+    - Snapshot reads (`r`) and rows pulled from the ERP by batch count like creates.
+
+    Returns every contract column of the raw table plus `_position` (topic:partition:offset of the
+    winning change), `_op`, `_changed_at`, `_last_ingested_at` (newest ingestion of any change of
+    the key) and `is_deleted`.
+
+    Incremental models (`materialized='incremental'`, `incremental_strategy='delete+insert'`,
+    `unique_key=<pk>`) recompute only the keys with a change ingested since the last build (all
+    keys when a new truncate arrived), from all their changes, so late and out-of-order events are
+    handled and a full refresh gives the same table; their deleted keys are removed by the
+    `delete_deleted_keys()` post-hook. Views simply leave deleted keys out.
+-#}
+{% macro cdc_current_state(raw_table, pk) -%}
+{%- set src = source('raw', raw_table) -%}
+{%- set incremental = config.get('materialized') == 'incremental' -%}
+with
+{% if incremental and is_incremental() %}
+watermark as (
+    select coalesce(max(_last_ingested_at), '1970-01-01 00:00:00+00'::timestamptz) as watermark_at
+    from {{ this }}
+),
+
+changed_keys as (
+    select distinct {{ pk }} as pk
+    from {{ src }}
+    where _ingested_at >= (select watermark_at from watermark) and _op <> 't'
+),
+
+new_truncate as (
+    select count(*) > 0 as any_new
+    from {{ src }}
+    where _op = 't' and _ingested_at >= (select watermark_at from watermark)
+),
+{% endif %}
+changes as (
+    select
+        *,
+        [coalesce(_source_lsn, -1), coalesce(_source_ts_ms, -1), _offset] as _seq
+    from {{ src }}
+    where _op <> 't'
+    {% if incremental and is_incremental() %}
+        and (
+            {{ pk }} in (select pk from changed_keys)
+            or (select any_new from new_truncate)
+        )
+    {% endif %}
+),
+
+latest as (
+    select *
+    from changes
+    where not coalesce(_is_tombstone, false)
+    qualify row_number() over (
+        partition by {{ pk }} order by _seq desc, _topic desc, _partition desc
+    ) = 1
+),
+
+keys as (
+    select {{ pk }} as pk, max(_ingested_at) as _last_ingested_at
+    from changes
+    group by 1
+),
+
+tombstones as (
+    select {{ pk }} as pk, _topic, _partition, max(_offset) as _offset
+    from changes
+    where coalesce(_is_tombstone, false)
+    group by all
+),
+
+last_truncate as (
+    select max([coalesce(_source_lsn, -1), coalesce(_source_ts_ms, -1), _offset]) as _seq
+    from {{ src }}
+    where _op = 't'
+),
+
+current_state as (
+    select
+        latest.* exclude ({{ pk }}, _seq, _topic, _partition, _offset, _ingested_at),
+        keys.pk as {{ pk }},
+        latest._topic || ':' || latest._partition || ':' || latest._offset as _position,
+        keys._last_ingested_at,
+        (
+            latest.{{ pk }} is null
+            or latest._op = 'd'
+            or exists (
+                select 1
+                from tombstones as t
+                where
+                    t.pk = keys.pk
+                    and t._topic = latest._topic
+                    and t._partition = latest._partition
+                    and t._offset > latest._offset
+            )
+            or coalesce(latest._seq < (select _seq from last_truncate), false)
+        ) as is_deleted
+    from keys
+    left join latest on latest.{{ pk }} = keys.pk
+)
+
+select * from current_state
+{%- if not incremental %}
+where not is_deleted
+{%- endif %}
+{%- endmacro %}
+
+
+{#- Post-hook of incremental current-state models: deleted keys disappear. -#}
+{% macro delete_deleted_keys() -%}
+delete from {{ this }} where is_deleted
+{%- endmacro %}
+
+
+{#- Letters and digits only, upper-case: how RMA numbers are compared (DESIGN §4). -#}
+{% macro normalize_rma(expr) -%}
+nullif(upper(regexp_replace(coalesce({{ expr }}, ''), '[^A-Za-z0-9]', '', 'g')), '')
+{%- endmacro %}
+
+
+{#- A `timestamp` (UTC, no zone) or `date` as an absolute UTC time. -#}
+{% macro utc(expr) -%}
+timezone('UTC', cast({{ expr }} as timestamp))
+{%- endmacro %}
+
+
+{#- Deterministic surrogate key: md5 of the parts joined with '|' (null parts as ''). -#}
+{% macro key(prefix, parts) -%}
+md5('{{ prefix }}' {%- for p in parts %} || '|' || coalesce(cast({{ p }} as varchar), ''){% endfor %})
+{%- endmacro %}

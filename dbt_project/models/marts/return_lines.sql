@@ -1,0 +1,26 @@
+-- Placeholder with the contract's shape (no rows) until the model is written.
+select
+    cast(null as varchar) as return_line_key,
+    cast(null as varchar) as return_key,
+    cast(null as varchar) as rma_number,
+    cast(null as bigint) as erp_return_line_id,
+    cast(null as varchar) as sku,
+    cast(null as varchar) as channel_sku,
+    cast(null as varchar) as channel_line_id,
+    cast(null as boolean) as is_sku_mapped,
+    cast(null as varchar) as lot,
+    cast(null as varchar) as serial,
+    cast(null as decimal(12,3)) as qty_requested,
+    cast(null as decimal(12,3)) as qty_authorized,
+    cast(null as decimal(12,3)) as qty_received,
+    cast(null as decimal(12,3)) as qty_inspected,
+    cast(null as varchar) as reason,
+    cast(null as varchar) as reason_raw,
+    cast(null as decimal(18,4)) as unit_price,
+    cast(null as varchar) as currency,
+    cast(null as varchar) as warehouse,
+    cast(null as varchar) as source_system,
+    cast(null as varchar) as source_record_id,
+    cast(null as varchar) as source_position,
+    cast(null as timestamp with time zone) as source_changed_at
+where false

@@ -1,0 +1,26 @@
+-- Placeholder with the contract's shape (no rows) until the model is written.
+select
+    cast(null as varchar) as return_key,
+    cast(null as varchar) as rma_number,
+    cast(null as varchar) as rma_normalized,
+    cast(null as varchar) as channel,
+    cast(null as varchar) as channel_return_id,
+    cast(null as bigint) as erp_return_order_id,
+    cast(null as varchar) as erp_return_order_number,
+    cast(null as varchar) as order_ref,
+    cast(null as varchar) as status,
+    cast(null as varchar) as channel_status,
+    cast(null as timestamp with time zone) as requested_at,
+    cast(null as timestamp with time zone) as approved_at,
+    cast(null as timestamp with time zone) as received_at,
+    cast(null as timestamp with time zone) as closed_at,
+    cast(null as varchar) as currency,
+    cast(null as varchar) as outcome,
+    cast(null as varchar) as tracking_number,
+    cast(null as varchar) as warehouse,
+    cast(null as boolean) as is_received,
+    cast(null as varchar) as source_system,
+    cast(null as varchar) as source_record_id,
+    cast(null as varchar) as source_position,
+    cast(null as timestamp with time zone) as source_changed_at
+where false

@@ -1,0 +1,14 @@
+-- ERP stock locations (warehouses and their disposition locations), current state per id.
+with current_state as (
+    {{ cdc_current_state('erp_stock_location', 'id') }}
+)
+
+select
+    id as location_id,
+    trim(code) as location_code,
+    name as location_name,
+    type as location_type,
+    parent as parent_location_id,
+    _position as source_position,
+    _changed_at as source_changed_at
+from current_state

@@ -1,0 +1,38 @@
+-- Shopify refunds (REST Refund resource), one row per refund id (DESIGN §2.5). Only transactions
+-- with kind `refund` and status `success` move money: `refund_amount` is their sum, and a refund
+-- without one has `is_refund` false.
+with refunds as (
+    select *
+    from {{ source('raw', 'shopify_refunds') }}
+    where id is not null
+    qualify row_number() over (
+        partition by id order by _ingested_at desc, _file desc, _row_number desc
+    ) = 1
+),
+
+successful as (
+    select
+        refunds.id as refund_id,
+        sum(t.amount) as refund_amount,
+        min(upper(trim(t.currency))) as currency,
+        string_agg(cast(t.id as varchar), ',' order by t.id) as transaction_ids,
+        count(*) as transactions
+    from refunds, unnest(refunds.transactions) as u(t)
+    where lower(t.kind) = 'refund' and lower(t.status) = 'success'
+    group by 1
+)
+
+select
+    refunds.id as refund_id,
+    refunds.order_id,
+    refunds.created_at,
+    coalesce(refunds.processed_at, refunds.created_at) as processed_at,
+    coalesce(successful.refund_amount, 0) as refund_amount,
+    successful.currency,
+    successful.transaction_ids,
+    coalesce(successful.transactions, 0) > 0 as is_refund,
+    refunds.refund_line_items,
+    refunds._file_sha256 || ':' || refunds._row_number as source_position,
+    coalesce(refunds.processed_at, refunds.created_at) as source_changed_at
+from refunds
+left join successful on successful.refund_id = refunds.id
