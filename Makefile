@@ -41,7 +41,7 @@ run: install $(DAGSTER_HOME)/dagster.yaml ## Run the main job on the embedded de
 	@mkdir -p data/landing
 	$(BIN)/returnsync run --quiet
 
-test: install ## Run the whole test suite (starts and stops the servers it needs)
+test: install $(DAGSTER_HOME)/dagster.yaml ## Run the whole test suite (starts and stops the servers it needs)
 	$(BIN)/returnsync prepare
 	$(BIN)/pytest
 

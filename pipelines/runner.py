@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 
 import dagster as dg
 
@@ -48,11 +49,22 @@ def main_job(defs: dg.Definitions) -> dg.JobDefinition:
         return defs.resolve_implicit_global_asset_job_def()
 
 
+def instance() -> dg.DagsterInstance:
+    """The instance in DAGSTER_HOME (created, telemetry off, if missing), else a throw-away one."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.ephemeral()
+    config = Path(home) / "dagster.yaml"
+    if not config.exists():
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text("telemetry:\n  enabled: false\n")
+    return dg.DagsterInstance.get()
+
+
 def run_main_job(settings: Settings, as_of: str | None = None, quiet: bool = False) -> bool:
     defs = load_definitions(settings)
     job = main_job(defs)
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
-    with instance or dg.DagsterInstance.ephemeral() as inst:
+    with instance() as inst:
         result = job.execute_in_process(
             run_config=run_config(settings, as_of, quiet), instance=inst, raise_on_error=False
         )

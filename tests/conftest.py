@@ -44,6 +44,7 @@ def settings_env(tmp_path, monkeypatch):
 
     for var, _ in ENV_VARS.values():
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # runs go to a throw-away instance
     monkeypatch.setenv("RETURNSYNC_DATA_DIR", str(tmp_path / "data"))
     settings = Settings.from_env()
     settings.landing_dir.mkdir(parents=True)
