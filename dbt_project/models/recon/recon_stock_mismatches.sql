@@ -1,0 +1,97 @@
+-- Rules receipt_not_posted, posted_qty_mismatch, disposition_mismatch (DESIGN §5), at the grain
+-- (return line, ERP disposition location):
+--   inspected quantity: WMS inspections of the line's receipts, at the location the disposition
+--     map and the receiving warehouse give (marts.dispositions.location_code);
+--   posted quantity: `done` ERP stock moves whose origin is the line, into that location
+--     (marts.inventory_adjustments; only disposition locations count, not e.g. the input dock).
+-- Sign convention: qty_delta = actual (ERP) - expected (WMS); amount_delta values it at the
+-- line's unit price.
+with
+
+run as (
+    select * from {{ ref('recon_run') }}
+),
+
+disposition_suffixes as (
+    select distinct location_suffix from {{ ref('disposition_map') }}
+),
+
+inspected as (
+    select
+        return_line_key,
+        location_code as location,
+        sum(quantity) as inspected_qty,
+        max(decided_at) as last_inspected_at
+    from {{ ref('dispositions') }}
+    where return_line_key is not null and location_code is not null
+    group by return_line_key, location_code
+),
+
+posted as (
+    select
+        return_line_key,
+        location,
+        sum(abs(quantity)) as posted_qty
+    from {{ ref('inventory_adjustments') }}
+    where return_line_key is not null
+      and regexp_extract(location, '-([^-]+)$', 1)
+          in (select location_suffix from disposition_suffixes)
+    group by return_line_key, location
+),
+
+positions as (
+    select
+        coalesce(i.return_line_key, p.return_line_key) as return_line_key,
+        coalesce(i.location, p.location) as location,
+        coalesce(i.inspected_qty, 0) as inspected_qty,
+        i.last_inspected_at,
+        coalesce(p.posted_qty, 0) as posted_qty
+    from inspected as i
+    full outer join posted as p
+        on i.return_line_key = p.return_line_key and i.location = p.location
+),
+
+judged as (
+    select
+        case
+            when positions.inspected_qty > 0
+                and positions.posted_qty = 0
+                and positions.last_inspected_at + interval 1 hour * run.posting_grace_h
+                    <= run.as_of
+                then 'receipt_not_posted'
+            when positions.inspected_qty > 0
+                and positions.posted_qty > 0
+                and positions.inspected_qty <> positions.posted_qty
+                and positions.last_inspected_at + interval 1 hour * run.posting_grace_h
+                    <= run.as_of
+                then 'posted_qty_mismatch'
+            when positions.posted_qty > 0 and positions.inspected_qty = 0
+                then 'disposition_mismatch'
+        end as rule,
+        lines.rma_number,
+        lines.sku,
+        regexp_replace(positions.location, '-[^-]+$', '') as warehouse,
+        positions.location,
+        positions.inspected_qty,
+        positions.posted_qty,
+        lines.unit_price,
+        run.as_of
+    from positions
+    inner join {{ ref('return_lines') }} as lines
+        on positions.return_line_key = lines.return_line_key
+    cross join run
+)
+
+select
+    rule,
+    rma_number,
+    sku,
+    warehouse,
+    location,
+    cast(inspected_qty as varchar) as expected,
+    cast(posted_qty as varchar) as actual,
+    cast((posted_qty - inspected_qty) * unit_price as decimal(18, 4)) as amount_delta,
+    cast(posted_qty - inspected_qty as decimal(18, 3)) as qty_delta,
+    as_of as detected_at
+from judged
+where rule is not null
