@@ -1,0 +1,172 @@
+"""Great Expectations at the landing boundary (DESIGN §3): the suites of `suites.py`, run on the
+rows of the files landed in one run.
+
+Great Expectations is imported lazily (it takes seconds), only when a batch has rows. It
+validates pandas frames (its SQL data source does not work on DuckDB), with analytics and
+progress bars off. Plain Python: no Dagster here; `assets/files.py` turns the outcome into asset
+checks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from expectations.suites import KEY_COLUMNS, PERSONAL_COLUMNS, SUITES, Frame
+
+SAMPLE_ROWS = 20
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    frame: str
+    expectation: str  # e.g. expect_column_values_to_be_in_set
+    column: str
+    success: bool
+    element_count: int
+    unexpected_count: int
+
+
+@dataclass
+class ValidationOutcome:
+    """The result of one suite on one landed batch."""
+
+    raw_table: str
+    rows: int = 0  # rows of the main frame
+    results: list[ExpectationResult] = field(default_factory=list)
+    # failing rows: frame, expectation, column, value, _file, _row_number (never personal data)
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return all(r.success for r in self.results)
+
+    @property
+    def failed(self) -> list[ExpectationResult]:
+        return [r for r in self.results if not r.success]
+
+
+def batch_frames(con, raw_table: str, sha256s: list[str]) -> dict[str, Any]:
+    """The pandas frames of a suite for the rows of the given files (in landing order)."""
+    frames = {}
+    for frame in SUITES[raw_table]:
+        sql = frame.sql.format(batch="list_contains(?, r._file_sha256)")
+        frames[frame.name] = con.execute(sql, [list(sha256s)]).df()
+    return frames
+
+
+def validate_batch(con, raw_table: str, sha256s: list[str]) -> ValidationOutcome:
+    """Run the suite of `raw_table` on the rows of the files `sha256s` (one landing run)."""
+    if not sha256s:
+        return ValidationOutcome(raw_table)
+    return validate_frames(raw_table, batch_frames(con, raw_table, sha256s))
+
+
+def validate_frames(raw_table: str, frames: dict[str, Any]) -> ValidationOutcome:
+    outcome = ValidationOutcome(raw_table)
+    suite = SUITES[raw_table]
+    outcome.rows = len(frames[suite[0].name])
+    if outcome.rows == 0:
+        return outcome
+    gx, context = _context()
+    for frame in suite:
+        df = frames[frame.name]
+        if len(df) == 0:
+            continue
+        _validate_frame(gx, context, raw_table, frame, df, outcome)
+    return outcome
+
+
+def _validate_frame(gx, context, raw_table: str, frame: Frame, df, outcome) -> None:
+    leaked = PERSONAL_COLUMNS.intersection(df.columns)
+    if leaked:  # a suite must never read personal data
+        raise ValueError(f"frame {raw_table}.{frame.name} selects personal columns {leaked}")
+    import great_expectations.expectations as gxe
+
+    name = f"{raw_table}.{frame.name}"
+    source = context.data_sources.add_or_update_pandas(name)
+    asset = source.add_dataframe_asset(name)
+    batch = asset.add_batch_definition_whole_dataframe(name).get_batch(
+        batch_parameters={"dataframe": df}
+    )
+    suite = gx.ExpectationSuite(name=name)
+    for exp in frame.expectations:
+        suite.add_expectation(getattr(gxe, exp.type)(column=exp.column, **exp.kwargs))
+    result = batch.validate(
+        suite,
+        result_format={
+            "result_format": "COMPLETE",
+            "unexpected_index_column_names": list(KEY_COLUMNS),
+            "partial_unexpected_count": SAMPLE_ROWS,
+        },
+    )
+    for res in result.results:
+        config = res.expectation_config
+        column = config.kwargs["column"]
+        details = res.result or {}
+        outcome.results.append(
+            ExpectationResult(
+                frame=frame.name,
+                expectation=config.type,
+                column=column,
+                success=bool(res.success),
+                element_count=int(details.get("element_count", len(df))),
+                unexpected_count=int(details.get("unexpected_count") or 0),
+            )
+        )
+        for index in (details.get("unexpected_index_list") or [])[:SAMPLE_ROWS]:
+            if len(outcome.sample) >= SAMPLE_ROWS * 3:
+                break
+            outcome.sample.append(
+                {
+                    "frame": frame.name,
+                    "expectation": config.type,
+                    "column": column,
+                    "value": _plain(index.get(column)),
+                    **{k: _plain(index.get(k)) for k in KEY_COLUMNS},
+                }
+            )
+
+
+def _plain(value: Any) -> Any:
+    """numpy / pandas scalars -> plain Python, NaN/NaT -> None."""
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value.__class__.__name__ in ("NaTType", "NAType"):
+        return None
+    return value
+
+
+_CONTEXT: tuple[Any, Any] | None = None
+
+
+def _context():
+    """An ephemeral GE context, created once per process (the import takes seconds)."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(
+            globally=False, metric_calculations=False
+        )
+        _CONTEXT = (gx, context)
+    return _CONTEXT
+
+
+__all__ = [
+    "SUITES",
+    "ExpectationResult",
+    "ValidationOutcome",
+    "batch_frames",
+    "validate_batch",
+    "validate_frames",
+]

@@ -1,0 +1,66 @@
+"""`file_drop_sensor`: requests a file-landing run when new files appear in the landing directory.
+
+It only looks: it lists the files under the landing directory, hashes them and asks the file
+ledger (`meta.files_landed`, read-only) which are new. It never lands anything itself. The
+`run_key` is the new files' hash (one file) or the hash of their sorted hashes (several), so the
+same drop never launches two runs.
+"""
+
+import hashlib
+
+import dagster as dg
+
+from assets.files import FILE_ASSET_KEYS
+from pipelines.resources import SettingsResource
+
+file_ingest_job = dg.define_asset_job(
+    "file_ingest_job",
+    selection=dg.AssetSelection.assets(*FILE_ASSET_KEYS),
+    description="Land new file drops (returns SaaS, Shopify, Amazon, B2B, reference) into raw.",
+)
+
+
+def drop_run_key(hashes: list[str]) -> str:
+    """The run key of a drop: the file's sha256, or the sha256 of the sorted hashes."""
+    unique = sorted(set(hashes))
+    if len(unique) == 1:
+        return unique[0]
+    return hashlib.sha256("\n".join(unique).encode()).hexdigest()
+
+
+@dg.sensor(
+    job=file_ingest_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Requests file_ingest_job when files not yet in the file ledger are dropped.",
+)
+def file_drop_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
+    import duckdb
+
+    from pipelines.lib.files import pending_files
+    from pipelines.lib.warehouse import connection, table_exists
+
+    resolved = settings.get()
+    if not resolved.landing_dir.exists():
+        return dg.SkipReason(f"no landing directory at {resolved.landing_dir}")
+    try:
+        if resolved.db_path.exists():
+            with connection(resolved.db_path, read_only=True) as con:
+                ledger = con if table_exists(con, "meta", "files_landed") else None
+                pending = pending_files(resolved.landing_dir, ledger)
+        else:
+            pending = pending_files(resolved.landing_dir, None)
+    except duckdb.IOException as exc:  # a run holds the warehouse: look again next tick
+        return dg.SkipReason(f"warehouse busy: {exc}")
+    if not pending:
+        return dg.SkipReason("no new files")
+    hashes = [sha for _, _, sha in pending]
+    files = sorted(str(path.relative_to(resolved.landing_dir)) for _, path, _ in pending)
+    context.log.info(f"{len(files)} new file(s): {', '.join(files[:20])}")
+    return dg.RunRequest(
+        run_key=drop_run_key(hashes),
+        tags={"returnsync/new_files": str(len(files))},
+    )
+
+
+defs = dg.Definitions(jobs=[file_ingest_job], sensors=[file_drop_sensor])
