@@ -1,0 +1,318 @@
+"""Embedded mode: Kafka records read from `<landing>/cdc/*.ndjson` (DESIGN §2.1, §2.9).
+
+One Kafka record per line: `{"topic", "partition", "offset", "key", "value"}`. `key` is the JSON
+key object; `value` is the envelope object, null (a tombstone), or a JSON string holding raw bytes
+that are not valid JSON (a malformed Kafka value). Each line becomes a `KafkaRecord` and goes
+through `land.land_batch` (ledger source `file`), so decoding, dead letters and idempotency are
+exactly those of Kafka.
+
+A line that is not JSON or has no valid position is a dead letter (source `cdc`, position
+`<sha256 of the file>:<line number>`). A file is recorded in `meta.files_landed` (source `cdc`)
+in the transaction of its last batch, and skipped when its sha256 is already there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+from tqdm import tqdm
+
+from pipelines.lib.cdc.land import (
+    DEAD_LETTER_SOURCE,
+    BatchResult,
+    KafkaRecord,
+    land_batch,
+    load_connectors,
+)
+from pipelines.lib.warehouse import DeadLetter, utcnow
+
+LEDGER_SOURCE = "file"  # meta.stream_offsets source of records read from files
+FILES_SOURCE = "cdc"  # meta.files_landed source
+CDC_DIR = "cdc"
+PATTERN = "*.ndjson"
+BATCH_SIZE = 50_000
+
+
+@dataclass
+class FilesSummary:
+    """What `land_cdc_files` / `replay_cdc_files` did."""
+
+    files_landed: list[str] = field(default_factory=list)  # paths relative to the landing dir
+    files_skipped: list[str] = field(default_factory=list)  # already in the file ledger
+    bad_lines: int = 0  # lines that were not a Kafka record (new dead letters included)
+    result: BatchResult = field(default_factory=BatchResult.empty)
+
+    @property
+    def landed(self) -> dict[str, int]:
+        return self.result.landed
+
+    @property
+    def dead_letters(self) -> int:
+        return self.result.dead_letters
+
+    @property
+    def max_changed_at(self) -> datetime | None:
+        return self.result.max_changed_at
+
+
+def cdc_files(landing_dir: Path) -> list[Path]:
+    """The CDC files of a landing directory, in name order."""
+    return sorted((Path(landing_dir) / CDC_DIR).glob(PATTERN))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _to_bytes(value: Any) -> bytes | None:
+    """A record's key or value as Kafka bytes: JSON re-serialised; a JSON string is raw bytes."""
+    if value is None:
+        return None
+    if type(value) is str:
+        return value.encode("utf-8")
+    return orjson.dumps(value)
+
+
+def parse_line(line: bytes, sha256: str, number: int) -> KafkaRecord | DeadLetter:
+    """One NDJSON line -> `KafkaRecord`, or a `DeadLetter` naming what is wrong with it."""
+
+    def dead(reason: str) -> DeadLetter:
+        text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+        return DeadLetter(DEAD_LETTER_SOURCE, f"{sha256}:{number}", text, reason)
+
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return dead(f"line: bad JSON ({exc})")
+    if type(obj) is not dict:
+        return dead("line: expected a JSON object {topic, partition, offset, key, value}")
+    topic, partition, offset = obj.get("topic"), obj.get("partition"), obj.get("offset")
+    if type(topic) is not str or not topic:
+        return dead(
+            "topic: missing" if topic is None else f"topic: expected a string, got {topic!r}"
+        )
+    for name, v in (("partition", partition), ("offset", offset)):
+        if v is None:
+            return dead(f"{name}: missing")
+        if type(v) is not int or v < 0:
+            return dead(f"{name}: expected a non-negative integer, got {v!r}")
+    return KafkaRecord(
+        topic, partition, offset, _to_bytes(obj.get("key")), _to_bytes(obj.get("value"))
+    )
+
+
+def _read(
+    path: Path, sha256: str, bar: tqdm | None
+) -> Iterator[tuple[int, KafkaRecord | DeadLetter]]:
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if bar is not None:
+                bar.update(len(line))
+            if not line.strip():
+                continue
+            yield number, parse_line(line, sha256, number)
+
+
+def _progress(paths: list[Path], progress: bool, desc: str) -> tqdm:
+    total = sum(p.stat().st_size for p in paths)
+    return tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc=desc,
+        file=sys.stderr,
+        disable=not progress,
+        leave=False,
+    )
+
+
+def land_cdc_files(
+    con: duckdb.DuckDBPyConnection,
+    landing_dir: Path,
+    progress: bool = True,
+    *,
+    connectors: Mapping[str, dict] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> FilesSummary:
+    """Land every new `<landing>/cdc/*.ndjson` file (by sha256), in batches of `batch_size`.
+
+    `connectors` defaults to `<landing>/cdc/connectors.json`. Progress (bytes read) on stderr.
+    """
+    landing_dir = Path(landing_dir)
+    if connectors is None:
+        connectors = load_connectors(landing_dir)
+    summary = FilesSummary()
+    paths = cdc_files(landing_dir)
+    with _progress(paths, progress, "cdc files") as bar:
+        for path in paths:
+            rel = path.relative_to(landing_dir).as_posix()
+            sha = file_sha256(path)
+            done = con.execute(
+                "select count(*) from meta.files_landed where sha256 = ?", [sha]
+            ).fetchone()[0]
+            if done:
+                bar.update(path.stat().st_size)
+                summary.files_skipped.append(rel)
+                continue
+            file_result = BatchResult.empty()
+            bad = 0
+            records: list[KafkaRecord] = []
+            letters: list[DeadLetter] = []
+
+            def flush(last: bool, rel=rel, sha=sha) -> None:
+                nonlocal file_result, records, letters
+
+                def ledger(c: duckdb.DuckDBPyConnection, batch: BatchResult) -> None:
+                    if last:
+                        total = file_result.merge(batch)
+                        c.execute(
+                            "insert or ignore into meta.files_landed values (?, ?, ?, ?, ?, ?)",
+                            [
+                                sha,
+                                FILES_SOURCE,
+                                rel,
+                                sum(total.landed.values()),
+                                total.dead_letters,
+                                utcnow(),
+                            ],
+                        )
+
+                batch = land_batch(
+                    con,
+                    records,
+                    source=LEDGER_SOURCE,
+                    connectors=connectors,
+                    extra_dead_letters=letters,
+                    in_transaction=ledger,
+                )
+                file_result = file_result.merge(batch)
+                records, letters = [], []
+
+            for _, item in _read(path, sha, bar):
+                if isinstance(item, KafkaRecord):
+                    records.append(item)
+                else:
+                    letters.append(item)
+                    bad += 1
+                if len(records) + len(letters) >= batch_size:
+                    flush(last=False)
+            flush(last=True)
+            summary.files_landed.append(rel)
+            summary.bad_lines += bad
+            summary.result = summary.result.merge(file_result)
+    return summary
+
+
+def replay_cdc_files(
+    con: duckdb.DuckDBPyConnection,
+    landing_dir: Path,
+    *,
+    topic: str,
+    partition: int | None = None,
+    from_offset: int | None = None,
+    from_timestamp_ms: int | None = None,
+    retry_dead_letters: bool = True,
+    progress: bool = True,
+    connectors: Mapping[str, dict] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> FilesSummary:
+    """Re-ingest a topic's records from the CDC files, from a position, ignoring the file ledger.
+
+    The position is `from_offset` (per partition: offsets >= it), or `from_timestamp_ms`: as
+    Kafka's offsets-for-times, per partition the first offset whose change event's `ts_ms` is at
+    or after the time, and every record from there on. Only positions not landed yet land; with
+    `retry_dead_letters` (the default) former dead letters are decoded again, and those that
+    decode now land (see `land.land_batch`). Lines that are not Kafka records are not replayed.
+    """
+    if (from_offset is None) == (from_timestamp_ms is None):
+        raise ValueError("give exactly one of from_offset and from_timestamp_ms")
+    landing_dir = Path(landing_dir)
+    if connectors is None:
+        connectors = load_connectors(landing_dir)
+    paths = cdc_files(landing_dir)
+
+    def wanted(rec: KafkaRecord) -> bool:
+        return rec.topic == topic and (partition is None or rec.partition == partition)
+
+    start: dict[int, int] = {}
+    if from_timestamp_ms is not None:
+        with _progress(paths, progress, "finding start offsets") as bar:
+            for path in paths:
+                for _, rec in _read(path, "", bar):
+                    if isinstance(rec, KafkaRecord) and wanted(rec):
+                        ts = _event_ts_ms(rec.value)
+                        if ts is not None and ts >= from_timestamp_ms:
+                            prev = start.get(rec.partition)
+                            start[rec.partition] = (
+                                rec.offset if prev is None else min(prev, rec.offset)
+                            )
+
+    def selected(rec: KafkaRecord) -> bool:
+        if not wanted(rec):
+            return False
+        if from_offset is not None:
+            return rec.offset >= from_offset
+        first = start.get(rec.partition)
+        return first is not None and rec.offset >= first
+
+    summary = FilesSummary()
+    records: list[KafkaRecord] = []
+    with _progress(paths, progress, f"replaying {topic}") as bar:
+        for path in paths:
+            for _, rec in _read(path, "", bar):
+                if isinstance(rec, KafkaRecord) and selected(rec):
+                    records.append(rec)
+                    if len(records) >= batch_size:
+                        summary.result = summary.result.merge(
+                            land_batch(
+                                con,
+                                records,
+                                source=LEDGER_SOURCE,
+                                connectors=connectors,
+                                retry_dead_letters=retry_dead_letters,
+                            )
+                        )
+                        records = []
+            summary.files_landed.append(path.relative_to(landing_dir).as_posix())
+    if records:
+        summary.result = summary.result.merge(
+            land_batch(
+                con,
+                records,
+                source=LEDGER_SOURCE,
+                connectors=connectors,
+                retry_dead_letters=retry_dead_letters,
+            )
+        )
+    return summary
+
+
+def _event_ts_ms(value: bytes | None) -> int | None:
+    """The change event's time (envelope `ts_ms`, else `source.ts_ms`) for offsets-for-times."""
+    if value is None:
+        return None
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if type(obj) is dict and "payload" in obj and len(obj) == 2:
+        obj = obj["payload"]
+    if type(obj) is not dict:
+        return None
+    ts = obj.get("ts_ms")
+    if type(ts) is not int:
+        source = obj.get("source")
+        ts = source.get("ts_ms") if type(source) is dict else None
+    return ts if type(ts) is int else None
