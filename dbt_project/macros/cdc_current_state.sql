@@ -134,6 +134,43 @@ timezone('UTC', cast({{ expr }} as timestamp))
 
 
 {#- Deterministic surrogate key: md5 of the parts joined with '|' (null parts as ''). -#}
-{% macro key(prefix, parts) -%}
+{% macro surrogate_key(prefix, parts) -%}
 md5('{{ prefix }}' {%- for p in parts %} || '|' || coalesce(cast({{ p }} as varchar), ''){% endfor %})
+{%- endmacro %}
+
+
+{#-
+    Spread a document total over its lines by weight: each line gets its share rounded to cents,
+    the last line (by `line_col`) the remainder, so the lines of a document sum to its total
+    exactly. Lines of zero total weight share equally. Returns `relation`'s columns + `amount`.
+-#}
+{% macro allocate_amount(relation, doc_col, line_col, total_col, weight_col) -%}
+select
+    *,
+    cast(
+        case
+            when row_number() over w_desc = 1
+                then {{ total_col }} - coalesce(sum(_share) over w_before_last, 0)
+            else _share
+        end as decimal(18, 4)
+    ) as amount
+from (
+    select
+        *,
+        cast(round(
+            case
+                when sum({{ weight_col }}) over (partition by {{ doc_col }}) > 0
+                    then cast({{ total_col }} as double) * cast({{ weight_col }} as double)
+                        / cast(sum({{ weight_col }}) over (partition by {{ doc_col }}) as double)
+                else cast({{ total_col }} as double) / count(*) over (partition by {{ doc_col }})
+            end, 2
+        ) as decimal(18, 4)) as _share
+    from {{ relation }}
+)
+window
+    w_desc as (partition by {{ doc_col }} order by {{ line_col }} desc),
+    w_before_last as (
+        partition by {{ doc_col }} order by {{ line_col }} desc
+        rows between 1 following and unbounded following
+    )
 {%- endmacro %}

@@ -1,21 +1,21 @@
--- Placeholder with the contract's shape (no rows) until the model is written.
+-- One row per money movement for a return (per document line where the document has lines).
 select
-    cast(null as varchar) as credit_key,
-    cast(null as varchar) as return_key,
-    cast(null as varchar) as return_line_key,
-    cast(null as varchar) as system,
-    cast(null as varchar) as kind,
-    cast(null as boolean) as is_channel_refund,
-    cast(null as decimal(18,4)) as amount,
-    cast(null as varchar) as currency,
-    cast(null as timestamp with time zone) as issued_at,
-    cast(null as varchar) as external_id,
-    cast(null as varchar) as external_line_id,
-    cast(null as varchar) as sku,
-    cast(null as decimal(12,3)) as quantity,
-    cast(null as varchar) as link_rule,
-    cast(null as varchar) as source_system,
-    cast(null as varchar) as source_record_id,
-    cast(null as varchar) as source_position,
-    cast(null as timestamp with time zone) as source_changed_at
-where false
+    cast(credit_key as varchar) as credit_key,
+    cast(return_key as varchar) as return_key,
+    cast(return_line_key as varchar) as return_line_key,
+    cast(system as varchar) as system,
+    cast(kind as varchar) as kind,
+    cast(is_channel_refund as boolean) as is_channel_refund,
+    cast(amount as decimal(18, 4)) as amount,
+    cast(currency as varchar) as currency,
+    cast(issued_at as timestamp with time zone) as issued_at,
+    cast(external_id as varchar) as external_id,
+    cast(external_line_id as varchar) as external_line_id,
+    cast(sku as varchar) as sku,
+    cast(quantity as decimal(12, 3)) as quantity,
+    cast(link_rule as varchar) as link_rule,
+    cast(source_system as varchar) as source_system,
+    cast(source_record_id as varchar) as source_record_id,
+    cast(source_position as varchar) as source_position,
+    cast(source_changed_at as timestamp with time zone) as source_changed_at
+from {{ ref('int_credits_unioned') }}

@@ -1,21 +1,21 @@
--- Placeholder with the contract's shape (no rows) until the model is written.
+-- One row per WMS inspection decision, with the ERP location it must be posted to.
 select
-    cast(null as varchar) as disposition_key,
-    cast(null as varchar) as return_line_key,
-    cast(null as varchar) as return_key,
-    cast(null as bigint) as receipt_id,
-    cast(null as bigint) as inspection_id,
-    cast(null as varchar) as dc_code,
-    cast(null as varchar) as warehouse,
-    cast(null as varchar) as sku,
-    cast(null as varchar) as grade,
-    cast(null as varchar) as disposition,
-    cast(null as varchar) as disposition_raw,
-    cast(null as varchar) as location_code,
-    cast(null as decimal(12,3)) as quantity,
-    cast(null as timestamp with time zone) as decided_at,
-    cast(null as varchar) as source_system,
-    cast(null as varchar) as source_record_id,
-    cast(null as varchar) as source_position,
-    cast(null as timestamp with time zone) as source_changed_at
-where false
+    {{ surrogate_key('disposition', ['inspection_id']) }} as disposition_key,
+    cast(return_line_key as varchar) as return_line_key,
+    cast(return_key as varchar) as return_key,
+    cast(receipt_id as bigint) as receipt_id,
+    cast(inspection_id as bigint) as inspection_id,
+    cast(dc_code as varchar) as dc_code,
+    cast(warehouse as varchar) as warehouse,
+    cast(sku as varchar) as sku,
+    cast(grade as varchar) as grade,
+    cast(disposition as varchar) as disposition,
+    cast(disposition_raw as varchar) as disposition_raw,
+    cast(location_code as varchar) as location_code,
+    cast(quantity as decimal(12, 3)) as quantity,
+    cast(inspected_at as timestamp with time zone) as decided_at,
+    'wms' as source_system,
+    cast(inspection_id as varchar) as source_record_id,
+    cast(source_position as varchar) as source_position,
+    cast(source_changed_at as timestamp with time zone) as source_changed_at
+from {{ ref('int_dispositions_mapped') }}

@@ -1,19 +1,20 @@
--- Placeholder with the contract's shape (no rows) until the model is written.
+-- One row per done ERP stock move whose origin is an ERP return line.
 select
-    cast(null as varchar) as adjustment_key,
-    cast(null as varchar) as return_line_key,
-    cast(null as varchar) as return_key,
-    cast(null as bigint) as erp_return_line_id,
-    cast(null as varchar) as sku,
-    cast(null as varchar) as warehouse,
-    cast(null as varchar) as location,
-    cast(null as varchar) as from_location,
-    cast(null as decimal(12,3)) as quantity,
-    cast(null as timestamp with time zone) as posted_at,
-    cast(null as varchar) as external_id,
-    cast(null as varchar) as shipment,
-    cast(null as varchar) as source_system,
-    cast(null as varchar) as source_record_id,
-    cast(null as varchar) as source_position,
-    cast(null as timestamp with time zone) as source_changed_at
-where false
+    {{ surrogate_key('stock_move', ['stock_move_id']) }} as adjustment_key,
+    cast(return_line_key as varchar) as return_line_key,
+    cast(return_key as varchar) as return_key,
+    cast(erp_return_line_id as bigint) as erp_return_line_id,
+    cast(sku as varchar) as sku,
+    cast(warehouse as varchar) as warehouse,
+    cast(location as varchar) as location,
+    cast(from_location as varchar) as from_location,
+    cast(quantity as decimal(12, 3)) as quantity,
+    cast(posted_at as timestamp with time zone) as posted_at,
+    cast(stock_move_id as varchar) as external_id,
+    cast(shipment as varchar) as shipment,
+    'erp' as source_system,
+    cast(stock_move_id as varchar) as source_record_id,
+    cast(source_position as varchar) as source_position,
+    cast(source_changed_at as timestamp with time zone) as source_changed_at
+from {{ ref('int_return_stock_moves_joined') }}
+where state = 'done'

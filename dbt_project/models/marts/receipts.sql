@@ -1,20 +1,20 @@
--- Placeholder with the contract's shape (no rows) until the model is written.
+-- One row per WMS receipt with the return it links to and the rule that linked it.
 select
-    cast(null as bigint) as receipt_id,
-    cast(null as varchar) as return_key,
-    cast(null as varchar) as return_line_key,
-    cast(null as varchar) as link_rule,
-    cast(null as varchar) as dc_code,
-    cast(null as varchar) as warehouse,
-    cast(null as varchar) as rma_number_scanned,
-    cast(null as varchar) as tracking_number,
-    cast(null as varchar) as sku,
-    cast(null as varchar) as lot,
-    cast(null as varchar) as serial,
-    cast(null as decimal(12,3)) as quantity,
-    cast(null as timestamp with time zone) as received_at,
-    cast(null as varchar) as source_system,
-    cast(null as varchar) as source_record_id,
-    cast(null as varchar) as source_position,
-    cast(null as timestamp with time zone) as source_changed_at
-where false
+    cast(receipt_id as bigint) as receipt_id,
+    cast(return_key as varchar) as return_key,
+    cast(return_line_key as varchar) as return_line_key,
+    cast(link_rule as varchar) as link_rule,
+    cast(dc_code as varchar) as dc_code,
+    cast(warehouse as varchar) as warehouse,
+    cast(rma_number_scanned as varchar) as rma_number_scanned,
+    cast(tracking_number as varchar) as tracking_number,
+    cast(sku as varchar) as sku,
+    cast(lot as varchar) as lot,
+    cast(serial as varchar) as serial,
+    cast(quantity as decimal(12, 3)) as quantity,
+    cast(received_at as timestamp with time zone) as received_at,
+    'wms' as source_system,
+    cast(receipt_id as varchar) as source_record_id,
+    cast(source_position as varchar) as source_position,
+    cast(source_changed_at as timestamp with time zone) as source_changed_at
+from {{ ref('int_receipts_linked') }}

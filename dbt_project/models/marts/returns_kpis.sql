@@ -1,18 +1,91 @@
--- Placeholder with the contract's shape (no rows) until the model is written.
+-- Day x channel x warehouse: return volume, refund cycle time, receipt-to-posting latency and
+-- the disposition mix. The day is the UTC day the return was requested.
+with returns as (
+    select
+        return_key,
+        requested_at,
+        coalesce(channel, 'unknown') as channel
+    from {{ ref('int_returns_linked') }}
+    where requested_at is not null
+),
+
+receipts as (
+    select
+        return_key,
+        min(received_at) as received_at,
+        sum(quantity) as units_received,
+        arg_min(warehouse, [epoch(received_at), receipt_id]) as warehouse
+    from {{ ref('int_receipts_linked') }}
+    where return_key is not null
+    group by 1
+),
+
+erp_warehouse as (
+    select return_key, erp_warehouse_code from {{ ref('int_returns_linked') }}
+),
+
+first_credit as (
+    select return_key, min(issued_at) as credited_at
+    from {{ ref('int_credits_unioned') }}
+    where return_key is not null and kind <> 'store_credit'
+    group by 1
+),
+
+first_posting as (
+    select return_key, min(posted_at) as posted_at
+    from {{ ref('int_return_stock_moves_joined') }}
+    where state = 'done'
+    group by 1
+),
+
+mix as (
+    select
+        return_key,
+        sum(quantity) filter (where disposition = 'restock') as units_restock,
+        sum(quantity) filter (where disposition = 'refurbish') as units_refurbish,
+        sum(quantity) filter (where disposition = 'scrap') as units_scrap,
+        sum(quantity) filter (where disposition = 'return_to_vendor') as units_return_to_vendor
+    from {{ ref('int_dispositions_mapped') }}
+    where return_key is not null
+    group by 1
+),
+
+per_return as (
+    select
+        cast(timezone('UTC', returns.requested_at) as date) as day,
+        returns.channel,
+        coalesce(receipts.warehouse, erp_warehouse.erp_warehouse_code, 'unknown') as warehouse,
+        receipts.return_key is not null as is_received,
+        coalesce(receipts.units_received, 0) as units_received,
+        date_diff('second', returns.requested_at, first_credit.credited_at) / 3600.0 as refund_cycle_h,
+        date_diff('second', receipts.received_at, first_posting.posted_at) / 3600.0 as posting_latency_h,
+        coalesce(mix.units_restock, 0) as units_restock,
+        coalesce(mix.units_refurbish, 0) as units_refurbish,
+        coalesce(mix.units_scrap, 0) as units_scrap,
+        coalesce(mix.units_return_to_vendor, 0) as units_return_to_vendor
+    from returns
+    left join receipts on receipts.return_key = returns.return_key
+    left join erp_warehouse on erp_warehouse.return_key = returns.return_key
+    left join first_credit on first_credit.return_key = returns.return_key
+    left join first_posting on first_posting.return_key = returns.return_key
+    left join mix on mix.return_key = returns.return_key
+)
+
 select
-    cast(null as varchar) as kpi_key,
-    cast(null as date) as day,
-    cast(null as varchar) as channel,
-    cast(null as varchar) as warehouse,
-    cast(null as bigint) as returns_requested,
-    cast(null as bigint) as returns_received,
-    cast(null as decimal(18,3)) as units_received,
-    cast(null as double) as refund_cycle_p50_h,
-    cast(null as double) as refund_cycle_p90_h,
-    cast(null as double) as posting_latency_p50_h,
-    cast(null as double) as posting_latency_p90_h,
-    cast(null as decimal(18,3)) as units_restock,
-    cast(null as decimal(18,3)) as units_refurbish,
-    cast(null as decimal(18,3)) as units_scrap,
-    cast(null as decimal(18,3)) as units_return_to_vendor
-where false
+    {{ surrogate_key('kpi', ['day', 'channel', 'warehouse']) }} as kpi_key,
+    day,
+    cast(channel as varchar) as channel,
+    cast(warehouse as varchar) as warehouse,
+    cast(count(*) as bigint) as returns_requested,
+    cast(count(*) filter (where is_received) as bigint) as returns_received,
+    cast(sum(units_received) as decimal(18, 3)) as units_received,
+    cast(quantile_cont(refund_cycle_h, 0.5) as double) as refund_cycle_p50_h,
+    cast(quantile_cont(refund_cycle_h, 0.9) as double) as refund_cycle_p90_h,
+    cast(quantile_cont(posting_latency_h, 0.5) as double) as posting_latency_p50_h,
+    cast(quantile_cont(posting_latency_h, 0.9) as double) as posting_latency_p90_h,
+    cast(sum(units_restock) as decimal(18, 3)) as units_restock,
+    cast(sum(units_refurbish) as decimal(18, 3)) as units_refurbish,
+    cast(sum(units_scrap) as decimal(18, 3)) as units_scrap,
+    cast(sum(units_return_to_vendor) as decimal(18, 3)) as units_return_to_vendor
+from per_return
+group by day, channel, warehouse
