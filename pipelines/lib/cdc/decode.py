@@ -558,7 +558,11 @@ def parse_key(key: bytes | str | None) -> dict | None:
     """The record key as a JSON object (schema-wrapped keys unwrapped), or None if absent."""
     if key is None:
         return None
-    obj = loads(key, "key")
+    return key_object(loads(key, "key"))
+
+
+def key_object(obj: Any) -> dict | None:
+    """A parsed record key -> its JSON object (schema-wrapped keys unwrapped), or None."""
     if type(obj) is dict and len(obj) == 2 and "payload" in obj:
         obj, _ = unwrap(obj)
     if obj is None:
@@ -605,10 +609,13 @@ class TableDecoder:
 
         `key` comes from `parse_key`; `value` is the parsed envelope, or None for a tombstone.
         """
-        if type(value) is dict and "payload" in value and len(value) == 2:
-            env, wrapped = unwrap(value)
+        schema = None
+        if type(value) is dict and "payload" in value and len(value) == 2 and "schema" in value:
+            env, schema = value["payload"], value["schema"]
+            if not isinstance(schema, Mapping):
+                schema = None
         else:
-            env, wrapped = value, False
+            env = value
         if env is None:  # tombstone: the key is all there is
             if key is None:
                 raise DecodeError("key", "missing record key (tombstone)")
@@ -652,14 +659,39 @@ class TableDecoder:
             if after is None:
                 raise DecodeError("after", f"missing row image for op {op!r}")
             raise DecodeError("after", f"expected an object, got {_describe(after)}")
-        get = after.get
-        values = [conv(get(name)) for name, conv in (self._wrapped if wrapped else self._bare)]
+        if schema is None:
+            get = after.get
+            values = [conv(get(name)) for name, conv in self._bare]
+        else:
+            after_schema = _field_schemas(schema, "after")
+            after = {
+                k: v
+                if v is None or k not in after_schema
+                else decode_with_schema(v, after_schema[k], f"after.{k}")
+                for k, v in after.items()
+            }
+            get = after.get
+            values = [conv(get(name)) for name, conv in self._wrapped]
         if values[0] is None:
             values[0] = self._key_values(key)[0]
         extra = None
         if not self.columns.issuperset(after):
             extra = dumps({k: v for k, v in after.items() if k not in self.columns})
         return (op, False, lsn, ts, tx, changed, dumps(key), extra, *values)
+
+
+def _field_schemas(schema: Mapping, name: str) -> dict[str, Mapping]:
+    """The fields of the envelope schema's `name` struct that need decoding (logical types,
+    bytes, nested structs), by field name."""
+    for top in schema.get("fields") or ():
+        if isinstance(top, Mapping) and top.get("field") == name:
+            return {
+                f["field"]: f
+                for f in top.get("fields") or ()
+                if isinstance(f, Mapping)
+                and (f.get("name") or f.get("type") in ("bytes", "struct", "array", "map"))
+            }
+    return {}
 
 
 def decode_row(

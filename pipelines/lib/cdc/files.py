@@ -2,7 +2,7 @@
 
 One Kafka record per line: `{"topic", "partition", "offset", "key", "value"}`. `key` is the JSON
 key object; `value` is the envelope object, null (a tombstone), or a JSON string holding raw bytes
-that are not valid JSON (a malformed Kafka value). Each line becomes a `KafkaRecord` and goes
+that are not valid JSON (a malformed Kafka value). Each line becomes a Kafka record and goes
 through `land.land_batch` (ledger source `file`), so decoding, dead letters and idempotency are
 exactly those of Kafka.
 
@@ -28,7 +28,7 @@ from tqdm import tqdm
 from pipelines.lib.cdc.land import (
     DEAD_LETTER_SOURCE,
     BatchResult,
-    KafkaRecord,
+    ParsedRecord,
     land_batch,
     load_connectors,
 )
@@ -76,17 +76,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _to_bytes(value: Any) -> bytes | None:
-    """A record's key or value as Kafka bytes: JSON re-serialised; a JSON string is raw bytes."""
-    if value is None:
-        return None
-    if type(value) is str:
-        return value.encode("utf-8")
-    return orjson.dumps(value)
+def parse_line(line: bytes, sha256: str, number: int) -> ParsedRecord | DeadLetter:
+    """One NDJSON line -> a Kafka record, or a `DeadLetter` naming what is wrong with it.
 
-
-def parse_line(line: bytes, sha256: str, number: int) -> KafkaRecord | DeadLetter:
-    """One NDJSON line -> `KafkaRecord`, or a `DeadLetter` naming what is wrong with it."""
+    The record keeps the line's parsed key and value (`land.ParsedRecord`, landed exactly like
+    the `KafkaRecord` of their bytes: `.to_kafka()`), so nothing is parsed twice.
+    """
 
     def dead(reason: str) -> DeadLetter:
         text = line.decode("utf-8", errors="replace").rstrip("\r\n")
@@ -108,14 +103,12 @@ def parse_line(line: bytes, sha256: str, number: int) -> KafkaRecord | DeadLette
             return dead(f"{name}: missing")
         if type(v) is not int or v < 0:
             return dead(f"{name}: expected a non-negative integer, got {v!r}")
-    return KafkaRecord(
-        topic, partition, offset, _to_bytes(obj.get("key")), _to_bytes(obj.get("value"))
-    )
+    return ParsedRecord(topic, partition, offset, obj.get("key"), obj.get("value"))
 
 
 def _read(
     path: Path, sha256: str, bar: tqdm | None
-) -> Iterator[tuple[int, KafkaRecord | DeadLetter]]:
+) -> Iterator[tuple[int, ParsedRecord | DeadLetter]]:
     with open(path, "rb") as fh:
         for number, line in enumerate(fh, start=1):
             if bar is not None:
@@ -168,7 +161,7 @@ def land_cdc_files(
                 continue
             file_result = BatchResult.empty()
             bad = 0
-            records: list[KafkaRecord] = []
+            records: list[ParsedRecord] = []
             letters: list[DeadLetter] = []
 
             def flush(last: bool, rel=rel, sha=sha) -> None:
@@ -201,7 +194,7 @@ def land_cdc_files(
                 records, letters = [], []
 
             for _, item in _read(path, sha, bar):
-                if isinstance(item, KafkaRecord):
+                if isinstance(item, ParsedRecord):
                     records.append(item)
                 else:
                     letters.append(item)
@@ -243,7 +236,7 @@ def replay_cdc_files(
         connectors = load_connectors(landing_dir)
     paths = cdc_files(landing_dir)
 
-    def wanted(rec: KafkaRecord) -> bool:
+    def wanted(rec: ParsedRecord) -> bool:
         return rec.topic == topic and (partition is None or rec.partition == partition)
 
     start: dict[int, int] = {}
@@ -251,7 +244,7 @@ def replay_cdc_files(
         with _progress(paths, progress, "finding start offsets") as bar:
             for path in paths:
                 for _, rec in _read(path, "", bar):
-                    if isinstance(rec, KafkaRecord) and wanted(rec):
+                    if isinstance(rec, ParsedRecord) and wanted(rec):
                         ts = _event_ts_ms(rec.value)
                         if ts is not None and ts >= from_timestamp_ms:
                             prev = start.get(rec.partition)
@@ -259,7 +252,7 @@ def replay_cdc_files(
                                 rec.offset if prev is None else min(prev, rec.offset)
                             )
 
-    def selected(rec: KafkaRecord) -> bool:
+    def selected(rec: ParsedRecord) -> bool:
         if not wanted(rec):
             return False
         if from_offset is not None:
@@ -268,11 +261,11 @@ def replay_cdc_files(
         return first is not None and rec.offset >= first
 
     summary = FilesSummary()
-    records: list[KafkaRecord] = []
+    records: list[ParsedRecord] = []
     with _progress(paths, progress, f"replaying {topic}") as bar:
         for path in paths:
             for _, rec in _read(path, "", bar):
-                if isinstance(rec, KafkaRecord) and selected(rec):
+                if isinstance(rec, ParsedRecord) and selected(rec):
                     records.append(rec)
                     if len(records) >= batch_size:
                         summary.result = summary.result.merge(
@@ -299,14 +292,14 @@ def replay_cdc_files(
     return summary
 
 
-def _event_ts_ms(value: bytes | None) -> int | None:
+def _event_ts_ms(value: Any) -> int | None:
     """The change event's time (envelope `ts_ms`, else `source.ts_ms`) for offsets-for-times."""
-    if value is None:
-        return None
-    try:
-        obj = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
+    obj = value
+    if type(obj) is str:
+        try:
+            obj = orjson.loads(obj)
+        except orjson.JSONDecodeError:
+            return None
     if type(obj) is dict and "payload" in obj and len(obj) == 2:
         obj = obj["payload"]
     if type(obj) is not dict:

@@ -25,6 +25,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from pipelines.lib.cdc.decode import (
@@ -36,6 +37,7 @@ from pipelines.lib.cdc.decode import (
     TableDecoder,
     decimal_mode_for,
     decimal_type,
+    key_object,
     loads,
     parse_key,
 )
@@ -55,6 +57,35 @@ class KafkaRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRecord:
+    """A Kafka record whose key and value are already parsed JSON (read from a file).
+
+    Lands exactly like the `KafkaRecord` holding their bytes, without parsing twice. As in the
+    NDJSON files, a `value` (or `key`) that is a JSON string stands for raw bytes, which are
+    parsed (and may not be valid JSON); None is a tombstone.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    key: Any
+    value: Any
+
+    def to_kafka(self) -> KafkaRecord:
+        return KafkaRecord(
+            self.topic, self.partition, self.offset, _bytes(self.key), _bytes(self.value)
+        )
+
+
+def _bytes(obj: Any) -> bytes | None:
+    if obj is None:
+        return None
+    if type(obj) is str:
+        return obj.encode("utf-8")
+    return orjson.dumps(obj)
 
 
 @dataclass
@@ -238,9 +269,13 @@ def _position(rec: KafkaRecord) -> str:
     return f"{rec.topic}:{rec.partition}:{rec.offset}"
 
 
-def _raw_text(rec: KafkaRecord) -> str | None:
+def _raw_text(rec: KafkaRecord | ParsedRecord) -> str | None:
     data = rec.value if rec.value is not None else rec.key
-    return None if data is None else bytes(data).decode("utf-8", errors="replace")
+    if data is None:
+        return None
+    if type(rec) is ParsedRecord:
+        return data if type(data) is str else orjson.dumps(data).decode()
+    return bytes(data).decode("utf-8", errors="replace")
 
 
 def _high_water(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, int], int]:
@@ -306,18 +341,20 @@ def _advance_ledger(
     if not next_offsets:
         return
     now = utcnow()
-    con.executemany(
-        "insert into meta.stream_offsets values (?, ?, ?, ?, ?) "
+    rows = sorted(next_offsets.items())
+    values = ", ".join(["(?, ?, ?, ?, ?::timestamptz)"] * len(rows))
+    con.execute(
+        f"insert into meta.stream_offsets select * from (values {values}) "
         'on conflict (source, topic, "partition") do update set '
         "next_offset = greatest(next_offset, excluded.next_offset), "
         "updated_at = excluded.updated_at",
-        [(source, t, p, o, now) for (t, p), o in sorted(next_offsets.items())],
+        [x for (t, p), o in rows for x in (source, t, p, o, now)],
     )
 
 
 def land_batch(
     con: duckdb.DuckDBPyConnection,
-    records: Sequence[KafkaRecord],
+    records: Sequence[KafkaRecord | ParsedRecord],
     *,
     source: str,
     connectors: Mapping[str, dict],
@@ -390,8 +427,14 @@ def land_batch(
             try:
                 if decoder is None:
                     raise DecodeError("topic", f"unknown topic {topic!r} (no raw table for it)")
-                key = parse_key(rec.key)
-                value = None if rec.value is None else loads(rec.value, "value")
+                if type(rec) is ParsedRecord:
+                    k, value = rec.key, rec.value
+                    key = parse_key(k) if type(k) is str else key_object(k)
+                    if type(value) is str:
+                        value = loads(value, "value")
+                else:
+                    key = parse_key(rec.key)
+                    value = None if rec.value is None else loads(rec.value, "value")
                 row = decoder.decode(key, value)
             except DecodeError as exc:
                 letters.append(
