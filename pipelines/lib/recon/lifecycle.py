@@ -56,13 +56,22 @@ DETAIL_COLUMNS: tuple[str, ...] = (
     "amount_delta",
     "qty_delta",
 )
-REPORT_COLUMNS: tuple[str, ...] = (
+REPORT_COLUMNS: tuple[str, ...] = (  # the report's columns: DESIGN §5's first, then extras
     "mismatch_id",
-    *DETAIL_COLUMNS,
+    "rule",
+    "severity",
+    "rma_number",
+    "sku",
+    "warehouse",
+    "expected",
+    "actual",
+    "amount_delta",
+    "qty_delta",
     "first_seen_at",
     "last_seen_at",
     "status",
     "resolved_at",
+    "location",
     "acknowledged_at",
     "acknowledged_by",
 )
