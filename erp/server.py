@@ -166,6 +166,16 @@ def wait_ready(server: TrytonServer, timeout: float) -> None:
     raise TimeoutError(f"trytond did not answer on {server.url} within {timeout} s: {last}")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _pidfile(directory: Path) -> Path:
     return Path(directory).resolve() / "trytond.pid"
 
@@ -193,7 +203,14 @@ def main() -> None:
         print("stopped trytond", pid, file=sys.stderr)
         return
     if pidfile.exists():
-        sys.exit(f"a server may already run from {args.dir} (pid {pidfile.read_text().strip()})")
+        if _alive(int(pidfile.read_text())):
+            sys.exit(f"a server already runs from {args.dir} (pid {pidfile.read_text().strip()})")
+        pidfile.unlink()  # left behind by a server that did not stop cleanly
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)  # stopping this script stops the server it starts
     print("starting trytond (preparing the database once takes ~40 s)...", file=sys.stderr)
     server = start(args.dir, args.port, fresh=args.fresh)
     pidfile.write_text(str(server.process.pid))
@@ -212,4 +229,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the server it was starting has been stopped already
+        sys.exit(130)

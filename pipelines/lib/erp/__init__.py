@@ -16,10 +16,13 @@ from pipelines.lib.erp.base import (
     ErpPermanentError,
     ErpTransientError,
 )
+from pipelines.lib.erp.pull import PULL_MODELS, PULL_SPECS, ModelPull, PullSummary, pull_erp
 from pipelines.lib.erp.tryton import TrytonAdapter, TrytonClient
 
 __all__ = [
     "DOCUMENT_KINDS",
+    "PULL_MODELS",
+    "PULL_SPECS",
     "CreditLine",
     "DocumentKind",
     "ErpAdapter",
@@ -28,6 +31,9 @@ __all__ = [
     "ErpError",
     "ErpPermanentError",
     "ErpTransientError",
+    "ModelPull",
+    "PullSummary",
     "TrytonAdapter",
     "TrytonClient",
+    "pull_erp",
 ]
