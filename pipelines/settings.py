@@ -19,6 +19,7 @@ ENV_VARS: dict[str, tuple[str, str | None]] = {
     "data_dir": ("RETURNSYNC_DATA_DIR", "data"),
     "db_path": ("RETURNSYNC_DB", "{data_dir}/returnsync.duckdb"),
     "landing_dir": ("RETURNSYNC_LANDING", "{data_dir}/landing"),
+    "analyst_db_path": ("RETURNSYNC_ANALYST_DB", "{data_dir}/analyst.duckdb"),
     "kafka_bootstrap": ("RETURNSYNC_KAFKA_BOOTSTRAP", None),
     "kafka_group": ("RETURNSYNC_KAFKA_GROUP", "returnsync"),
     "kafka_topic_pattern": ("RETURNSYNC_KAFKA_TOPICS", r"^(erp|wms)\.public\..+"),
@@ -37,6 +38,7 @@ class Settings:
     data_dir: Path
     db_path: Path
     landing_dir: Path
+    analyst_db_path: Path
     kafka_bootstrap: str | None
     kafka_group: str
     kafka_topic_pattern: str
@@ -63,7 +65,7 @@ class Settings:
             override = overrides.get(name)
             raw[name] = str(override) if override is not None else (env.get(var) or default)
         data_dir = _abs(raw["data_dir"], base)
-        for name in ("db_path", "landing_dir"):
+        for name in ("db_path", "landing_dir", "analyst_db_path"):
             raw[name] = (raw[name] or "").replace("{data_dir}", str(data_dir))
         try:
             max_records = int(raw["kafka_max_records"] or 0)
@@ -76,6 +78,7 @@ class Settings:
             data_dir=data_dir,
             db_path=_abs(raw["db_path"], base),
             landing_dir=_abs(raw["landing_dir"], base),
+            analyst_db_path=_abs(raw["analyst_db_path"], base),
             kafka_bootstrap=raw["kafka_bootstrap"] or None,
             kafka_group=raw["kafka_group"] or "returnsync",
             kafka_topic_pattern=raw["kafka_topic_pattern"] or "",

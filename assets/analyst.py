@@ -1,0 +1,42 @@
+"""The analysts' read-only copy of the marts, published after every build."""
+
+import dagster as dg
+
+from assets.dbt import returnsync_dbt_assets
+from pipelines.lib.publish import publish
+from pipelines.resources import SettingsResource
+
+MISMATCHES = dg.AssetKey(["recon", "mismatches"])  # the mismatch lifecycle (assets/recon.py)
+
+
+@dg.asset(
+    key=["analyst", "published"],
+    deps=[returnsync_dbt_assets, MISMATCHES],
+    group_name="analyst",
+    description=(
+        "Read-only DuckDB file with the marts and reconciliation tables for analysts "
+        "(RETURNSYNC_ANALYST_DB), replaced atomically after every build so readers never block "
+        "a run and never see a half-written version."
+    ),
+)
+def analyst_published(
+    context: dg.AssetExecutionContext, settings: SettingsResource
+) -> dg.MaterializeResult:
+    resolved = settings.get()
+    result = publish(resolved.db_path, resolved.analyst_db_path)
+    if result.withheld_columns:
+        context.log.warning(
+            "columns that look like personal data were not published: "
+            + ", ".join(result.withheld_columns)
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(result.path)),
+            "tables": len(result.tables),
+            "rows": dg.MetadataValue.json(result.tables),
+            "withheld_columns": dg.MetadataValue.json(result.withheld_columns),
+        }
+    )
+
+
+defs = dg.Definitions(assets=[analyst_published])

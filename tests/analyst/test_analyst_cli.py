@@ -1,0 +1,85 @@
+"""`returnsync sql` and `returnsync shell` on a published database."""
+
+import duckdb
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from pipelines.cli import main
+
+
+@pytest.fixture
+def published(tmp_path):
+    path = tmp_path / "analyst.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("""
+        create schema marts;
+        create table marts.returns as
+            select * from (values ('k1', 'shopify', 12.50::decimal(18,2)),
+                                  ('k2', 'amazon', 3.00::decimal(18,2)))
+                          as t(return_key, channel, amount);
+    """)
+    con.close()
+    return path
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_sql_prints_a_table(published):
+    result = invoke("sql", "--db", str(published), "select * from marts.returns order by 1")
+    assert result.exit_code == 0, result.output
+    assert "shopify" in result.output and "12.50" in result.output
+
+
+def test_sql_csv_is_exact(published):
+    result = invoke(
+        "sql",
+        "--db",
+        str(published),
+        "--format",
+        "csv",
+        "select channel, amount from marts.returns order by 1",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["channel,amount", "amazon,3.00", "shopify,12.50"]
+
+
+def test_sql_parquet_needs_output_and_writes_it(published, tmp_path):
+    bad = invoke("sql", "--db", str(published), "--format", "parquet", "select 1")
+    assert bad.exit_code != 0 and "--output" in bad.output
+    out = tmp_path / "r.parquet"
+    ok = invoke(
+        "sql",
+        "--db",
+        str(published),
+        "--format",
+        "parquet",
+        "-o",
+        str(out),
+        "select * from marts.returns",
+    )
+    assert ok.exit_code == 0, ok.output
+    assert pl.read_parquet(out).height == 2
+
+
+def test_sql_is_read_only(published):
+    result = invoke("sql", "--db", str(published), "delete from marts.returns")
+    assert result.exit_code != 0
+    assert "read-only" in result.output.lower()
+
+
+def test_missing_database_is_a_clear_error(tmp_path):
+    result = invoke("sql", "--db", str(tmp_path / "none.duckdb"), "select 1")
+    assert result.exit_code != 0
+    assert "returnsync run" in result.output
+
+
+def test_shell_runs_statements_until_quit(published):
+    script = ".tables\nselect count(*) as n\nfrom marts.returns;\nselect nope;\n.quit\n"
+    result = CliRunner().invoke(main, ["shell", "--db", str(published)], input=script)
+    assert result.exit_code == 0, result.output
+    assert "marts.returns" in result.output
+    assert "│ 2   │" in result.output  # the count, as a table row
+    assert "error:" in result.output  # a bad statement is reported, the shell goes on
