@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import orjson
 from kafka.partitioner.default import murmur2
 
 from pipelines.lib.contracts import CDC_BY_TOPIC, CDC_TABLES, CdcTable
@@ -30,6 +31,7 @@ CONNECTORS = {
     "erp": {"decimal.handling.mode": "precise"},
     "wms": {"decimal.handling.mode": "string"},
 }
+FULL_IDENTITY = frozenset({"account_invoice"})
 DB_NAMES = {"erp": "tryton", "wms": "wms"}
 TABLES = {(t.prefix, t.table): t for t in CDC_TABLES}
 MALFORMED_KINDS = (
@@ -47,11 +49,17 @@ def table(prefix: str, name: str) -> CdcTable:
 
 
 def compact(obj) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON, UTF-8, keys in insertion order (orjson: same bytes as json.dumps with
+    separators=(",", ":") and ensure_ascii=False for the values we write)."""
+    return orjson.dumps(obj).decode()
 
 
 def key_json(key: dict) -> str:
     """The record key bytes as kafka-python would send them (compact, sorted)."""
+    if len(key) == 1:
+        ((name, value),) = key.items()
+        if type(value) is int:  # the common case, without the json machinery
+            return f'{{"{name}":{value}}}'
     return json.dumps(key, separators=(",", ":"), sort_keys=True)
 
 
@@ -104,7 +112,7 @@ class Change:
         return {pk: row[pk]}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Encoding:
     wrapped: bool = False
     decimal_mode: str = "precise"  # precise, string, double, variable (VariableScaleDecimal)
@@ -135,10 +143,45 @@ def encode_value(kind: str, value, enc: Encoding):
     return value
 
 
+_ROW_ENCODERS: dict[tuple[str, Encoding], dict] = {}
+
+
+def _column_encoder(kind: str, enc: Encoding):
+    """A fast encoder for one column kind (None: the value is written as it is)."""
+    if kind in ("bigint", "varchar", ""):
+        return None
+    if kind == "date":
+        return lambda v: (v - EPOCH_DATE).days
+    if kind == "timestamp":
+        step = _MS if enc.time_mode == "milli" else _US
+        return lambda v: (v - EPOCH) // step
+    if kind == "timestamptz":
+        return zoned
+    if kind == "double":
+        return float
+    if kind.startswith("decimal(") and enc.decimal_mode in ("precise", "string"):
+        scale = int(kind[len("decimal(") : -1].split(",")[1])
+        quantum = Decimal(1).scaleb(-scale)
+        if enc.decimal_mode == "string":
+            return lambda v: f"{Decimal(v).quantize(quantum):.{scale}f}"
+        return lambda v: _unscaled_b64(Decimal(v).quantize(quantum), scale)
+    return lambda v: encode_value(kind, v, enc)
+
+
 def encode_row(tbl: CdcTable, row: dict | None, enc: Encoding) -> dict | None:
+    """A row's values as the connector serializes them (columns outside the contract as-is)."""
     if row is None:
         return None
-    return {col: encode_value(tbl.columns.get(col, ""), val, enc) for col, val in row.items()}
+    encoders = _ROW_ENCODERS.get((tbl.topic, enc))
+    if encoders is None:
+        encoders = _ROW_ENCODERS[(tbl.topic, enc)] = {
+            col: _column_encoder(kind, enc) for col, kind in tbl.columns.items()
+        }
+    out = {}
+    for col, val in row.items():
+        f = encoders.get(col)
+        out[col] = val if f is None or val is None else f(val)
+    return out
 
 
 def _field_schema(name: str, kind: str, enc: Encoding, optional: bool) -> dict:
@@ -336,7 +379,10 @@ class CdcWriter:
         }
         lag = 40 + ch.lsn % 900
         return {
-            "before": encode_row(tbl, ch.before, enc),
+            # REPLICA IDENTITY FULL on account_invoice only: elsewhere an update has no `before`
+            "before": encode_row(tbl, ch.before, enc)
+            if ch.op != "u" or tbl.table in FULL_IDENTITY
+            else None,
             "after": encode_row(tbl, ch.after, enc),
             "source": source,
             "transaction": None,

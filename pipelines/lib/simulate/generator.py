@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+import orjson
 from tqdm import tqdm
 
 from pipelines.lib.contracts import AMAZON_COLUMNS
@@ -67,7 +68,7 @@ class SimOptions:
     reorder_rate: float = 0.03  # a row's newer change delivered before its older one
     late_rate: float = 0.01  # a change delivered several returns later
     delete_rate: float = 0.02  # draft ERP documents created then deleted (+ tombstone)
-    wrapped_rate: float = 0.2  # schema-wrapped envelopes, with mixed decimal/time encodings
+    wrapped_rate: float = 0.05  # schema-wrapped envelopes, with mixed decimal/time encodings
     snapshot: bool = True  # reference tables and old orders as snapshot `r` events
     mistyped_rma_rate: float = 0.04  # receipts scanned with a recoverable RMA typo
     tracking_only_rate: float = 0.02  # receipts without RMA, matched by tracking number
@@ -366,7 +367,7 @@ class Simulator:
 
     def write_json_line(self, source: str, rel: str, obj: dict) -> int:
         self.file_records[source] += 1
-        return self.file(rel).write_line(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
+        return self.file(rel).write_line(orjson.dumps(obj).decode())
 
     # -- main ------------------------------------------------------------------------------------
     def run(self) -> dict:
