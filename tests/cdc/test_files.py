@@ -193,3 +193,41 @@ def test_malformed_lines(line, reason):
 def test_no_cdc_directory(con, tmp_path):
     summary = land_cdc_files(con, tmp_path, progress=False)
     assert summary.files_landed == [] and summary.landed == {}
+
+
+def test_landing_asset_in_file_mode(settings_env):
+    import dagster as dg
+
+    from assets.cdc import CDC_ASSET_KEYS, cdc_landing
+    from pipelines.resources import SettingsResource
+
+    cdc = settings_env.landing_dir / "cdc"
+    cdc.mkdir()
+    write(settings_env.landing_dir, "erp-0001.ndjson", LINES)
+    resources = {
+        "settings": SettingsResource(
+            db_path=str(settings_env.db_path), landing_dir=str(settings_env.landing_dir)
+        )
+    }
+    result = dg.materialize([cdc_landing], resources=resources)
+    assert result.success
+    mats = {
+        m.asset_key.path[-1]: m.metadata
+        for m in result.asset_materializations_for_node("cdc_landing")
+    }
+    assert set(mats) == {k.path[-1] for k in CDC_ASSET_KEYS}
+    invoices = mats["erp_account_invoice"]
+    assert invoices["rows_landed"].value == 3
+    assert invoices["dead_letters"].value == 1
+    assert invoices["last_source_change_at"].value == 1_700_000_000.0
+    assert mats["wms_receipts"]["rows_landed"].value == 1
+    assert mats["erp_sale_sale"]["rows_landed"].value == 0
+    assert invoices["files_landed"].value == 1
+    # a second run finds nothing new
+    again = dg.materialize([cdc_landing], resources=resources)
+    mats = {
+        m.asset_key.path[-1]: m.metadata
+        for m in again.asset_materializations_for_node("cdc_landing")
+    }
+    assert mats["erp_account_invoice"]["rows_landed"].value == 0
+    assert mats["erp_account_invoice"]["files_skipped"].value == 1
