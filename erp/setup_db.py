@@ -82,9 +82,13 @@ def prepare(password: str = DEFAULT_PASSWORD, force: bool = False) -> Path:
     work = Path(tempfile.mkdtemp(prefix="build-", dir=target.parent))
     try:
         _build(work, password)
-        if target.exists():
+        if force and target.exists():
             shutil.rmtree(target)
-        work.rename(target)
+        try:
+            work.rename(target)  # atomic; fails if a concurrent build got there first
+        except OSError:
+            if not database_file(target).exists():
+                raise
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)

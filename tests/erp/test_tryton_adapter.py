@@ -206,3 +206,11 @@ def test_a_stopped_server_is_a_transient_error_and_nothing_is_half_written(tmp_p
         assert doc.created and doc.state == "posted"
     finally:
         server.stop()
+
+
+def test_credentials_in_the_url_never_reach_messages():
+    adapter = TrytonAdapter.connect("http://admin:s3cret@127.0.0.1:9/", "db", "admin", "pw-1")
+    with pytest.raises(ErpTransientError) as caught:
+        adapter.find_document("credit_note", "k")
+    assert "s3cret" not in str(caught.value) and "s3cret" not in repr(adapter)
+    assert "http://127.0.0.1:9" in str(caught.value)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -98,6 +99,18 @@ def _decode(obj: dict[str, Any]) -> Any:
     return obj
 
 
+def _without_userinfo(url: str) -> str:
+    """The URL without `user:password@` (credentials come from their own variables only)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 # -- the client ----------------------------------------------------------------------------------
 
 
@@ -111,7 +124,7 @@ class TrytonClient:
     def __init__(
         self, url: str, database: str, user: str, password: str, *, timeout: float = 30
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = _without_userinfo(url.rstrip("/"))
         self.database = database
         self.user = user
         self.__password = password
