@@ -19,6 +19,7 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.lib.contracts import AMAZON_COLUMNS, FileSource
 from pipelines.lib.warehouse import DeadLetter
@@ -129,7 +130,7 @@ def _ident(name: str) -> str:
 
 
 def typing_sql(fs: FileSource, header: Header) -> str:
-    """One statement that types a batch `_rs_batch(_row_number, _raw, __c0..)` into `_rs_typed`."""
+    """A query typing the Arrow batch `_rs_batch(_row_number, _raw, __c0..)`, with `_error`."""
     position = {col: i for i, col in enumerate(header.columns) if col is not None}
     values, typed, errors, outputs = [], [], [], []
     for k, (column, kind) in enumerate(fs.columns.items()):
@@ -182,7 +183,6 @@ def typing_sql(fs: FileSource, header: Header) -> str:
     error = f"concat_ws('; ', {', '.join(errors)})" if errors else "''"
     raw_cols = ", ".join(f"__c{i}" for i in range(len(header.names)))
     return (
-        "create or replace temp table _rs_typed as\n"
         f"with s as (select _row_number, _raw, {raw_cols}"
         + "".join(f", {x}" for x in values)
         + " from _rs_batch),\n"
@@ -210,7 +210,7 @@ def land_delimited(
     insert = (
         f"insert into raw.{fs.raw_table} by name select ? as _file, ? as _file_sha256, "
         f"_row_number, ?::timestamptz as _ingested_at, _extra, {contract} "
-        "from _rs_typed where _error = ''"
+        "from _rs_good"
     )
     schema = pa.schema(
         [("_row_number", pa.int64()), ("_raw", pa.string())]
@@ -220,34 +220,41 @@ def land_delimited(
     dead: list[DeadLetter] = []
     rows = buried = 0
 
+    # DuckDB reads the Arrow batches through replacement scans of these local names: registering
+    # them would add catalog entries that the file's transaction keeps (with their data) until
+    # the commit, so memory would grow with the file.
     def flush() -> None:
         nonlocal rows, buried
         if batch[0]:
-            con.register("_rs_batch", pa.Table.from_arrays(batch, schema=schema))
-            try:
-                con.execute(sql)
-                rows += con.execute(insert, [rel, sha256, ingested_at]).fetchone()[0]
-                for number, raw, error in con.execute(
-                    "select _row_number, _raw, _error from _rs_typed where _error <> '' "
-                    "order by _row_number"
-                ).fetchall():
-                    dead.append(DeadLetter(fs.source, f"{sha256}:{number}", raw, error))
-                con.execute("drop table _rs_typed")
-            finally:
-                con.unregister("_rs_batch")
+            _rs_batch = pa.Table.from_arrays(batch, schema=schema)  # read by the SQL
+            typed = con.sql(sql).to_arrow_table()
+            del _rs_batch
             for values in batch:
                 values.clear()
+            ok = pc.equal(typed["_error"], "")
+            _rs_good = typed.filter(ok)  # read by the SQL
+            rows += con.execute(insert, [rel, sha256, ingested_at]).fetchone()[0]
+            bad = typed.filter(pc.invert(ok)).select(["_row_number", "_raw", "_error"])
+            for number, raw, error in zip(*(c.to_pylist() for c in bad.columns), strict=True):
+                dead.append(DeadLetter(fs.source, f"{sha256}:{number}", raw, error))
         if dead:
             buried += bury(dead)
             dead.clear()
 
+    _read(path, fs, sha256, width, batch, dead, flush, batch_rows)
+    flush()
+    return rows, buried
+
+
+def _read(path, fs, sha256, width, batch, dead, flush, batch_rows) -> None:
+    """Append each data row's number, text and fields to `batch` (bad rows to `dead`)."""
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         tap = _Tap(handle)
         reader = csv.reader(tap, **dialect(path))
         try:
             next(reader)  # the header, checked by read_header
         except StopIteration:
-            return 0, 0
+            return
         tap.take()
         number = 0
         while True:
@@ -280,5 +287,3 @@ def land_delimited(
                     batch[i + 2].append(value)
             if len(batch[0]) >= batch_rows or len(dead) >= batch_rows:
                 flush()
-    flush()
-    return rows, buried

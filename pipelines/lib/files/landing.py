@@ -29,7 +29,8 @@ from pipelines.lib.files.ndjson import land_ndjson
 from pipelines.lib.warehouse import DeadLetter, transaction, utcnow, write_dead_letters
 
 QUARANTINE_DIR = "_quarantine"
-BATCH_ROWS = 50_000
+MEMORY_LIMIT = "256MB"  # DuckDB's share while landing (goal: ingestion within 512 MB)
+BATCH_ROWS = 20_000  # rows per Arrow batch: bounds memory (DuckDB reads each batch once)
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,14 @@ def land_files(
     sources: Iterable[str] | None = None,
     progress: bool = False,
     batch_rows: int = BATCH_ROWS,
+    memory_limit: str | None = MEMORY_LIMIT,
 ) -> dict[str, FileLandingSummary]:
     """Land every new file of the chosen sources; returns a summary per raw table.
+
+    `sources` are ledger source names (`returns_saas`, `shopify`, `amazon`, `b2b`, `reference`)
+    or raw table names; default: all. While landing, DuckDB's `memory_limit` is lowered to
+    `memory_limit` (restored afterwards; None leaves it alone) so ingestion memory stays bounded:
+    a file is one transaction, and DuckDB spills what does not fit.
 
     The result is keyed by raw table (`returns_saas_webhooks`, `shopify_refunds`,
     `amazon_returns`, `b2b_credit_requests`, `sku_crosswalk`, `warehouse_crosswalk`), because
@@ -138,6 +145,10 @@ def land_files(
 
         bar = tqdm(total=len(work), desc="landing files", unit="file", file=sys.stderr)
     done = landed_hashes(con)
+    previous_limit = None
+    if memory_limit:
+        previous_limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
+        con.execute(f"set memory_limit = '{memory_limit}'")
     try:
         for fs, path in work:
             if bar is not None:
@@ -154,6 +165,8 @@ def land_files(
     finally:
         if bar is not None:
             bar.close()
+        if previous_limit is not None:
+            con.execute(f"set memory_limit = '{previous_limit}'")
     return summaries
 
 
@@ -186,12 +199,9 @@ def _land_one(
             )
         else:
 
-            def insert(table: pa.Table) -> None:
-                con.register("_rs_rows", table)
-                try:
-                    con.execute(f"insert into raw.{fs.raw_table} by name select * from _rs_rows")
-                finally:
-                    con.unregister("_rs_rows")
+            def insert(_rs_rows: pa.Table) -> None:
+                # a replacement scan of the local name, not `register` (see delimited.flush)
+                con.execute(f"insert into raw.{fs.raw_table} by name select * from _rs_rows")
 
             rows, dead = land_ndjson(con, fs, path, rel, sha, ingested_at, insert, bury, batch_rows)
         con.execute(
