@@ -7,6 +7,7 @@ same drop never launches two runs.
 """
 
 import hashlib
+import json
 
 import dagster as dg
 
@@ -41,17 +42,23 @@ def file_drop_sensor(context: dg.SensorEvaluationContext, settings: SettingsReso
     from pipelines.lib.warehouse import connection, table_exists
 
     resolved = settings.get()
+    # the cursor remembers each file's hash by (size, mtime) so big files are not re-hashed
+    try:
+        hash_cache = json.loads(context.cursor) if context.cursor else {}
+    except ValueError:
+        hash_cache = {}
     if not resolved.landing_dir.exists():
         return dg.SkipReason(f"no landing directory at {resolved.landing_dir}")
     try:
         if resolved.db_path.exists():
             with connection(resolved.db_path, read_only=True) as con:
                 ledger = con if table_exists(con, "meta", "files_landed") else None
-                pending = pending_files(resolved.landing_dir, ledger)
+                pending = pending_files(resolved.landing_dir, ledger, hash_cache=hash_cache)
         else:
-            pending = pending_files(resolved.landing_dir, None)
+            pending = pending_files(resolved.landing_dir, None, hash_cache=hash_cache)
     except duckdb.IOException as exc:  # a run holds the warehouse: look again next tick
         return dg.SkipReason(f"warehouse busy: {exc}")
+    context.update_cursor(json.dumps(hash_cache, sort_keys=True))
     if not pending:
         return dg.SkipReason("no new files")
     hashes = [sha for _, _, sha in pending]

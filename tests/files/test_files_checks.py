@@ -151,8 +151,8 @@ def sensor_settings(tmp_path):
     )
 
 
-def run_sensor(settings: SettingsResource):
-    context = dg.build_sensor_context(resources={"settings": settings})
+def run_sensor(settings: SettingsResource, cursor: str | None = None):
+    context = dg.build_sensor_context(resources={"settings": settings}, cursor=cursor)
     return file_drop_sensor(context)
 
 
@@ -184,3 +184,19 @@ def test_sensor_run_key_covers_all_new_files(sensor_settings):
 
     assert request.run_key == drop_run_key([sha256_of(b), sha256_of(a)])
     assert request.run_key not in (sha256_of(a), sha256_of(b))
+
+
+def test_sensor_cursor_caches_hashes(sensor_settings):
+    landing, _, settings = sensor_settings
+    path = write_ndjson(landing / "returns_saas" / "a.ndjson", [delivery("w-1")])
+    context = dg.build_sensor_context(resources={"settings": settings})
+    first = file_drop_sensor(context)
+    cache = json.loads(context.cursor)
+    assert cache["returns_saas/a.ndjson"][2] == sha256_of(path) == first.run_key
+
+    # a cached hash is trusted while size and mtime are unchanged
+    cache["returns_saas/a.ndjson"][2] = "f" * 64
+    assert run_sensor(settings, json.dumps(cache)).run_key == "f" * 64
+    # a changed file is hashed again
+    write_ndjson(path, [delivery("w-22")])  # another size: no reliance on mtime resolution
+    assert run_sensor(settings, json.dumps(cache)).run_key == sha256_of(path)

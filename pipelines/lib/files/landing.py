@@ -95,22 +95,40 @@ def landed_hashes(con: duckdb.DuckDBPyConnection | None) -> set[str]:
 
 
 def pending_files(
-    landing_dir: Path | str, con: duckdb.DuckDBPyConnection | None = None
+    landing_dir: Path | str,
+    con: duckdb.DuckDBPyConnection | None = None,
+    *,
+    hash_cache: dict[str, list] | None = None,
 ) -> list[tuple[str, Path, str]]:
     """Files waiting to land: `(source, path, sha256)` for every file under the landing directory
-    whose content is not in `meta.files_landed` (all of them when `con` is None)."""
+    whose content is not in `meta.files_landed` (all of them when `con` is None).
+
+    `hash_cache` (relative path -> [size, mtime_ns, sha256]), if given, saves re-hashing files
+    that did not change since the last call; it is updated in place to the files present now.
+    """
     landing = Path(landing_dir)
     done = landed_hashes(con)
     found: list[tuple[str, Path, str]] = []
     seen: set[Path] = set()
+    fresh: dict[str, list] = {}
     for fs in FILE_SOURCES:
         for path in source_files(landing, fs):
             if path in seen:
                 continue
             seen.add(path)
-            sha = sha256_of(path)
+            rel = path.relative_to(landing).as_posix()
+            stat = path.stat()
+            cached = (hash_cache or {}).get(rel)
+            if cached and cached[0] == stat.st_size and cached[1] == stat.st_mtime_ns:
+                sha = cached[2]
+            else:
+                sha = sha256_of(path)
+            fresh[rel] = [stat.st_size, stat.st_mtime_ns, sha]
             if sha not in done:
                 found.append((fs.source, path, sha))
+    if hash_cache is not None:
+        hash_cache.clear()
+        hash_cache.update(fresh)
     return found
 
 
