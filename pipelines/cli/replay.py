@@ -7,7 +7,6 @@ land and leave the dead-letter table, the others stay (`--keep-dead-letters` ski
 
 from __future__ import annotations
 
-import inspect
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -99,7 +98,7 @@ def replay(
 
     if settings.uses_kafka:
         result = _replay_kafka(
-            settings, topic, partition, from_offset, start_ms, retry_dead_letters
+            settings, topic, partition, from_offset, start_ms, retry_dead_letters, quiet
         )
     else:
         from pipelines.lib import warehouse
@@ -132,26 +131,27 @@ def replay(
         click.echo(f"  last source change: {result.max_changed_at.isoformat()}")
 
 
-def _replay_kafka(settings, topic, partition, from_offset, start_ms, retry_dead_letters):
-    """Kafka mode: the kafka module's `consume` from the given positions."""
+def _replay_kafka(settings, topic, partition, from_offset, start_ms, retry_dead_letters, quiet):
+    """Kafka mode: `pipelines.lib.cdc.kafka.consume` of this topic from the given position.
+
+    Unbounded (max_records 0): a replay runs until it reaches the end offsets taken at its start.
+    With --from-timestamp every partition of the topic starts at its offset for that time
+    (--partition does not narrow a time-based replay in Kafka mode; it is idempotent anyway).
+    """
     from pipelines.lib.cdc import kafka
 
-    params = inspect.signature(kafka.consume).parameters
-    kwargs = {}
-    if "retry_dead_letters" in params:
-        kwargs["retry_dead_letters"] = retry_dead_letters
-    if "topics" in params:
-        kwargs["topics"] = [topic]
+    common = dict(
+        topics=[topic],
+        retry_dead_letters=retry_dead_letters,
+        max_records=0,
+        progress=not quiet,
+    )
     if start_ms is not None:
-        return kafka.consume(settings, start_timestamp_ms=start_ms, **kwargs)
-    if partition is not None:
-        partitions = [partition]
-    else:
-        finder = getattr(kafka, "partitions_for_topic", None)
-        if finder is None:
-            raise click.UsageError("give --partition (this Kafka client cannot list partitions)")
-        partitions = sorted(finder(settings, topic))
-        if not partitions:
-            raise click.ClickException(f"topic {topic} has no partitions (does it exist?)")
+        return kafka.consume(settings, start_timestamp_ms=start_ms, **common)
+    partitions = (
+        [partition] if partition is not None else kafka.partitions_for_topic(settings, topic)
+    )
+    if not partitions:
+        raise click.ClickException(f"topic {topic} has no partitions (does it exist?)")
     start = {(topic, p): from_offset for p in partitions}
-    return kafka.consume(settings, start=start, **kwargs)
+    return kafka.consume(settings, start=start, **common)

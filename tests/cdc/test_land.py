@@ -280,3 +280,48 @@ def test_load_connectors(tmp_path):
     (tmp_path / "cdc" / "connectors.json").write_text('{"erp": {"decimal.handling.mode": "hex"}}')
     with pytest.raises(ValueError, match=r"decimal\.handling\.mode"):
         load_connectors(tmp_path)
+
+
+@pytest.mark.kafka
+def test_landing_asset_in_kafka_mode(settings_env, kafka_bootstrap, monkeypatch):
+    import dagster as dg
+
+    from assets.cdc import cdc_landing
+    from pipelines.lib.cdc import kafka
+    from pipelines.resources import SettingsResource
+    from tests.fixtures.kafka_broker import recreate_topics
+
+    topic = "wms.public.inspections"
+    recreate_topics(kafka_bootstrap, [topic], partitions=2)
+    records = [
+        {
+            "topic": topic,
+            "partition": i % 2,
+            "key": {"inspection_id": i},
+            "value": {
+                "after": {"inspection_id": i, "receipt_id": 1, "grade": "A", "quantity": "1.500"},
+                "source": {"ts_ms": T0 + i},
+                "op": "c",
+            },
+        }
+        for i in range(5)
+    ]
+    kafka.publish(kafka_bootstrap, records, partitions=2)
+    monkeypatch.setenv("RETURNSYNC_KAFKA_TOPICS", r"^wms\.public\.inspections$")
+    (settings_env.landing_dir / "cdc").mkdir()
+    (settings_env.landing_dir / "cdc" / "connectors.json").write_text(json.dumps(CONNECTORS))
+    resources = {"settings": SettingsResource(kafka_bootstrap=kafka_bootstrap)}
+    result = dg.materialize([cdc_landing], resources=resources)
+    assert result.success
+    mats = {
+        m.asset_key.path[-1]: m.metadata
+        for m in result.asset_materializations_for_node("cdc_landing")
+    }
+    meta = mats["wms_inspections"]
+    assert meta["rows_landed"].value == 5 and meta["mode"].value == "kafka"
+    assert meta["consumer_lag"].value == {"0": 0, "1": 0}
+    assert meta["last_source_change_at"].value == (T0 + 4) / 1000
+    with warehouse.connection(settings_env.db_path) as c:
+        assert c.execute("select sum(quantity) from raw.wms_inspections").fetchone()[0] == Decimal(
+            "7.500"
+        )

@@ -126,3 +126,36 @@ def test_no_cdc_files(settings_env):
     result = invoke("--topic", TOPIC, "--from-offset", "0")
     assert result.exit_code == 1
     assert "no CDC files" in result.output
+
+
+@pytest.mark.kafka
+def test_replay_from_kafka(settings_env, kafka_bootstrap, monkeypatch):
+    from pipelines.lib.cdc import kafka
+    from pipelines.settings import Settings
+    from tests.fixtures.kafka_broker import recreate_topics
+
+    recreate_topics(kafka_bootstrap, [TOPIC], partitions=2)
+    records = [json.loads(line(i, partition=i % 2)) for i in range(6)]
+    assert kafka.publish(kafka_bootstrap, records, partitions=2) == 6
+    monkeypatch.setenv("RETURNSYNC_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    monkeypatch.setenv("RETURNSYNC_KAFKA_TOPICS", r"^erp\.public\.product_product$")
+    settings = Settings.from_env()
+
+    table = land.CDC_BY_TOPIC[TOPIC]
+    monkeypatch.delitem(land.CDC_BY_TOPIC, TOPIC)  # the decoder does not know the topic yet
+    assert kafka.consume(settings).dead_letters == 6
+    monkeypatch.setitem(land.CDC_BY_TOPIC, TOPIC, table)
+
+    result = invoke("--topic", TOPIC, "--from-offset", "0", "--keep-dead-letters")
+    assert result.exit_code == 0, result.output
+    assert "0 rows landed" in result.output and "already landed (skipped): 6" in result.output
+    result = invoke("--topic", TOPIC, "--partition", "1", "--from-offset", "1")
+    assert result.exit_code == 0, result.output
+    assert "former dead letters landed: 2" in result.output  # partition 1, offsets 1 and 2
+    assert rows(settings) == [(1, 1), (1, 2)]
+    result = invoke("--topic", TOPIC, "--from-timestamp", "2020-01-01T00:00:00Z")
+    assert result.exit_code == 0, result.output
+    assert "former dead letters landed: 4" in result.output
+    assert len(rows(settings)) == 6
+    again = invoke("--topic", TOPIC, "--from-offset", "0")
+    assert "0 rows landed" in again.output and "already landed (skipped): 6" in again.output
