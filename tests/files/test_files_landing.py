@@ -686,3 +686,32 @@ def test_sources_filter(landing, con):
     assert count(con, "shopify_refunds") == 0
     with pytest.raises(ValueError, match="unknown file source"):
         land_files(con, landing, sources=["ftp"])
+
+
+# -- the simulator's landscape (DESIGN §9) -----------------------------------------------------
+
+
+def test_simulated_landscape_lands_with_exactly_the_expected_dead_letters(tmp_path, con):
+    import csv
+
+    from pipelines.lib.simulate import SimOptions, simulate
+
+    landing = tmp_path / "sim"
+    simulate(300, 11, landing, datetime(2024, 6, 30, tzinfo=UTC), SimOptions(), progress=False)
+    file_sources = {"returns_saas", "shopify", "amazon", "b2b", "reference"}
+    with open(landing / "expected_dead_letters.csv", newline="") as handle:
+        expected = {
+            (r["source"], r["position"])
+            for r in csv.DictReader(handle)
+            if r["source"] in file_sources
+        }
+
+    first = land_files(con, landing)
+    second = land_files(con, landing)
+
+    got = set(con.execute("select source, position from meta.dead_letters").fetchall())
+    assert got == expected
+    assert sum(s.dead_letters for s in first.values()) == len(expected)
+    assert all(s.rows > 0 for s in first.values())
+    assert sum(s.files_landed + s.rows + s.quarantined_files for s in second.values()) == 0
+    assert (landing / QUARANTINE_DIR).exists() == any(s.quarantined for s in first.values())
