@@ -15,6 +15,7 @@ from pipelines.lib.erp.base import (
     ErpError,
     ErpPermanentError,
     ErpTransientError,
+    with_retries,
 )
 from pipelines.lib.erp.pull import PULL_MODELS, PULL_SPECS, ModelPull, PullSummary, pull_erp
 from pipelines.lib.erp.tryton import TrytonAdapter, TrytonClient
@@ -36,4 +37,5 @@ __all__ = [
     "TrytonAdapter",
     "TrytonClient",
     "pull_erp",
+    "with_retries",
 ]

@@ -14,11 +14,14 @@ Errors are typed so the push job can decide without parsing messages:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
 
 DocumentKind = Literal["credit_note", "stock_move"]
 DOCUMENT_KINDS: tuple[DocumentKind, ...] = ("credit_note", "stock_move")
@@ -117,3 +120,32 @@ class ErpAdapter(Protocol):
         Each row has `id`, `create_date` and `write_date` (naive UTC datetimes) besides `fields`.
         """
         ...
+
+
+def with_retries(
+    call: Callable[[], T],
+    *,
+    attempts: int = 4,
+    base_delay: float = 0.5,
+    max_delay: float = 8.0,
+    on_retry: Callable[[int, ErpTransientError, float], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """`call()`, retried with exponential backoff while it raises `ErpTransientError`.
+
+    Permanent and auth errors are raised at once. After `attempts` transient failures the last
+    one is raised. Safe for the adapter's create calls: they search their key first, so a retry
+    after a lost answer finds the document instead of creating a second one.
+    `on_retry(attempt, error, delay)` is called before each wait (log the attempt there).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except ErpTransientError as exc:
+            if attempt == attempts:
+                raise
+            delay = min(max_delay, base_delay * 2 ** (attempt - 1))
+            if on_retry is not None:
+                on_retry(attempt, exc, delay)
+            sleep(delay)
+    raise AssertionError("unreachable")
