@@ -136,3 +136,23 @@ def test_report_opens_the_warehouse_read_only(warehouse):
 def test_unknown_rule_is_rejected(warehouse):
     result = invoke("--db", str(warehouse), "--rule", "nope")
     assert result.exit_code == 2
+
+
+def test_acknowledge_command_then_report(warehouse):
+    from pipelines.cli.acknowledge import acknowledge as acknowledge_command
+
+    runner = CliRunner()
+    result = runner.invoke(
+        acknowledge_command, [SHORT["mismatch_id"], "--by", "finance.ops", "--db", str(warehouse)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "acknowledged 1" in result.output
+    rows = rows_of(invoke("--db", str(warehouse), "--status", "acknowledged").output)
+    assert {r["mismatch_id"]: r["acknowledged_by"] for r in rows} == {
+        SHORT["mismatch_id"]: "finance.ops",
+        UNMAPPED["mismatch_id"]: "catalogue.team",
+    }
+    again = runner.invoke(
+        acknowledge_command, ["nope", "--by", "finance.ops", "--db", str(warehouse)]
+    )
+    assert again.exit_code != 0 and "nope" in again.output
