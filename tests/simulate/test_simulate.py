@@ -374,3 +374,43 @@ def test_options_select_scenarios(tmp_path):
         simulate(
             1, 2, tmp_path, AS_OF, replace(opts, scenarios=frozenset({"nope"})), progress=False
         )
+
+
+@pytest.mark.kafka
+def test_publish_sends_the_file_records_to_kafka(kafka_bootstrap, tmp_path):
+    """Same topics (here under a unique prefix), partitions, offsets, key and value bytes."""
+    import uuid
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    from pipelines.lib.simulate import publish
+
+    simulate(40, 9, tmp_path, AS_OF, progress=False)
+    prefix = f"simtest-{uuid.uuid4().hex[:8]}."
+    expected: dict[tuple[str, int], list[tuple[int, bytes, bytes | None]]] = {}
+    for path in sorted((tmp_path / "cdc").glob("*.ndjson")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            parsed = parse_line(line)
+            if parsed is not None:
+                topic, part, key, value = parsed
+                offset = json.loads(line)["offset"]
+                expected.setdefault((prefix + topic, part), []).append((offset, key, value))
+    counts = publish(tmp_path, kafka_bootstrap, progress=False, topic_prefix=prefix)
+    assert sum(counts.values()) == sum(len(v) for v in expected.values())
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka_bootstrap, enable_auto_commit=False, group_id=None
+    )
+    try:
+        parts = [TopicPartition(t, p) for t, p in expected]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        got: dict[tuple[str, int], list] = {k: [] for k in expected}
+        want = sum(len(v) for v in expected.values())
+        polls = 0
+        while sum(len(v) for v in got.values()) < want and polls < 600:
+            polls += 1
+            for tp, recs in consumer.poll(timeout_ms=500).items():
+                got[(tp.topic, tp.partition)] += [(r.offset, r.key, r.value) for r in recs]
+    finally:
+        consumer.close()
+    assert got == expected

@@ -35,23 +35,31 @@ def publish(
     partitions: int = 3,
     progress: bool = True,
     timeout_ms: int = 30_000,
+    topic_prefix: str = "",
 ) -> dict[str, int]:
-    """Create the topics (`partitions` each) and produce every record; returns counts per topic."""
+    """Create the topics (`partitions` each) and produce every record; returns counts per topic.
+
+    Each record goes to the partition its line names, with the line's key and value bytes.
+    `topic_prefix` (tests only) is prepended to every topic name.
+    """
     from kafka import KafkaProducer
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     files = sorted((Path(out_dir) / "cdc").glob("*.ndjson"))
-    topics = [f.name[: -len(".ndjson")] for f in files]
+    topics = [topic_prefix + f.name[: -len(".ndjson")] for f in files]
     admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="returnsync-simulate", request_timeout_ms=timeout_ms
+        bootstrap_servers=bootstrap,
+        client_id="returnsync-simulate",
+        request_timeout_ms=timeout_ms,
+        bootstrap_timeout_ms=timeout_ms,
     )
     try:
         existing = set(admin.list_topics())
         new = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):  # created concurrently
-                admin.create_topics(new)
+                admin.create_topics(new, wait_for_metadata=True)
     finally:
         admin.close()
     producer = KafkaProducer(
@@ -61,6 +69,7 @@ def publish(
         max_in_flight_requests_per_connection=1,
         retries=5,
         request_timeout_ms=timeout_ms,
+        bootstrap_timeout_ms=timeout_ms,
     )
     counts: dict[str, int] = {}
     try:
@@ -78,6 +87,7 @@ def publish(
                     if parsed is None:
                         continue
                     topic, part, key, value = parsed
+                    topic = topic_prefix + topic
                     producer.send(topic, key=key, value=value, partition=part)
                     counts[topic] = counts.get(topic, 0) + 1
         producer.flush()
