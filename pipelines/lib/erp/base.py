@@ -94,7 +94,12 @@ class ErpAdapter(Protocol):
         description: str,
         invoice_date: date | None = None,
     ) -> ErpDocument:
-        """A posted customer credit note carrying the key; the existing one if the key is known."""
+        """A posted customer credit note carrying the key; the existing one if the key is known.
+
+        `party` is the ERP's party id (int) or the party's code (str). `return_line_ref` is the
+        ERP return line (an id, or the ERP's own reference to it); `lines` hold positive
+        quantities and prices to credit (the document itself carries negative lines).
+        """
         ...
 
     def create_stock_move(
