@@ -21,6 +21,8 @@ does not care which way a row came:
   advances only after the whole model was pulled. The next pull asks for records written at or
   after `watermark - overlap` (a transaction committing late can carry an older `write_date`); the
   ledger drops what was already landed.
+- A pull cannot see deletions (Tryton keeps no tombstones): rows deleted in the ERP stay in raw
+  until CDC reports them; this is the documented limit of the batch path (DESIGN §8.2).
 - A record whose values do not fit its contract (a wrong type, more decimals than the column's
   scale) goes to `meta.dead_letters` (source `erp_pull`, position `model:id:version`); the batch
   goes on.
