@@ -21,7 +21,7 @@ amazon as (
         min(tracking_number) as tracking_number,
         min(tracking_normalized) as tracking_normalized,
         min(order_id) as order_id,
-        max(coalesce(return_delivery_date, {{ utc('report_date') }})) as last_changed_at,
+        max(source_changed_at) as last_changed_at,
         arg_max(source_position, [epoch(report_date), epoch(return_delivery_date)]) as source_position
     from amazon_rows
     group by 1, 2

@@ -192,7 +192,7 @@ amazon as (
         true,
         cast(abs(rows_.refunded_amount) as decimal(18, 4)),
         rows_.currency,
-        coalesce(rows_.return_delivery_date, {{ utc('rows_.report_date') }}),
+        rows_.source_changed_at,
         rows_.amazon_rma_id,
         rows_.channel_sku,
         amazon_lines.sku,

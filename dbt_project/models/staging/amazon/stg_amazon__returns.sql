@@ -1,13 +1,34 @@
 -- Amazon merchant-fulfilled returns, one row per (Amazon RMA ID, Merchant SKU) (DESIGN §2.6).
 -- Successive reports overlap: the newest report (report_date) wins, then the later file row.
-with rows_ as (
+-- `first_reported_on` is the first report that showed the winning row's status and refunded
+-- amount, so a row merely repeated in a later report does not move the refund's time.
+with all_rows as (
     select *
     from {{ source('raw', 'amazon_returns') }}
     where nullif(trim(amazon_rma_id), '') is not null
+),
+
+rows_ as (
+    select *
+    from all_rows
     qualify row_number() over (
         partition by trim(amazon_rma_id), trim(merchant_sku)
         order by report_date desc nulls last, _ingested_at desc, _file desc, _row_number desc
     ) = 1
+),
+
+first_seen as (
+    select
+        trim(rows_.amazon_rma_id) as fs_rma_id,
+        trim(rows_.merchant_sku) as fs_sku,
+        min(all_rows.report_date) as first_reported_on
+    from rows_
+    inner join all_rows
+        on trim(all_rows.amazon_rma_id) = trim(rows_.amazon_rma_id)
+        and trim(all_rows.merchant_sku) is not distinct from trim(rows_.merchant_sku)
+        and all_rows.return_request_status is not distinct from rows_.return_request_status
+        and all_rows.refunded_amount is not distinct from rows_.refunded_amount
+    group by 1, 2
 )
 
 select
@@ -32,7 +53,11 @@ select
     order_quantity,
     refunded_amount,
     report_date,
+    first_seen.first_reported_on,
     _file as source_file,
     _file_sha256 || ':' || _row_number as source_position,
-    coalesce(return_delivery_date, {{ utc('report_date') }}) as source_changed_at
+    coalesce(return_delivery_date, {{ utc('first_seen.first_reported_on') }}) as source_changed_at
 from rows_
+left join first_seen
+    on first_seen.fs_rma_id = trim(rows_.amazon_rma_id)
+    and first_seen.fs_sku is not distinct from trim(rows_.merchant_sku)
