@@ -1,0 +1,591 @@
+"""Planning: open mismatches with an automatic fix become adjustments (DESIGN §6).
+
+- `receipt_not_posted`, `posted_qty_mismatch` (ERP short) → a stock posting of the missing
+  quantity (inspected - posted) into the mismatch's disposition location, its move's origin the
+  ERP return line;
+- `refund_without_credit`, `credit_amount_mismatch` with the ERP short → a credit note for the
+  missing amount: one line of quantity 1 at that amount on an ERP return line of the return that
+  still has an uncredited authorized unit (so the top-up cannot raise `duplicate_credit`), for the
+  return order's party, in the channel refund's currency.
+
+Everything else (over-postings, over-credits, duplicates, currency mismatches, unmatched
+receipts, stale returns, unmapped SKUs, or a fix that cannot be built from the data) goes to the
+exception queue with the reason.
+
+Each adjustment's idempotency key is a sha256 of the mismatch id, the action and the payload, so
+planning again finds the same key and adds nothing. A mismatch has at most one adjustment at work:
+while one is planned, approved or in the exception queue, a changed mismatch supersedes it (the old
+one is rejected by `auto`, unless a push is working on it); after one was sent, nothing new is
+planned until the mismatch has resolved once (the ERP document came back through ingestion).
+Adjustments still waiting when their mismatch stops being open are rejected by `auto`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+
+from pipelines.lib.writeback.schema import ADJUSTMENTS, EXCEPTIONS, ensure_tables
+
+STOCK_RULES: tuple[str, ...] = ("receipt_not_posted", "posted_qty_mismatch")
+CREDIT_RULES: tuple[str, ...] = ("refund_without_credit", "credit_amount_mismatch")
+FIXABLE_RULES: tuple[str, ...] = STOCK_RULES + CREDIT_RULES
+AUTO = "auto"
+KEY_PREFIX = "returnsync-"
+
+# why a mismatch of a rule without an automatic fix needs a person
+NO_FIX_REASONS: dict[str, str] = {
+    "disposition_mismatch": "posted into a location where nothing was inspected (wrong disposition "
+    "or warehouse): a person must move or reverse the ERP posting",
+    "currency_mismatch": "channel refund and ERP credit are in different currencies: a person "
+    "must decide which is wrong",
+    "duplicate_credit": "more units credited than authorized: a person must cancel or reverse the "
+    "extra credit",
+    "credit_without_receipt": "credited but nothing was received: a person must chase the return "
+    "or reverse the credit",
+    "unmatched_receipt": "a receipt links to no return: a person must identify the return",
+    "stale_return": "approved long ago and never received: a person must close or chase it",
+    "unmapped_sku": "the channel SKU has no crosswalk entry: a person must map it",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Auto-approve limits (seed `recon_settings`: auto_approve_amount, auto_approve_quantity)."""
+
+    amount: Decimal = Decimal("250")
+    quantity: Decimal = Decimal("10")
+
+
+@dataclass
+class PlanSummary:
+    planned: int = 0  # new adjustments
+    auto_approved: int = 0  # of those, approved by `auto`
+    waiting: int = 0  # of those, waiting for a person
+    unchanged: int = 0  # mismatches whose adjustment already exists or is at work
+    superseded: int = 0  # waiting adjustments replaced because their mismatch changed
+    obsolete: int = 0  # waiting adjustments rejected because their mismatch is no longer open
+    exceptions_opened: int = 0  # mismatches newly in the exception queue
+    exceptions_closed: int = 0  # planning exceptions closed (mismatch gone, or now fixable)
+    adjustment_ids: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What planning decided for one open mismatch: an action with its payload, or a reason."""
+
+    mismatch_id: str
+    rule: str
+    rma_number: str | None
+    sku: str | None
+    action: str | None = None
+    payload: Mapping[str, Any] | None = None
+    amount: Decimal | None = None
+    quantity: Decimal | None = None
+    currency: str | None = None
+    exception_reason: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        assert self.action is not None and self.payload is not None
+        return idempotency_key(self.mismatch_id, self.action, self.payload)
+
+
+def _text(value: Decimal | int) -> str:
+    """A canonical decimal string (`2`, `12.5`), the same for 2, 2.000 and Decimal('2.0')."""
+    text = format(Decimal(value).normalize(), "f")
+    return text
+
+
+def canonical_json(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def idempotency_key(mismatch_id: str, action: str, payload: Mapping[str, Any]) -> str:
+    """`returnsync-<sha256>` of mismatch id, action and content: the ERP document's reference."""
+    body = f"{mismatch_id}\n{action}\n{canonical_json(payload)}".encode()
+    return KEY_PREFIX + hashlib.sha256(body).hexdigest()
+
+
+def adjustment_id_for(key: str) -> str:
+    """A short id for people (`returnsync approve adj-…`), derived from the key."""
+    return "adj-" + key.removeprefix(KEY_PREFIX)[:12]
+
+
+def exception_id_for(kind: str, ref: str) -> str:
+    return "exc-" + hashlib.sha256(f"{kind}\n{ref}".encode()).hexdigest()[:12]
+
+
+def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchone()[0]
+    )
+
+
+def read_limits(con: duckdb.DuckDBPyConnection) -> Limits:
+    """The auto-approve limits from the `recon_settings` seed; the defaults when it is missing."""
+    default = Limits()
+    if not _exists(con, "seeds", "recon_settings"):
+        return default
+    rows = dict(
+        con.execute(
+            "select setting, value from seeds.recon_settings "
+            "where setting in ('auto_approve_amount', 'auto_approve_quantity')"
+        ).fetchall()
+    )
+    amount = rows.get("auto_approve_amount")
+    quantity = rows.get("auto_approve_quantity")
+    return Limits(
+        amount=Decimal(str(amount)) if amount is not None else default.amount,
+        quantity=Decimal(str(quantity)) if quantity is not None else default.quantity,
+    )
+
+
+# -- proposals -----------------------------------------------------------------------------------
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
+    cursor = con.execute(sql)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _stock_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
+    rows = _rows(
+        con,
+        f"""
+        with lines as (
+            select rma_number, sku,
+                   count(erp_return_line_id) as erp_lines,
+                   min(erp_return_line_id) as erp_return_line_id,
+                   max(unit_price) as unit_price,
+                   max(currency) as currency
+            from marts.return_lines
+            where sku is not null
+            group by rma_number, sku
+        )
+        select m.mismatch_id, m.rule, m.rma_number, m.sku, m.location, m.qty_delta,
+               l.erp_lines, l.erp_return_line_id, l.unit_price, l.currency
+        from recon.mismatches as m
+        left join lines as l on l.rma_number = m.rma_number and l.sku = m.sku
+        where m.status = 'open' and m.rule in {STOCK_RULES}
+        order by m.mismatch_id
+        """,
+    )
+    out = []
+    for r in rows:
+        base = {
+            "mismatch_id": r["mismatch_id"],
+            "rule": r["rule"],
+            "rma_number": r["rma_number"],
+            "sku": r["sku"],
+        }
+        missing = -Decimal(r["qty_delta"]) if r["qty_delta"] is not None else None
+        reason = None
+        if missing is None or missing <= 0:
+            reason = (
+                "the ERP has more posted than inspected: a person must reverse the extra posting"
+            )
+        elif not r["location"]:
+            reason = "the mismatch names no ERP location to post to"
+        elif not r["sku"]:
+            reason = "the mismatch names no ERP product"
+        elif not r["erp_lines"]:
+            reason = "the return has no ERP return line for this product to post against"
+        elif r["erp_lines"] > 1:
+            reason = "more than one ERP return line for this product: a person must choose"
+        if reason:
+            out.append(Proposal(**base, exception_reason=reason))
+            continue
+        payload = {
+            "return_line_ref": int(r["erp_return_line_id"]),
+            "product_code": r["sku"],
+            "quantity": _text(missing),
+            "to_location_code": r["location"],
+            "description": f"returnsync {r['rule']} {r['rma_number']} {r['sku']}",
+        }
+        price = r["unit_price"]
+        out.append(
+            Proposal(
+                **base,
+                action="stock_move",
+                payload=payload,
+                quantity=missing,
+                amount=(missing * Decimal(price)) if price is not None else None,
+                currency=r["currency"],
+            )
+        )
+    return out
+
+
+def _credit_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
+    if _exists(con, "staging", "stg_erp__sales"):
+        party_sql = "select sale_id, party_id from staging.stg_erp__sales where not is_deleted"
+    else:
+        party_sql = "select null::bigint as sale_id, null::bigint as party_id where false"
+    rows = _rows(
+        con,
+        f"""
+        with refund_currency as (
+            select return_key, min(currency) as currency
+            from marts.credits
+            where is_channel_refund and amount > 0 and return_key is not null
+            group by return_key
+        ),
+        erp_credited as (
+            select return_line_key, sum(abs(quantity)) as quantity
+            from marts.credits
+            where system = 'erp' and return_line_key is not null and quantity is not null
+            group by return_line_key
+        ),
+        erp_lines as (
+            select l.return_key, l.erp_return_line_id, l.sku,
+                   coalesce(l.qty_authorized, 0) - coalesce(c.quantity, 0) as remaining
+            from marts.return_lines as l
+            left join erp_credited as c on c.return_line_key = l.return_line_key
+            where l.erp_return_line_id is not null and l.sku is not null
+        ),
+        picked as (
+            select return_key, erp_return_line_id, sku,
+                   row_number() over (partition by return_key order by erp_return_line_id) as rn
+            from erp_lines where remaining >= 1
+        ),
+        line_counts as (
+            select return_key, count(*) as erp_lines from erp_lines group by return_key
+        ),
+        parties as ({party_sql})
+        select m.mismatch_id, m.rule, m.rma_number, m.amount_delta,
+               r.return_key, r.erp_return_order_id,
+               coalesce(rc.currency, r.currency) as currency,
+               coalesce(lc.erp_lines, 0) as erp_lines,
+               p.erp_return_line_id, p.sku, pa.party_id
+        from recon.mismatches as m
+        left join marts.returns as r on r.rma_number = m.rma_number
+        left join refund_currency as rc on rc.return_key = r.return_key
+        left join line_counts as lc on lc.return_key = r.return_key
+        left join picked as p on p.return_key = r.return_key and p.rn = 1
+        left join parties as pa on pa.sale_id = r.erp_return_order_id
+        where m.status = 'open' and m.rule in {CREDIT_RULES}
+        order by m.mismatch_id
+        """,
+    )
+    out = []
+    for r in rows:
+        base = {
+            "mismatch_id": r["mismatch_id"],
+            "rule": r["rule"],
+            "rma_number": r["rma_number"],
+            "sku": None,
+        }
+        delta = Decimal(r["amount_delta"]) if r["amount_delta"] is not None else None
+        reason = None
+        if delta is None or delta >= 0:
+            reason = "the ERP credited more than the channel refunded: a person must reverse it"
+        elif r["return_key"] is None or r["erp_return_order_id"] is None:
+            reason = "the return has no ERP return order to credit against"
+        elif not r["erp_lines"]:
+            reason = "the ERP return order has no line with a product to credit"
+        elif r["erp_return_line_id"] is None:
+            reason = (
+                "every authorized unit of the return is already credited in the ERP: a top-up "
+                "credit note would raise duplicate_credit; a person must correct the credit note"
+            )
+        elif r["party_id"] is None:
+            reason = "the ERP return order's party is unknown (staging.stg_erp__sales)"
+        elif not r["currency"]:
+            reason = "the return has no currency"
+        if reason:
+            out.append(Proposal(**base, exception_reason=reason))
+            continue
+        missing = -delta
+        payload = {
+            "return_line_ref": int(r["erp_return_line_id"]),
+            "party": int(r["party_id"]),
+            "currency_code": r["currency"],
+            "lines": [{"product_code": r["sku"], "quantity": "1", "unit_price": _text(missing)}],
+            "description": f"returnsync {r['rule']} {r['rma_number']}",
+        }
+        out.append(
+            Proposal(
+                **base,
+                action="credit_note",
+                payload=payload,
+                amount=missing,
+                quantity=Decimal(1),
+                currency=r["currency"],
+            )
+        )
+    return out
+
+
+def _other_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
+    rows = con.execute(
+        f"""
+        select mismatch_id, rule, rma_number, sku from recon.mismatches
+        where status = 'open' and rule not in {FIXABLE_RULES}
+        order by mismatch_id
+        """
+    ).fetchall()
+    return [
+        Proposal(m, rule, rma, sku, exception_reason=NO_FIX_REASONS.get(rule, "no automatic fix"))
+        for m, rule, rma, sku in rows
+    ]
+
+
+def propose(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
+    """What each open mismatch needs: an adjustment, or a person (read-only)."""
+    if not _exists(con, "recon", "mismatches"):
+        return []
+    needed = [("marts", "return_lines"), ("marts", "returns"), ("marts", "credits")]
+    missing = [f"{s}.{t}" for s, t in needed if not _exists(con, s, t)]
+    if missing:
+        raise LookupError(f"{', '.join(missing)} missing: build the marts before planning")
+    return _stock_proposals(con) + _credit_proposals(con) + _other_proposals(con)
+
+
+def needs_approval(proposal: Proposal, limits: Limits) -> bool:
+    if proposal.action == "credit_note":
+        return proposal.amount is None or proposal.amount > limits.amount
+    return proposal.quantity is None or proposal.quantity > limits.quantity
+
+
+# -- planning ------------------------------------------------------------------------------------
+
+
+def plan_adjustments(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    now: datetime | None = None,
+    limits: Limits | None = None,
+) -> PlanSummary:
+    """Plan adjustments for the open mismatches in one transaction; idempotent."""
+    ensure_tables(con)
+    when = now or datetime.now(UTC)
+    summary = PlanSummary()
+    proposals = propose(con)
+    limits = limits or read_limits(con)
+    resolved_sql = (
+        "select mismatch_id, max(changed_at) as at from recon.mismatch_history "
+        "where status = 'resolved' group by mismatch_id"
+        if _exists(con, "recon", "mismatch_history")
+        else "select null::varchar as mismatch_id, null::timestamptz as at where false"
+    )
+    con.execute("begin transaction")
+    try:
+        summary.obsolete = _reject_obsolete(con, when)
+        summary.exceptions_closed = _close_gone_exceptions(con, when)
+        for proposal in proposals:
+            if proposal.action is None:
+                summary.exceptions_opened += _open_planning_exception(con, proposal, when)
+                continue
+            _plan_one(con, proposal, limits, when, summary, resolved_sql)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return summary
+
+
+def _reject_obsolete(con: duckdb.DuckDBPyConnection, when: datetime) -> int:
+    """Waiting adjustments (not being pushed) whose mismatch is no longer open: rejected."""
+    ids = [
+        r[0]
+        for r in con.execute(
+            f"""
+            select a.adjustment_id from {ADJUSTMENTS} as a
+            left join recon.mismatches as m on m.mismatch_id = a.mismatch_id
+            where a.status in ('planned', 'exception') and a.in_flight_since is null
+              and coalesce(m.status, 'missing') <> 'open'
+            """
+        ).fetchall()
+    ]
+    for adjustment_id in ids:
+        _decide(con, adjustment_id, "rejected", AUTO, "its mismatch is no longer open", when)
+        _close_exception(con, exception_id_for("adjustment", adjustment_id), "rejected", when)
+    return len(ids)
+
+
+def _close_gone_exceptions(con: duckdb.DuckDBPyConnection, when: datetime) -> int:
+    return con.execute(
+        f"""
+        update {EXCEPTIONS} as e
+        set status = 'closed', closed_at = ?, updated_at = ?,
+            closed_reason = 'mismatch ' || coalesce(m.status, 'gone')
+        from (select e2.exception_id, m2.status
+              from {EXCEPTIONS} as e2
+              left join recon.mismatches as m2 on m2.mismatch_id = e2.mismatch_id
+              where e2.status = 'open' and e2.adjustment_id is null
+                and coalesce(m2.status, 'gone') <> 'open') as m
+        where e.exception_id = m.exception_id
+        """,
+        [when, when],
+    ).fetchone()[0]
+
+
+def _open_planning_exception(con: duckdb.DuckDBPyConnection, p: Proposal, when: datetime) -> int:
+    exception_id = exception_id_for("mismatch", p.mismatch_id)
+    row = con.execute(
+        f"select status, reason from {EXCEPTIONS} where exception_id = ?", [exception_id]
+    ).fetchone()
+    if row is None:
+        con.execute(
+            f"""
+            insert into {EXCEPTIONS} (exception_id, mismatch_id, adjustment_id, rule, rma_number,
+                sku, reason, message, status, created_at, updated_at)
+            values (?, ?, null, ?, ?, ?, ?, null, 'open', ?, ?)
+            """,
+            [
+                exception_id,
+                p.mismatch_id,
+                p.rule,
+                p.rma_number,
+                p.sku,
+                p.exception_reason,
+                when,
+                when,
+            ],
+        )
+        return 1
+    if row != ("open", p.exception_reason):
+        con.execute(
+            f"""
+            update {EXCEPTIONS} set status = 'open', reason = ?, updated_at = ?,
+                closed_at = null, closed_reason = null
+            where exception_id = ?
+            """,
+            [p.exception_reason, when, exception_id],
+        )
+        return int(row[0] != "open")
+    return 0
+
+
+def _plan_one(
+    con: duckdb.DuckDBPyConnection,
+    p: Proposal,
+    limits: Limits,
+    when: datetime,
+    summary: PlanSummary,
+    resolved_sql: str,
+) -> None:
+    key = p.idempotency_key
+    adjustment_id = adjustment_id_for(key)
+    if con.execute(f"select 1 from {ADJUSTMENTS} where idempotency_key = ?", [key]).fetchone():
+        summary.unchanged += 1
+        return
+    at_work = con.execute(
+        f"""
+        with resolved as ({resolved_sql})
+        select a.adjustment_id, a.status, a.in_flight_since
+        from {ADJUSTMENTS} as a left join resolved as r on r.mismatch_id = a.mismatch_id
+        where a.mismatch_id = ?
+          and (a.status in ('planned', 'approved', 'exception')
+               or (a.status = 'sent' and (r.at is null or r.at < a.sent_at)))
+        """,
+        [p.mismatch_id],
+    ).fetchall()
+    if any(status == "sent" or in_flight is not None for _, status, in_flight in at_work):
+        summary.unchanged += 1  # sent and not yet seen back, or a push is working on it
+        return
+    for old_id, _, _ in at_work:
+        _decide(
+            con,
+            old_id,
+            "rejected",
+            AUTO,
+            f"superseded by {adjustment_id}: the mismatch changed",
+            when,
+        )
+        _close_exception(con, exception_id_for("adjustment", old_id), "superseded", when)
+        summary.superseded += 1
+    waiting = needs_approval(p, limits)
+    status = "planned" if waiting else "approved"
+    if waiting:
+        reason = (
+            f"over the auto-approve limit ({limits.amount} {p.currency or ''})".rstrip()
+            if p.action == "credit_note"
+            else f"over the auto-approve limit ({limits.quantity} units)"
+        )
+        reason = reason.replace(" )", ")") + ": waits for a person"
+    else:
+        reason = "under the auto-approve limits"
+    con.execute(
+        f"""
+        insert into {ADJUSTMENTS} (adjustment_id, idempotency_key, mismatch_id, rule, rma_number,
+            sku, action, payload, amount, quantity, currency, status, approved_by, approved_at,
+            decided_reason, created_at, updated_at)
+        values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        [
+            adjustment_id,
+            key,
+            p.mismatch_id,
+            p.rule,
+            p.rma_number,
+            p.sku,
+            p.action,
+            canonical_json(p.payload),
+            p.amount,
+            p.quantity,
+            p.currency,
+            status,
+            None if waiting else AUTO,
+            None if waiting else when,
+            reason,
+            when,
+            when,
+        ],
+    )
+    summary.planned += 1
+    summary.adjustment_ids.append(adjustment_id)
+    if waiting:
+        summary.waiting += 1
+    else:
+        summary.auto_approved += 1
+    summary.exceptions_closed += _close_exception(
+        con, exception_id_for("mismatch", p.mismatch_id), f"adjustment {adjustment_id}", when
+    )
+
+
+def _decide(
+    con: duckdb.DuckDBPyConnection,
+    adjustment_id: str,
+    status: str,
+    by: str,
+    reason: str | None,
+    when: datetime,
+) -> None:
+    con.execute(
+        f"""
+        update {ADJUSTMENTS} set status = ?, approved_by = ?, approved_at = ?,
+            decided_reason = ?, updated_at = ?
+        where adjustment_id = ?
+        """,
+        [status, by, when, reason, when, adjustment_id],
+    )
+
+
+def _close_exception(
+    con: duckdb.DuckDBPyConnection, exception_id: str, reason: str, when: datetime
+) -> int:
+    return con.execute(
+        f"""
+        update {EXCEPTIONS} set status = 'closed', closed_at = ?, closed_reason = ?,
+            updated_at = ?
+        where exception_id = ? and status = 'open'
+        """,
+        [when, reason, when, exception_id],
+    ).fetchone()[0]

@@ -1,0 +1,222 @@
+"""Planning adjustments from a hand-made recon.mismatches and marts (no ERP needed)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from pipelines.lib.warehouse import connect
+from pipelines.lib.writeback import (
+    DecisionError,
+    Limits,
+    approve,
+    idempotency_key,
+    plan_adjustments,
+    read_limits,
+    reject,
+)
+from tests.writeback.helpers import (
+    ReturnSpec,
+    add_mismatch,
+    add_return,
+    adjustments,
+    make_warehouse,
+    open_exceptions,
+    set_mismatch,
+)
+
+
+@pytest.fixture
+def con(tmp_path):
+    make_warehouse(tmp_path / "w.duckdb")
+    con = connect(tmp_path / "w.duckdb")
+    yield con
+    con.close()
+
+
+@pytest.fixture
+def landscape(con):
+    """One open mismatch of each interesting kind; returns their ids by name."""
+    add_return(con, ReturnSpec("RMA-1", "P-1001", 9001, 9101, 11))
+    add_return(con, ReturnSpec("RMA-2", "P-1002", 9002, 9102, 11, Decimal(20), Decimal("5.50")))
+    add_return(con, ReturnSpec("RMA-3", "P-1003", 9003, 9103, 12, channel_refund=Decimal("89")))
+    add_return(
+        con,
+        ReturnSpec(
+            "RMA-4",
+            "P-1004",
+            9004,
+            9104,
+            12,
+            Decimal(2),
+            Decimal("400"),
+            erp_credited_qty=Decimal(1),
+            channel_refund=Decimal("800"),
+        ),
+    )
+    add_return(con, ReturnSpec("RMA-5", "P-1005", 9005, 9105, 12, erp_credited_qty=Decimal(2)))
+    add_return(con, ReturnSpec("RMA-6", "P-1006", 9006, 9106, 12, erp_credited_qty=Decimal(2)))
+    add_return(con, ReturnSpec("RMA-7", "P-1001", None, None, None))
+    ids = {
+        "stock_small": add_mismatch(
+            con, "receipt_not_posted", "RMA-1", "P-1001", location="WH-E-STO", qty_delta="-2"
+        ),
+        "stock_big": add_mismatch(
+            con, "posted_qty_mismatch", "RMA-2", "P-1002", location="WH-W-RFB", qty_delta="-12"
+        ),
+        "over_posted": add_mismatch(
+            con, "posted_qty_mismatch", "RMA-1", "P-1001", location="WH-E-SCR", qty_delta="1"
+        ),
+        "no_credit": add_mismatch(con, "refund_without_credit", "RMA-3", amount_delta="-89.00"),
+        "short_big": add_mismatch(con, "credit_amount_mismatch", "RMA-4", amount_delta="-400.00"),
+        "over_credit": add_mismatch(con, "credit_amount_mismatch", "RMA-5", amount_delta="4.95"),
+        "all_credited": add_mismatch(con, "credit_amount_mismatch", "RMA-6", amount_delta="-8.90"),
+        "duplicate": add_mismatch(con, "duplicate_credit", "RMA-5", "P-1005", qty_delta="1"),
+        "no_erp_order": add_mismatch(con, "refund_without_credit", "RMA-7", amount_delta="-10"),
+        "resolved": add_mismatch(
+            con,
+            "receipt_not_posted",
+            "RMA-2",
+            "P-1002",
+            location="WH-W-STO",
+            qty_delta="-1",
+            status="resolved",
+        ),
+    }
+    return ids
+
+
+def test_plans_the_right_actions_amounts_quantities_and_statuses(con, landscape):
+    summary = plan_adjustments(con)
+    adj = adjustments(con)
+    assert set(adj) == {
+        landscape[k] for k in ("stock_small", "stock_big", "no_credit", "short_big")
+    }
+    assert summary.planned == 4 and summary.auto_approved == 2 and summary.waiting == 2
+
+    small = adj[landscape["stock_small"]]
+    assert (small["action"], small["quantity"], small["status"], small["approved_by"]) == (
+        "stock_move",
+        Decimal("2.000"),
+        "approved",
+        "auto",
+    )
+    payload = json.loads(small["payload"])
+    assert payload == {
+        "return_line_ref": 9101,
+        "product_code": "P-1001",
+        "quantity": "2",
+        "to_location_code": "WH-E-STO",
+        "description": "returnsync receipt_not_posted RMA-1 P-1001",
+    }
+    assert small["amount"] == Decimal("178.0000")  # the value moved, informative
+    assert small["idempotency_key"] == idempotency_key(
+        landscape["stock_small"], "stock_move", payload
+    )
+
+    big = adj[landscape["stock_big"]]
+    assert (big["quantity"], big["status"], big["approved_by"]) == (Decimal(12), "planned", None)
+    assert "waits for a person" in big["decided_reason"]
+
+    credit = adj[landscape["no_credit"]]
+    assert (credit["action"], credit["amount"], credit["currency"], credit["status"]) == (
+        "credit_note",
+        Decimal("89.0000"),
+        "EUR",
+        "approved",
+    )
+    assert json.loads(credit["payload"]) == {
+        "return_line_ref": 9103,
+        "party": 12,
+        "currency_code": "EUR",
+        "lines": [{"product_code": "P-1003", "quantity": "1", "unit_price": "89"}],
+        "description": "returnsync refund_without_credit RMA-3",
+    }
+    short = adj[landscape["short_big"]]
+    assert (short["amount"], short["status"]) == (Decimal(400), "planned")  # over 250
+
+    exceptions = open_exceptions(con)
+    assert set(exceptions) == {
+        landscape[k]
+        for k in ("over_posted", "over_credit", "all_credited", "duplicate", "no_erp_order")
+    }
+    assert "more posted than inspected" in exceptions[landscape["over_posted"]]["reason"]
+    assert "credited more" in exceptions[landscape["over_credit"]]["reason"]
+    assert "duplicate_credit" in exceptions[landscape["all_credited"]]["reason"]
+    assert "no ERP return order" in exceptions[landscape["no_erp_order"]]["reason"]
+    assert all(e["adjustment_id"] is None for e in exceptions.values())
+
+
+def test_planning_again_adds_nothing(con, landscape):
+    plan_adjustments(con)
+    before = con.execute("select * from writeback.adjustments order by 1").fetchall()
+    exc_before = con.execute("select * from writeback.exceptions order by 1").fetchall()
+    again = plan_adjustments(con)
+    assert (again.planned, again.unchanged, again.exceptions_opened) == (0, 4, 0)
+    assert con.execute("select * from writeback.adjustments order by 1").fetchall() == before
+    assert con.execute("select * from writeback.exceptions order by 1").fetchall() == exc_before
+
+
+def test_a_changed_mismatch_supersedes_its_waiting_adjustment(con, landscape):
+    plan_adjustments(con)
+    old = adjustments(con)[landscape["stock_big"]]
+    set_mismatch(con, landscape["stock_big"], qty_delta=Decimal(-11))
+    summary = plan_adjustments(con)
+    assert (summary.planned, summary.superseded) == (1, 1)
+    rows = con.execute(
+        "select adjustment_id, status, quantity, approved_by from writeback.adjustments "
+        "where mismatch_id = ? order by created_at",
+        [landscape["stock_big"]],
+    ).fetchall()
+    assert rows[0][:2] == (old["adjustment_id"], "rejected") and rows[0][3] == "auto"
+    assert rows[1][1:] == ("planned", Decimal(11), None)
+
+
+def test_waiting_adjustments_of_resolved_mismatches_are_rejected_and_exceptions_closed(
+    con, landscape
+):
+    plan_adjustments(con)
+    set_mismatch(con, landscape["short_big"], status="resolved")
+    set_mismatch(con, landscape["duplicate"], status="resolved")
+    summary = plan_adjustments(con)
+    assert summary.obsolete == 1 and summary.exceptions_closed == 1
+    short = adjustments(con)[landscape["short_big"]]
+    assert (short["status"], short["approved_by"]) == ("rejected", "auto")
+    assert landscape["duplicate"] not in open_exceptions(con)
+
+
+def test_limits_come_from_the_seed(con, landscape):
+    assert read_limits(con) == Limits(Decimal(250), Decimal(10))
+    con.execute("update seeds.recon_settings set value = 500 where setting = 'auto_approve_amount'")
+    assert read_limits(con).amount == Decimal(500)
+    plan_adjustments(con)
+    assert adjustments(con)[landscape["short_big"]]["status"] == "approved"
+
+
+def test_approve_and_reject_are_recorded_with_who_and_when(con, landscape):
+    plan_adjustments(con)
+    adj = adjustments(con)
+    big, short = adj[landscape["stock_big"]], adj[landscape["short_big"]]
+    assert approve(con, big["adjustment_id"], by="alice") == "approved"
+    assert reject(con, short["adjustment_id"], by="bob", reason="customer fraud") == "rejected"
+    adj = adjustments(con)
+    assert adj[landscape["stock_big"]]["approved_by"] == "alice"
+    assert adj[landscape["stock_big"]]["approved_at"] is not None
+    rejected = adj[landscape["short_big"]]
+    assert (rejected["status"], rejected["approved_by"], rejected["decided_reason"]) == (
+        "rejected",
+        "bob",
+        "customer fraud",
+    )
+    with pytest.raises(DecisionError, match="is rejected"):
+        approve(con, short["adjustment_id"], by="alice")
+    with pytest.raises(DecisionError, match="no adjustment"):
+        approve(con, "adj-nope", by="alice")
+    with pytest.raises(DecisionError, match="--by"):
+        approve(con, big["adjustment_id"], by=" ")
+    with pytest.raises(DecisionError, match="reserved"):
+        reject(con, big["adjustment_id"], by="auto")
+    # a rejected adjustment is never planned again for the same content
+    assert plan_adjustments(con).planned == 0
