@@ -892,7 +892,9 @@ class Simulator:
         elif name == "nm_receipt_after_credit_grace":
             self._refund(r, rng, A + hours(rng.uniform(1, 12)), split=False)
             c = r.credits[0]
-            target = midnight((self.as_of - hours(336)).date() + timedelta(days=1)) + hours(1)
+            # the first invoice date whose 00:00 + 336 h is more than an hour after as_of
+            day = (self.as_of - hours(335)).date() + timedelta(days=1)
+            target = midnight(day) + hours(1)
             c.paid_at = None
             r.shift(target - c.at)
         elif name in ("stale_return", "stale_return_at_boundary", "nm_stale_grace"):
