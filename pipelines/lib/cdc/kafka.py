@@ -394,7 +394,7 @@ def publish(bootstrap: str, records: Iterable[Any], partitions: int = 3) -> int:
             acks="all",
             linger_ms=20,
             batch_size=512 * 1024,
-            max_in_flight_requests_per_connection=1,
+            enable_idempotence=True,  # in order per partition, no duplicates on retry
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
         )
     except KafkaError as exc:
@@ -421,6 +421,11 @@ def publish(bootstrap: str, records: Iterable[Any], partitions: int = 3) -> int:
 # -- command line (also the kill test's subprocess) ----------------------------------------------
 
 
+def _print_batch(result: BatchResult) -> None:
+    landed = sum(result.landed.values())
+    print(json.dumps({"batch_landed": landed, "skipped": result.skipped}), flush=True)
+
+
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.lib.cdc.kafka",
@@ -437,6 +442,15 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="records per txn")
     parser.add_argument("--from-offset", type=int, help="replay every partition from this offset")
     parser.add_argument("--progress", action="store_true", help="progress bar on stderr")
+    parser.add_argument(
+        "--bootstrap-timeout-ms",
+        type=int,
+        default=BOOTSTRAP_TIMEOUT_MS,
+        help="give up on an unreachable bootstrap after this long",
+    )
+    parser.add_argument(
+        "--print-batches", action="store_true", help="one JSON line per landed batch on stdout"
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env(
         db_path=args.db,
@@ -453,6 +467,8 @@ def _main(argv: list[str] | None = None) -> int:
             max_seconds=args.max_seconds,
             batch_size=args.batch_size,
             progress=args.progress,
+            on_batch=_print_batch if args.print_batches else None,
+            bootstrap_timeout_ms=args.bootstrap_timeout_ms,
         )
     except (KafkaUnavailableError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

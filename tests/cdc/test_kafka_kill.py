@@ -1,0 +1,134 @@
+"""Kill the Kafka ingestion with SIGKILL at random points, ≥ 20 times: every event lands once.
+
+100,000 bare Debezium envelopes of `erp.public.sale_line` (precise decimals) go to a real broker
+(3 partitions). The ingestion runs as a subprocess (`python -m pipelines.lib.cdc.kafka`), printing
+a line per landed batch; the test kills it after a random number of batches plus a random delay, so
+kills fall before, inside and after DuckDB transactions. After the last restart runs to completion,
+the raw table must hold exactly the produced events (count, distinct positions, content). Then a
+replay from offset 0 changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from pipelines.lib import warehouse
+from pipelines.lib.cdc import kafka
+from tests.fixtures.kafka_broker import (
+    PROJECT_ROOT,
+    recreate_topics,
+    sale_line_events,
+    sale_line_price,
+)
+
+TOPIC = "erp.public.sale_line"
+N_EVENTS = 100_000
+KILLS = 20
+BATCH = 1_000
+
+
+def _ingest_cmd(bootstrap: str, db, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "pipelines.lib.cdc.kafka",
+        "--bootstrap", bootstrap, "--db", str(db), "--landing", str(db.parent / "landing"),
+        "--topics", r"^erp\.public\.sale_line$", "--max-records", "0",
+        "--batch-size", str(BATCH), "--print-batches", *extra,
+    ]  # fmt: skip
+
+
+def _expected_table() -> pa.Table:
+    """What the raw table must hold: event i sits at (i % 3, i // 3) (one in-order producer)."""
+    idx = range(N_EVENTS)
+    return pa.table(
+        {
+            "p": pa.array([i % 3 for i in idx], pa.int32()),
+            "o": pa.array([i // 3 for i in idx], pa.int64()),
+            "id": pa.array([i % 5000 + 1 for i in idx], pa.int64()),
+            "price": pa.array([sale_line_price(i) for i in idx], pa.decimal128(16, 4)),
+            "description": pa.array([f"line {i}" for i in idx], pa.string()),
+        }
+    )
+
+
+def _content(con) -> tuple:
+    return con.execute(
+        "select count(*), count(distinct (_partition, _offset)), sum(unit_price), "
+        "sum(hash(_partition, _offset, id, unit_price, description, _op)), max(_ingested_at) "
+        "from raw.erp_sale_line"
+    ).fetchone()
+
+
+@pytest.mark.timeout(900)
+def test_sigkill_twenty_times_then_every_event_exactly_once(kafka_bootstrap, tmp_path):
+    recreate_topics(kafka_bootstrap, [TOPIC])
+    assert kafka.publish(kafka_bootstrap, sale_line_events(N_EVENTS)) == N_EVENTS
+    db = tmp_path / "warehouse.duckdb"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    rng = random.Random(20261126)
+
+    kills = 0
+    attempts = 0
+    while kills < KILLS:
+        attempts += 1
+        assert attempts < 80, f"only {kills} kills landed mid-work in {attempts} attempts"
+        proc = subprocess.Popen(
+            _ingest_cmd(kafka_bootstrap, db), cwd=PROJECT_ROOT, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        # let it land 0-2 batches, then kill it at a random moment of the next one
+        for _ in range(rng.randint(0, 2)):
+            if not proc.stdout.readline():
+                break
+        time.sleep(rng.uniform(0.0, 0.4))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        proc.stdout.close()
+        assert proc.returncode in (0, -signal.SIGKILL)
+
+    final = subprocess.run(
+        _ingest_cmd(kafka_bootstrap, db), cwd=PROJECT_ROOT, env=env,
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    summary = json.loads(final.stdout.strip().splitlines()[-1])
+    assert summary["dead_letters"] == 0
+
+    expected = _expected_table()  # noqa: F841 (read by DuckDB's replacement scan)
+    with warehouse.connection(db) as con:
+        count, distinct, price_sum, _, _ = _content(con)
+        assert count == distinct == N_EVENTS
+        assert price_sum == sum((sale_line_price(i) for i in range(N_EVENTS)), Decimal(0))
+        for query in (
+            "select _partition, _offset, id, unit_price, description from raw.erp_sale_line "
+            "except all select * from expected",
+            "select * from expected except all "
+            "select _partition, _offset, id, unit_price, description from raw.erp_sale_line",
+        ):
+            assert con.execute(f"select count(*) from ({query})").fetchone()[0] == 0
+        assert con.execute("select count(*) from meta.dead_letters").fetchone()[0] == 0
+        ledger = kafka.resume_offsets(con, kafka.SOURCE)
+        before = _content(con)
+    ends = {(TOPIC, p): N_EVENTS // 3 + (1 if p < N_EVENTS % 3 else 0) for p in range(3)}
+    assert ledger == ends
+
+    # replay everything from offset 0: nothing changes, not even the ingestion times
+    replay = subprocess.run(
+        _ingest_cmd(kafka_bootstrap, db, "--from-offset", "0"), cwd=PROJECT_ROOT, env=env,
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    summary = json.loads(replay.stdout.strip().splitlines()[-1])
+    assert summary["landed"] == {} and summary["skipped"] == N_EVENTS
+    with warehouse.connection(db, read_only=True) as con:
+        assert _content(con) == before
+        assert kafka.resume_offsets(con, kafka.SOURCE) == ends
