@@ -27,15 +27,15 @@ from pipelines.settings import DBT_PROJECT_DIR
 
 pytestmark = pytest.mark.slow
 
-AS_OF = "2026-03-01T00:00:00Z"
+# seed, returns, fault rate, as_of (midnight, and one second before midnight: the ERP's dates)
 LANDSCAPES = [
-    pytest.param(7, 200, 0.1, id="seed7-default-rate"),
-    pytest.param(11, 160, 0.35, id="seed11-high-rate"),
-    pytest.param(2026, 240, 0.2, id="seed2026"),
+    pytest.param(7, 200, 0.1, "2026-03-01T00:00:00Z", id="seed7-default-rate"),
+    pytest.param(11, 160, 0.35, "2026-03-01T00:00:00Z", id="seed11-high-rate"),
+    pytest.param(2026, 240, 0.2, "2026-11-26T23:59:59Z", id="seed2026-before-midnight"),
 ]
 
 
-def simulate(out: Path, seed: int, returns: int, fault_rate: float) -> None:
+def simulate(out: Path, seed: int, returns: int, fault_rate: float, as_of: str) -> None:
     result = CliRunner().invoke(
         main,
         [
@@ -47,7 +47,7 @@ def simulate(out: Path, seed: int, returns: int, fault_rate: float) -> None:
             "--out",
             str(out),
             "--as-of",
-            AS_OF,
+            as_of,
             "--fault-rate",
             str(fault_rate),
             "--quiet",
@@ -56,7 +56,7 @@ def simulate(out: Path, seed: int, returns: int, fault_rate: float) -> None:
     assert result.exit_code == 0, result.output
 
 
-def dbt_build(db_path: Path, target: Path) -> None:
+def dbt_build(db_path: Path, target: Path, as_of: str) -> None:
     env = {**os.environ, "RETURNSYNC_DB": str(db_path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
     done = subprocess.run(
         [
@@ -67,7 +67,7 @@ def dbt_build(db_path: Path, target: Path) -> None:
             "--resource-type",
             "model",
             "--vars",
-            f'{{"as_of": "{AS_OF}"}}',
+            f'{{"as_of": "{as_of}"}}',
             "--project-dir",
             str(DBT_PROJECT_DIR),
             "--profiles-dir",
@@ -85,11 +85,11 @@ def dbt_build(db_path: Path, target: Path) -> None:
     assert done.returncode == 0, done.stdout[-4000:]
 
 
-def reconcile(landing: Path, db_path: Path, target: Path) -> list[dict]:
+def reconcile(landing: Path, db_path: Path, target: Path, as_of: str) -> list[dict]:
     with connection(db_path) as con:
         land_cdc_files(con, landing, progress=False)
         land_files(con, landing)
-    dbt_build(db_path, target)
+    dbt_build(db_path, target, as_of)
     with connection(db_path) as con:
         apply_lifecycle(con)
         return list_mismatches(con, status="open")
@@ -100,16 +100,16 @@ def answer_key(landing: Path) -> set[tuple[str, str, str]]:
         return {(r["rule"], r["rma_number"], r["sku"]) for r in csv.DictReader(fh)}
 
 
-@pytest.mark.parametrize(("seed", "returns", "fault_rate"), LANDSCAPES)
-def test_rules_reproduce_the_answer_key(tmp_path, seed, returns, fault_rate):
+@pytest.mark.parametrize(("seed", "returns", "fault_rate", "as_of"), LANDSCAPES)
+def test_rules_reproduce_the_answer_key(tmp_path, seed, returns, fault_rate, as_of):
     """Every (rule, rma_number, sku) of the answer key is found, and nothing else is."""
     landing = tmp_path / "landing"
     db_path = tmp_path / "w.duckdb"
-    simulate(landing, seed, returns, fault_rate)
+    simulate(landing, seed, returns, fault_rate, as_of)
     expected = answer_key(landing)
     assert expected, "the landscape has no injected fault"
 
-    rows = reconcile(landing, db_path, tmp_path / "target")
+    rows = reconcile(landing, db_path, tmp_path / "target", as_of)
     found = {(r["rule"], r["rma_number"] or "", r["sku"] or "") for r in rows}
     missed = sorted(expected - found)
     extra = sorted(found - expected)
@@ -120,5 +120,5 @@ def test_rules_reproduce_the_answer_key(tmp_path, seed, returns, fault_rate):
     if seed != 7:
         return
     # the same data again (once, it costs a second build): the same ids, nothing new
-    again = reconcile(landing, db_path, tmp_path / "target")
+    again = reconcile(landing, db_path, tmp_path / "target", as_of)
     assert {r["mismatch_id"] for r in again} == {r["mismatch_id"] for r in rows}
