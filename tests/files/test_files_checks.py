@@ -200,3 +200,22 @@ def test_sensor_cursor_caches_hashes(sensor_settings):
     # a changed file is hashed again
     write_ndjson(path, [delivery("w-22")])  # another size: no reliance on mtime resolution
     assert run_sensor(settings, json.dumps(cache)).run_key == sha256_of(path)
+
+
+def test_big_batches_are_validated_in_chunks(tmp_path):
+    landing = tmp_path / "landing"
+    (landing / "b2b").mkdir(parents=True)
+    lines = ["request_id,sku,quantity,status"]
+    lines += [f"B-{i},S,{0 if i in (5, 2500) else 1},approved" for i in range(3000)]
+    (landing / "b2b" / "big.csv").write_text("\n".join(lines) + "\n")
+    con = connect(tmp_path / "w.duckdb")
+    try:
+        summary = land_files(con, landing)["b2b_credit_requests"]
+        outcome = validate_batch(con, "b2b_credit_requests", summary.landed_sha256, chunk_vectors=1)
+    finally:
+        con.close()
+
+    assert outcome.rows == 3000
+    [failed] = outcome.failed
+    assert (failed.column, failed.unexpected_count, failed.element_count) == ("quantity", 2, 3000)
+    assert sorted(s["_row_number"] for s in outcome.sample) == [6, 2501]  # from both chunks
