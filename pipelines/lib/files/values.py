@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
@@ -47,7 +48,21 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def convert(value: Any, spec: Spec, path: str, problems: Problems, keep_extra: bool = True) -> Any:
+Path = str | tuple  # a field path, built lazily: (parent, "name") or (parent, index)
+
+
+def render(path: Path) -> str:
+    """`(("refund_line_items", 0), "subtotal")` -> `refund_line_items[0].subtotal`."""
+    if isinstance(path, str):
+        return path
+    parent, key = path
+    head = render(parent)
+    if isinstance(key, int):
+        return f"{head}[{key}]"
+    return f"{head}.{key}" if head else key
+
+
+def convert(value: Any, spec: Spec, path: Path, problems: Problems, keep_extra: bool = True) -> Any:
     """`value` as the Python value for `spec`; None (and a reason in `problems`) when refused."""
     if value is None:
         return None
@@ -67,11 +82,11 @@ def convert(value: Any, spec: Spec, path: str, problems: Problems, keep_extra: b
             ):
                 number = int(value)
             elif isinstance(value, str | Decimal):
-                problems.errors.append(f"bad integer in {path!r}: {_show(str(value))}")
+                problems.errors.append(f"bad integer in {render(path)!r}: {_show(str(value))}")
                 return None
             if number is not None:
                 if not -_INT_RANGE[kind] <= number < _INT_RANGE[kind]:
-                    problems.errors.append(f"integer out of range in {path!r}: {number}")
+                    problems.errors.append(f"integer out of range in {render(path)!r}: {number}")
                     return None
                 return number
         elif kind == "decimal":
@@ -80,14 +95,14 @@ def convert(value: Any, spec: Spec, path: str, problems: Problems, keep_extra: b
             if isinstance(value, str):
                 parsed = parse_time(value)
                 if parsed is None:
-                    problems.errors.append(f"bad time in {path!r}: {_show(value)}")
+                    problems.errors.append(f"bad time in {render(path)!r}: {_show(value)}")
                 return parsed
         elif kind == "date":
             if isinstance(value, str):
                 try:
                     return date.fromisoformat(value.strip()[:10])
                 except ValueError:
-                    problems.errors.append(f"bad date in {path!r}: {_show(value)}")
+                    problems.errors.append(f"bad date in {render(path)!r}: {_show(value)}")
                     return None
         elif kind == "json":
             return dumps(value)
@@ -95,19 +110,18 @@ def convert(value: Any, spec: Spec, path: str, problems: Problems, keep_extra: b
             if isinstance(value, dict):
                 out = {}
                 for name, sub in spec.fields:
-                    sub_path = f"{path}.{name}"
-                    out[name] = convert(value.get(name), sub, sub_path, problems, keep_extra)
+                    out[name] = convert(value.get(name), sub, (path, name), problems, keep_extra)
                 if keep_extra:
                     known = {name for name, _ in spec.fields}
                     unknown = {k: v for k, v in value.items() if k not in known}
                     if unknown:
-                        problems.extra[path] = unknown
+                        problems.extra[render(path)] = unknown
                 return out
         elif kind == "list":
             if isinstance(value, list):
                 assert spec.item is not None
                 return [
-                    convert(item, spec.item, f"{path}[{i}]", problems, keep_extra)
+                    convert(item, spec.item, (path, i), problems, keep_extra)
                     for i, item in enumerate(value)
                 ]
         elif kind == "boolean":
@@ -116,32 +130,117 @@ def convert(value: Any, spec: Spec, path: str, problems: Problems, keep_extra: b
         elif kind == "double" and isinstance(value, int | Decimal) and not isinstance(value, bool):
             return float(value)
     except (ValueError, InvalidOperation, OverflowError) as exc:  # pragma: no cover - defensive
-        problems.errors.append(f"bad value in {path!r}: {exc}")
+        problems.errors.append(f"bad value in {render(path)!r}: {exc}")
         return None
     expected = {"struct": "an object", "list": "a list"}.get(kind, kind)
-    problems.errors.append(f"wrong type in {path!r}: expected {expected}, got {_type_name(value)}")
+    got = _type_name(value)
+    problems.errors.append(f"wrong type in {render(path)!r}: expected {expected}, got {got}")
     return None
 
 
-def _decimal(value: Any, spec: Spec, path: str, problems: Problems) -> Decimal | None:
+def _decimal(value: Any, spec: Spec, path: Path, problems: Problems) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         got = _type_name(value)
-        problems.errors.append(f"wrong type in {path!r}: expected a decimal, got {got}")
+        problems.errors.append(f"wrong type in {render(path)!r}: expected a decimal, got {got}")
         return None
     if isinstance(value, str):
         if not _DEC_RE.fullmatch(value):
-            problems.errors.append(f"bad number in {path!r}: {_show(value)}")
+            problems.errors.append(f"bad number in {render(path)!r}: {_show(value)}")
             return None
         value = Decimal(value.strip())
     number = Decimal(value)
     if not number.is_finite():
-        problems.errors.append(f"bad number in {path!r}: {_show(str(value))}")
+        problems.errors.append(f"bad number in {render(path)!r}: {_show(str(value))}")
         return None
     number = number.quantize(Decimal(1).scaleb(-spec.scale), rounding=ROUND_HALF_EVEN)
     if abs(number) >= Decimal(10) ** (spec.precision - spec.scale):
-        problems.errors.append(f"number out of range in {path!r}: {value}")
+        problems.errors.append(f"number out of range in {render(path)!r}: {value}")
         return None
     return number
+
+
+Converter = Callable[[Any, Path, Problems], Any]
+
+
+def compile_converter(spec: Spec, keep_extra: bool = True) -> Converter:
+    """A converter for `spec` with fast paths for the usual JSON types; anything else goes
+    through `convert`, which knows every reason to refuse a value."""
+
+    def slow(value: Any, path: Path, problems: Problems) -> Any:
+        return convert(value, spec, path, problems, keep_extra)
+
+    kind = spec.kind
+    if kind == "varchar":
+
+        def varchar(value: Any, path: Path, problems: Problems) -> Any:
+            return value if value is None or type(value) is str else slow(value, path, problems)
+
+        return varchar
+    if kind in _INT_RANGE:
+        low, high = -_INT_RANGE[kind], _INT_RANGE[kind]
+
+        def integer(value: Any, path: Path, problems: Problems) -> Any:
+            if value is None or (type(value) is int and low <= value < high):
+                return value
+            return slow(value, path, problems)
+
+        return integer
+    if kind == "decimal":
+        quantum = Decimal(1).scaleb(-spec.scale)
+        bound = Decimal(10) ** (spec.precision - spec.scale)
+
+        def decimal(value: Any, path: Path, problems: Problems) -> Any:
+            if value is None:
+                return None
+            if type(value) is str and len(value) < 28 and _DEC_RE.fullmatch(value):
+                number = Decimal(value).quantize(quantum, rounding=ROUND_HALF_EVEN)
+                if -bound < number < bound:
+                    return number
+            return _decimal(value, spec, path, problems)
+
+        return decimal
+    if kind == "timestamptz":
+
+        def timestamptz(value: Any, path: Path, problems: Problems) -> Any:
+            if value is None:
+                return None
+            if type(value) is str:
+                parsed = parse_time(value)
+                if parsed is None:
+                    problems.errors.append(f"bad time in {render(path)!r}: {_show(value)}")
+                return parsed
+            return slow(value, path, problems)
+
+        return timestamptz
+    if kind == "struct":
+        fields = [(name, compile_converter(sub, keep_extra)) for name, sub in spec.fields]
+        known = frozenset(name for name, _ in spec.fields)
+
+        def struct(value: Any, path: Path, problems: Problems) -> Any:
+            if value is None:
+                return None
+            if type(value) is not dict:
+                return slow(value, path, problems)
+            out = {name: conv(value.get(name), (path, name), problems) for name, conv in fields}
+            if keep_extra and not known.issuperset(value):
+                unknown = {k: v for k, v in value.items() if k not in known}
+                problems.extra[render(path)] = unknown
+            return out
+
+        return struct
+    if kind == "list":
+        assert spec.item is not None
+        item = compile_converter(spec.item, keep_extra)
+
+        def array(value: Any, path: Path, problems: Problems) -> Any:
+            if value is None:
+                return None
+            if type(value) is not list:
+                return slow(value, path, problems)
+            return [item(v, (path, i), problems) for i, v in enumerate(value)]
+
+        return array
+    return slow
 
 
 def parse_time(text: str) -> datetime | None:
