@@ -153,7 +153,7 @@ def _capture(port: int, db: str, schemas: bool, work: Path) -> list[dict]:
     lock = threading.Lock()
 
     class Collect(BasePythonChangeHandler):
-        def handleJsonBatch(self, records):  # noqa: N802 (Java callback name)
+        def handleJsonBatch(self, records):
             with lock:
                 for r in records:
                     key, value = r.key(), r.value()
