@@ -562,6 +562,24 @@ def test_snapshot_read_and_extra_columns():
             "precise",
             r"^after\.id: out of range for bigint",
         ),
+        (
+            b'{"id": 1}',
+            envelope({"id": 1}, lsn=2**63),
+            "precise",
+            r"^source\.lsn: out of range",
+        ),
+        (
+            b'{"id": 1}',
+            envelope({"id": 1, "create_date": 10**18}),
+            "precise",
+            r"^after\.create_date: timestamp out of range",
+        ),
+        (
+            b'{"id": 1}',
+            envelope({"id": 1, "invoice_date": 10**8}),
+            "precise",
+            r"^after\.invoice_date: date out of range",
+        ),
     ],
 )
 def test_dead_letter_reasons_name_the_field(key, value, mode, reason):

@@ -206,6 +206,16 @@ def test_dead_letters_do_not_stop_the_batch(con):
     assert count(con, "meta.dead_letters") == 5
 
 
+def test_values_arrow_cannot_hold_are_dead_letters(con):
+    huge = json.loads(invoice(1).value)
+    huge["source"]["lsn"] = 2**63
+    batch = [invoice(0), KafkaRecord(INVOICES, 0, 1, b'{"id": 1}', json.dumps(huge).encode())]
+    result = land_batch(con, batch, source="kafka", connectors=CONNECTORS)
+    assert result.landed == {"erp_account_invoice": 1} and result.dead_letters == 1
+    error = con.execute("select error from meta.dead_letters").fetchone()[0]
+    assert error == f"source.lsn: out of range: {2**63}"
+
+
 def test_tombstones_and_truncate_are_rows(con):
     delete = json.dumps(
         {

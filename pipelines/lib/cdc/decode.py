@@ -39,6 +39,10 @@ EPOCH_DATE = date(1970, 1, 1)
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 _I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
 _EXACT = Context(prec=200)  # wide enough that scaling and rounding never lose a digit
+# Times are kept within years 1-9999 (what Python and DuckDB both represent).
+_US_MIN, _US_MAX = -62_135_596_800_000_000, 253_402_300_799_999_999
+_MS_MIN, _MS_MAX = _US_MIN // 1000, _US_MAX // 1000
+_DAYS_MIN, _DAYS_MAX = -719_162, 2_932_896
 
 
 class DecodeError(ValueError):
@@ -235,10 +239,14 @@ def unwrap(obj: Any) -> tuple[Any, bool]:
     return obj, False
 
 
-def _opt_int(value: Any, field: str) -> int | None:
-    if value is None or type(value) is int:
-        return value
-    raise DecodeError(field, f"expected an integer, got {_describe(value)}")
+def _opt_int(value: Any, field: str, lo: int = _I64_MIN, hi: int = _I64_MAX) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise DecodeError(field, f"expected an integer, got {_describe(value)}")
+    if not lo <= value <= hi:
+        raise DecodeError(field, f"out of range: {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -449,7 +457,7 @@ def _date_converter(field: str) -> Converter:
     def conv(v: Any) -> Any:
         t = type(v)
         if t is int:
-            if _I32_MIN <= v <= _I32_MAX:
+            if _DAYS_MIN <= v <= _DAYS_MAX:
                 return v
             raise DecodeError(field, f"date out of range: {v}")
         if v is None:
@@ -473,7 +481,7 @@ def _timestamp_converter(field: str, aware: bool) -> Converter:
     def conv(v: Any) -> Any:
         t = type(v)
         if t is int and not aware:
-            if _I64_MIN <= v <= _I64_MAX:
+            if _US_MIN <= v <= _US_MAX:
                 return v
             raise DecodeError(field, f"timestamp out of range: {v}")
         if v is None:
@@ -637,16 +645,16 @@ class TableDecoder:
         elif type(source) is dict:
             lsn, ts, tx = source.get("lsn"), source.get("ts_ms"), source.get("txId")
             if not (
-                (lsn is None or type(lsn) is int)
-                and (ts is None or type(ts) is int)
-                and (tx is None or type(tx) is int)
+                (lsn is None or (type(lsn) is int and _I64_MIN <= lsn <= _I64_MAX))
+                and (ts is None or (type(ts) is int and _MS_MIN <= ts <= _MS_MAX))
+                and (tx is None or (type(tx) is int and _I64_MIN <= tx <= _I64_MAX))
             ):
                 lsn = _opt_int(lsn, "source.lsn")
-                ts = _opt_int(ts, "source.ts_ms")
+                ts = _opt_int(ts, "source.ts_ms", _MS_MIN, _MS_MAX)
                 tx = _opt_int(tx, "source.txId")
         else:
             raise DecodeError("source", f"expected an object, got {_describe(source)}")
-        changed = ts or _opt_int(env.get("ts_ms"), "ts_ms")
+        changed = ts or _opt_int(env.get("ts_ms"), "ts_ms", _MS_MIN, _MS_MAX)
         if op == "t":  # truncate: no key, no row image
             return ("t", False, lsn, ts, tx, changed, None, None, *self._nulls)
         if key is None:

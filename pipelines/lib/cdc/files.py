@@ -98,11 +98,13 @@ def parse_line(line: bytes, sha256: str, number: int) -> ParsedRecord | DeadLett
         return dead(
             "topic: missing" if topic is None else f"topic: expected a string, got {topic!r}"
         )
-    for name, v in (("partition", partition), ("offset", offset)):
+    for name, v, top in (("partition", partition, 2**31 - 1), ("offset", offset, 2**63 - 1)):
         if v is None:
             return dead(f"{name}: missing")
         if type(v) is not int or v < 0:
             return dead(f"{name}: expected a non-negative integer, got {v!r}")
+        if v > top:
+            return dead(f"{name}: out of range: {v}")
     return ParsedRecord(topic, partition, offset, obj.get("key"), obj.get("value"))
 
 

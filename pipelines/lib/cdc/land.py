@@ -265,6 +265,11 @@ def _write_table(con: duckdb.DuckDBPyConnection, buf: _TableBuffer, ingested_at:
         con.unregister(view)
 
 
+def _unexpected(exc: Exception) -> str:
+    """Reason for a record that broke the decoder itself (a bug, but never a lost batch)."""
+    return f"value: undecodable ({type(exc).__name__}: {exc})"
+
+
 def _position(rec: KafkaRecord) -> str:
     return f"{rec.topic}:{rec.partition}:{rec.offset}"
 
@@ -436,9 +441,10 @@ def land_batch(
                     key = parse_key(rec.key)
                     value = None if rec.value is None else loads(rec.value, "value")
                 row = decoder.decode(key, value)
-            except DecodeError as exc:
+            except Exception as exc:  # a record never stops the batch
+                reason = str(exc) if isinstance(exc, DecodeError) else _unexpected(exc)
                 letters.append(
-                    DeadLetter(DEAD_LETTER_SOURCE, _position(rec), _raw_text(rec), str(exc))
+                    DeadLetter(DEAD_LETTER_SOURCE, _position(rec), _raw_text(rec), reason)
                 )
                 known = (rec.topic, rec.partition, rec.offset) in retried
                 letter_tables.append(
