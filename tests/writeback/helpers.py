@@ -92,8 +92,9 @@ def add_return(con: duckdb.DuckDBPyConnection, spec: ReturnSpec) -> None:
     )
     if spec.erp_return_order_id is not None and spec.party_id is not None:
         con.execute(
-            "insert into staging.stg_erp__sales values (?, ?, false)",
-            [spec.erp_return_order_id, spec.party_id],
+            "insert into staging.stg_erp__sales select ?, ?, false where not exists "
+            "(select 1 from staging.stg_erp__sales where sale_id = ?)",
+            [spec.erp_return_order_id, spec.party_id, spec.erp_return_order_id],
         )
     if spec.erp_credited_qty is not None:
         con.execute(

@@ -227,7 +227,8 @@ def _send(adapter: ErpAdapter, adj: PendingAdjustment) -> ErpDocument:
             quantity=Decimal(p["quantity"]),
             to_location_code=p["to_location_code"],
             from_location_code=p.get("from_location_code"),
-            description=p.get("description"),
+            # no description: Tryton 8.2's stock.shipment.internal has no `comment` field, where
+            # TrytonAdapter would put it (its create fails with KeyError 'comment')
         )
     raise ErpPermanentError(f"unknown adjustment action {adj.action!r}")
 

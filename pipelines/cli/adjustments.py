@@ -1,0 +1,185 @@
+"""`returnsync approve | reject | push`: write-back outside Dagster (DESIGN §6, §7).
+
+`approve` and `reject` record a person's decision on a planned adjustment (who and when);
+`push` sends approved, unsent adjustments to the ERP, each exactly once (the ERP document carries
+the adjustment's idempotency key, looked up before anything is created). ERP credentials come
+only from RETURNSYNC_ERP_URL / _DATABASE / _USER / _PASSWORD and are never printed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+DB_OPTION = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="DuckDB warehouse (default: RETURNSYNC_DB, or data/returnsync.duckdb).",
+)
+
+
+def _settings(db_path: Path | None):
+    from pipelines.settings import Settings
+
+    return Settings.from_env(db_path=db_path)
+
+
+def _open(db_path: Path):
+    import duckdb
+
+    from pipelines.lib.warehouse import connect
+
+    if not db_path.exists():
+        raise click.ClickException(f"no warehouse at {db_path}: run `returnsync run` first")
+    try:
+        return connect(db_path)
+    except duckdb.Error as exc:
+        raise click.ClickException(f"cannot open the warehouse {db_path}: {exc}") from exc
+
+
+@click.command("approve")
+@click.argument("adjustment_id")
+@click.option("--by", "by", required=True, help="Who approves (recorded with the time).")
+@DB_OPTION
+def approve(adjustment_id: str, by: str, db_path: Path | None) -> None:
+    """Approve a planned adjustment ADJUSTMENT_ID (or one in the exception queue, to retry it).
+
+    Approved adjustments are sent by the next push (`returnsync push` or the Dagster sensor).
+    """
+    from pipelines.lib.writeback import DecisionError
+    from pipelines.lib.writeback import approve as do_approve
+
+    settings = _settings(db_path)
+    con = _open(settings.db_path)
+    try:
+        do_approve(con, adjustment_id, by)
+    except DecisionError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        con.close()
+    click.echo(f"{adjustment_id} approved by {by.strip()}")
+
+
+@click.command("reject")
+@click.argument("adjustment_id")
+@click.option("--by", "by", required=True, help="Who rejects (recorded with the time).")
+@click.option("--reason", default=None, help="Why (recorded; shown in the adjustment's history).")
+@DB_OPTION
+def reject(adjustment_id: str, by: str, reason: str | None, db_path: Path | None) -> None:
+    """Reject adjustment ADJUSTMENT_ID: it is never sent to the ERP."""
+    from pipelines.lib.writeback import DecisionError
+    from pipelines.lib.writeback import reject as do_reject
+
+    settings = _settings(db_path)
+    con = _open(settings.db_path)
+    try:
+        do_reject(con, adjustment_id, by, reason)
+    except DecisionError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        con.close()
+    click.echo(f"{adjustment_id} rejected by {by.strip()}")
+
+
+@click.command("push")
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would be sent; send nothing, write nothing."
+)
+@DB_OPTION
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="ERP calls per adjustment when the ERP is unreachable or busy (transient errors).",
+)
+@click.option(
+    "--backoff",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds before the first retry; doubled after each (at most 30 s).",
+)
+@click.option(
+    "--id",
+    "only",
+    multiple=True,
+    help="Push only this adjustment (repeatable); default: every approved, unsent one.",
+)
+def push(
+    dry_run: bool, db_path: Path | None, max_attempts: int, backoff: float, only: tuple[str, ...]
+) -> None:
+    """Send approved, unsent adjustments to the ERP (credit notes, stock postings).
+
+    Each ERP document carries the adjustment's idempotency key and is looked up before it is
+    created, so pushing again, or after a crash, never creates a second one. Transient ERP errors
+    are retried with backoff; refused documents go to the exception queue with the ERP's message.
+    Exit status: 0 when the push went through, 1 when the ERP stayed unreachable, 2 for wrong or
+    missing ERP credentials.
+    """
+    from tqdm import tqdm
+
+    from pipelines.lib.erp import ErpAuthError, TrytonAdapter
+    from pipelines.lib.writeback import RetryPolicy, push_adjustments
+
+    settings = _settings(db_path)
+    policy = RetryPolicy(max_attempts=max_attempts, backoff_seconds=backoff)
+    selected = list(only) or None
+    if dry_run:
+        summary = push_adjustments(settings.db_path, None, dry_run=True, only=selected)
+        if not summary.results:
+            click.echo("dry run: nothing to send")
+        for result in summary.results:
+            click.echo(f"would send {result.message}")
+        click.echo(f"dry run: {len(summary.results)} adjustment(s) would be sent; nothing sent")
+        return
+    if not settings.db_path.exists():
+        raise click.ClickException(
+            f"no warehouse at {settings.db_path}: run `returnsync run` first"
+        )
+    try:
+        adapter = TrytonAdapter.from_settings(settings)
+    except ErpAuthError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    bar = tqdm(desc="push", unit="adj", file=sys.stderr, disable=None)
+
+    def progress(adj, result) -> None:
+        bar.update(1)
+        document = result.erp_document or {}
+        where = f"{document.get('model')} {document.get('number') or document.get('id')}"
+        text = {
+            "created": f"created {where}",
+            "found": f"already in the ERP: {where}",
+            "exception": f"exception queue: {result.message}",
+            "stopped": f"exception queue: {result.message}",
+            "obsolete": "rejected: its mismatch is no longer open and the ERP has no document",
+        }.get(result.outcome, result.message or result.outcome)
+        tqdm.write(f"{adj.adjustment_id} {adj.action}: {text}", file=sys.stdout)
+
+    try:
+        summary = push_adjustments(
+            settings.db_path,
+            adapter,
+            policy=policy,
+            only=selected,
+            secrets=(settings.erp_password,),
+            progress=progress,
+        )
+    finally:
+        bar.close()
+    click.echo(
+        f"pushed: {summary.created} created, {summary.found} already in the ERP, "
+        f"{summary.exceptions} to the exception queue, {summary.obsolete} obsolete, "
+        f"{summary.remaining} left"
+    )
+    if summary.auth_failed:
+        click.echo(f"Error: {summary.stopped_reason}", err=True)
+        sys.exit(2)
+    if summary.stopped_reason:
+        click.echo(f"Error: push stopped: {summary.stopped_reason}", err=True)
+        sys.exit(1)

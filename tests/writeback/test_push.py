@@ -1,0 +1,359 @@
+"""Pushing adjustments to the real Tryton server: documents created once, whatever happens."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import pytest
+
+from pipelines.lib.erp import TrytonAdapter
+from pipelines.lib.warehouse import connect, connection
+from pipelines.lib.writeback import (
+    RetryPolicy,
+    approve,
+    plan_adjustments,
+    push_adjustments,
+    reject,
+)
+from tests.fixtures.tryton_server import PROJECT_ROOT, create_sale, return_sale, sale_lines
+from tests.writeback.helpers import (
+    ReturnSpec,
+    add_mismatch,
+    add_return,
+    adjustments,
+    make_warehouse,
+    open_exceptions,
+)
+
+pytestmark = pytest.mark.erp
+
+RETURNSYNC = (sys.executable, "-c", "from pipelines.cli import main; main()")
+FAST = RetryPolicy(max_attempts=3, backoff_seconds=0)
+PRODUCTS = ("P-1001", "P-1002", "P-1003", "P-1004")
+
+
+@pytest.fixture(scope="module")
+def erp_return(tryton_server):
+    """A confirmed sale of 20 x each of four products and its confirmed return order."""
+    client = tryton_server.adapter().client
+    sale_id = create_sale(client, "#WB-1", [(p, 20, Decimal("10.00")) for p in PRODUCTS])
+    return_id = return_sale(client, sale_id, rma="RMA-WB-1")
+    lines = {}
+    products = dict(
+        (r["id"], r["code"])
+        for r in client.call("product.product", "search_read", [], 0, None, None, ["code"])
+    )
+    for line in sale_lines(client, return_id):
+        lines[products[line["product"]]] = line["id"]
+    (party,) = client.call("sale.sale", "read", [return_id], ["party"])
+    return {"return": return_id, "lines": lines, "party": party["party"]}
+
+
+@pytest.fixture
+def db(tmp_path):
+    return make_warehouse(tmp_path / "w.duckdb")
+
+
+def _stock_case(con, erp_return, rma: str, sku: str, qty: str, location: str = "WH-E-STO"):
+    add_return(
+        con,
+        ReturnSpec(
+            rma,
+            sku,
+            erp_return["return"],
+            erp_return["lines"][sku],
+            erp_return["party"],
+            Decimal(20),
+            Decimal("10.00"),
+        ),
+    )
+    return add_mismatch(con, "receipt_not_posted", rma, sku, location=location, qty_delta=f"-{qty}")
+
+
+def _credit_case(con, erp_return, rma: str, sku: str, amount: str):
+    add_return(
+        con,
+        ReturnSpec(
+            rma,
+            sku,
+            erp_return["return"],
+            erp_return["lines"][sku],
+            erp_return["party"],
+            Decimal(20),
+            Decimal("10.00"),
+            channel_refund=Decimal(amount),
+        ),
+    )
+    return add_mismatch(con, "refund_without_credit", rma, amount_delta=f"-{amount}")
+
+
+def _count(adapter: TrytonAdapter, action: str, key: str) -> int:
+    model = "account.invoice" if action == "credit_note" else "stock.shipment.internal"
+    return len(adapter.client.call(model, "search", [("reference", "=", key)], 0, None, None))
+
+
+def _plan(db) -> dict[str, dict]:
+    with connection(db) as con:
+        plan_adjustments(con)
+        return adjustments(con)
+
+
+def test_push_creates_the_documents_and_pushing_again_creates_nothing(
+    db, erp_return, tryton_adapter
+):
+    with connection(db) as con:
+        stock = _stock_case(con, erp_return, "RMA-P1", "P-1001", "2", "WH-E-RFB")
+        credit = _credit_case(con, erp_return, "RMA-P2", "P-1002", "12.34")
+    adj = _plan(db)
+    summary = push_adjustments(db, tryton_adapter, policy=FAST)
+    assert (summary.created, summary.found, summary.exceptions) == (2, 0, 0), summary.results
+
+    sent = adjustments(connect(db, read_only=True))
+    move_key, credit_key = adj[stock]["idempotency_key"], adj[credit]["idempotency_key"]
+    shipment = tryton_adapter.find_document("stock_move", move_key)
+    assert shipment.state == "done" and len(shipment.line_ids) == 1
+    (move,) = tryton_adapter.client.call(
+        "stock.move",
+        "read",
+        list(shipment.line_ids),
+        ["quantity", "origin", "to_location", "state"],
+    )
+    location = tryton_adapter.client.call("stock.location", "read", [move["to_location"]], ["code"])
+    assert (move["quantity"], move["state"], location[0]["code"]) == (2.0, "done", "WH-E-RFB")
+    assert move["origin"] == f"sale.line,{erp_return['lines']['P-1001']}"
+    note = tryton_adapter.find_document("credit_note", credit_key)
+    assert (note.state, note.amount) == ("posted", Decimal("-12.34"))
+    assert json.loads(sent[credit]["erp_document"])["id"] == note.erp_id
+    assert {sent[stock]["status"], sent[credit]["status"]} == {"sent"}
+
+    # the same batch again: nothing approved is left, so nothing happens
+    again = push_adjustments(db, tryton_adapter, policy=FAST)
+    assert (again.created, again.found) == (0, 0)
+    # a replay (the batch approved again as if the warehouse lost the outcome): adopted, not created
+    with connection(db) as con:
+        con.execute("update writeback.adjustments set status = 'approved'")
+    replay = push_adjustments(db, tryton_adapter, policy=FAST)
+    assert (replay.created, replay.found) == (0, 2)
+    assert _count(tryton_adapter, "stock_move", move_key) == 1
+    assert _count(tryton_adapter, "credit_note", credit_key) == 1
+    with connection(db, read_only=True) as con:
+        outcomes = con.execute(
+            'select outcome from writeback.attempts where adjustment_id = ? order by "attempt"',
+            [sent[credit]["adjustment_id"]],
+        ).fetchall()
+    assert [o for (o,) in outcomes] == ["created", "found"]
+
+
+class Crash(BaseException):
+    """Stands for the process dying between the ERP's answer and the warehouse update."""
+
+
+def test_a_crash_between_erp_create_and_warehouse_update_never_duplicates(
+    db, erp_return, tryton_adapter
+):
+    with connection(db) as con:
+        first = _stock_case(con, erp_return, "RMA-C1", "P-1003", "1")
+        second = _credit_case(con, erp_return, "RMA-C2", "P-1004", "5.00")
+    adj = _plan(db)
+
+    def crash(adjustment, document):
+        raise Crash(adjustment.adjustment_id)
+
+    with pytest.raises(Crash):
+        push_adjustments(db, tryton_adapter, policy=FAST, on_document=crash)
+    with connection(db, read_only=True) as con:
+        rows = adjustments(con)
+    crashed = [r for r in rows.values() if r["in_flight_since"] is not None]
+    assert len(crashed) == 1 and crashed[0]["status"] == "approved"  # nothing half-written
+
+    summary = push_adjustments(db, tryton_adapter, policy=FAST)
+    assert (summary.found, summary.created) == (1, 1)  # the crashed one adopted by its key
+    for mismatch in (first, second):
+        assert (
+            _count(tryton_adapter, adj[mismatch]["action"], adj[mismatch]["idempotency_key"]) == 1
+        )
+    with connection(db, read_only=True) as con:
+        assert {r["status"] for r in adjustments(con).values()} == {"sent"}
+        assert all(r["in_flight_since"] is None for r in adjustments(con).values())
+
+
+def test_sigkill_mid_batch_then_push_again_creates_each_document_once(
+    db, erp_return, tryton_server, tryton_adapter
+):
+    with connection(db) as con:
+        ids = [
+            _stock_case(con, erp_return, f"RMA-K{i}", sku, "1", "WH-W-SCR")
+            for i, sku in enumerate(PRODUCTS)
+        ]
+    adj = _plan(db)
+    keys = [adj[m]["idempotency_key"] for m in ids]
+    env = {**os.environ, **tryton_server.env(), "RETURNSYNC_DB": str(db)}
+    process = subprocess.Popen(
+        [*RETURNSYNC, "push", "--backoff", "0"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(600):  # bounded: until the first document exists in Tryton
+            if process.poll() is not None or any(
+                tryton_adapter.find_document("stock_move", k) for k in keys
+            ):
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    summary = push_adjustments(db, tryton_adapter, policy=FAST)
+    assert summary.exceptions == 0
+    assert [_count(tryton_adapter, "stock_move", k) for k in keys] == [1, 1, 1, 1]
+    with connection(db, read_only=True) as con:
+        assert {r["status"] for r in adjustments(con).values()} == {"sent"}
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_erp_unreachable_retries_then_exception_queue_nothing_half_written(
+    db, erp_return, tryton_server
+):
+    with connection(db) as con:
+        first = _stock_case(con, erp_return, "RMA-D1", "P-1001", "1")
+        second = _stock_case(con, erp_return, "RMA-D2", "P-1002", "1")
+    _plan(db)
+    down = TrytonAdapter.connect(
+        f"http://127.0.0.1:{_closed_port()}",
+        tryton_server.database,
+        tryton_server.user,
+        tryton_server.password,
+        timeout=2,
+    )
+    waits = []
+    policy = RetryPolicy(max_attempts=3, backoff_seconds=0.01)
+    summary = push_adjustments(db, down, policy=policy, sleep=waits.append)
+    assert waits == [0.01, 0.02]  # exponential backoff between the three attempts
+    assert summary.exceptions == 1 and summary.remaining == 1
+    assert summary.stopped_reason.startswith("ERP unreachable")
+    with connection(db, read_only=True) as con:
+        rows = adjustments(con)
+        queue = open_exceptions(con)
+        (failed,) = [m for m in (first, second) if rows[m]["status"] == "exception"]
+        (other,) = {first, second} - {failed}
+        attempts = con.execute(
+            "select outcome from writeback.attempts where adjustment_id = ? order by attempt",
+            [rows[failed]["adjustment_id"]],
+        ).fetchall()
+    assert [o for (o,) in attempts] == ["transient_error"] * 3 + ["exhausted"]
+    assert rows[failed]["in_flight_since"] is None
+    assert "cannot reach Tryton" in queue[failed]["message"]
+    assert rows[other]["status"] == "approved"  # untouched: the next push takes it
+    assert tryton_server.password not in json.dumps(queue[failed], default=str)
+
+    # a person approves it again once the ERP is back: it goes out, once
+    with connection(db) as con:
+        approve(con, rows[failed]["adjustment_id"], by="ops")
+    back = push_adjustments(db, tryton_server.adapter(), policy=FAST)
+    assert back.created == 2
+
+
+def test_wrong_credentials_stop_with_a_clear_error_without_the_secret(
+    db, erp_return, tryton_server
+):
+    with connection(db) as con:
+        mismatch = _stock_case(con, erp_return, "RMA-A1", "P-1001", "1")
+    _plan(db)
+    secret = "wrong-secret-91b2"
+    bad = TrytonAdapter.connect(
+        tryton_server.url, tryton_server.database, tryton_server.user, secret
+    )
+    summary = push_adjustments(db, bad, policy=FAST, secrets=(secret,))
+    assert summary.auth_failed and summary.remaining == 1 and summary.created == 0
+    assert repr(tryton_server.user) in summary.stopped_reason
+    assert repr(tryton_server.database) in summary.stopped_reason
+    with connection(db, read_only=True) as con:
+        row = adjustments(con)[mismatch]
+        logged = con.execute("select string_agg(message, ' ') from writeback.attempts").fetchone()
+    assert row["status"] == "approved" and "wrong user or password" in logged[0]
+    assert secret not in logged[0] and secret not in summary.stopped_reason
+
+    env = {**os.environ, **tryton_server.env(), "RETURNSYNC_ERP_PASSWORD": secret}
+    result = subprocess.run(
+        [*RETURNSYNC, "push", "--db", str(db), "--backoff", "0"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "wrong user or password" in result.stderr and "RETURNSYNC_ERP_PASSWORD" in result.stderr
+    assert secret not in result.stdout + result.stderr
+
+    missing = {k: v for k, v in env.items() if k != "RETURNSYNC_ERP_PASSWORD"}
+    result = subprocess.run(
+        [*RETURNSYNC, "push", "--db", str(db)],
+        cwd=PROJECT_ROOT,
+        env=missing,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "set RETURNSYNC_ERP_PASSWORD" in result.stderr
+
+
+def test_a_refused_document_goes_to_the_exception_queue_with_trytons_message(
+    db, erp_return, tryton_adapter
+):
+    with connection(db) as con:
+        refused = _stock_case(con, erp_return, "RMA-R1", "P-1001", "1", "WH-X-STO")
+        fine = _stock_case(con, erp_return, "RMA-R2", "P-1002", "1")
+    _plan(db)
+    summary = push_adjustments(db, tryton_adapter, policy=FAST)
+    assert (summary.exceptions, summary.created, summary.stopped_reason) == (1, 1, None)
+    with connection(db, read_only=True) as con:
+        rows = adjustments(con)
+        queue = open_exceptions(con)
+    assert rows[refused]["status"] == "exception" and rows[fine]["status"] == "sent"
+    assert "no location with code 'WH-X-STO'" in queue[refused]["message"]
+    assert queue[refused]["adjustment_id"] == rows[refused]["adjustment_id"]
+
+
+def test_over_limit_waits_rejected_never_sent_and_dry_run_sends_nothing(
+    db, erp_return, tryton_adapter
+):
+    with connection(db) as con:
+        small = _stock_case(con, erp_return, "RMA-L1", "P-1003", "3")
+        big = _stock_case(con, erp_return, "RMA-L2", "P-1004", "11")
+        money = _credit_case(con, erp_return, "RMA-L3", "P-1001", "300.00")
+    adj = _plan(db)
+    assert (adj[small]["status"], adj[big]["status"], adj[money]["status"]) == (
+        "approved",
+        "planned",
+        "planned",
+    )
+
+    dry = push_adjustments(db, None, dry_run=True)
+    assert [r.adjustment_id for r in dry.results] == [adj[small]["adjustment_id"]]
+    assert tryton_adapter.find_document("stock_move", adj[small]["idempotency_key"]) is None
+
+    with connection(db) as con:
+        approve(con, adj[big]["adjustment_id"], by="alice")
+        reject(con, adj[money]["adjustment_id"], by="bob", reason="refund was a mistake")
+    summary = push_adjustments(db, tryton_adapter, policy=FAST)
+    assert summary.created == 2
+    assert tryton_adapter.find_document("stock_move", adj[big]["idempotency_key"]) is not None
+    assert tryton_adapter.find_document("credit_note", adj[money]["idempotency_key"]) is None
+    with connection(db, read_only=True) as con:
+        rows = adjustments(con)
+    assert rows[money]["status"] == "rejected" and rows[big]["approved_by"] == "alice"
