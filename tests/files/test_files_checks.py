@@ -219,3 +219,26 @@ def test_big_batches_are_validated_in_chunks(tmp_path):
     [failed] = outcome.failed
     assert (failed.column, failed.unexpected_count, failed.element_count) == ("quantity", 2, 3000)
     assert sorted(s["_row_number"] for s in outcome.sample) == [6, 2501]  # from both chunks
+
+
+def test_sensor_skips_while_a_run_holds_the_warehouse(sensor_settings):
+    import subprocess
+    import sys
+
+    landing, db_path, settings = sensor_settings
+    write_ndjson(landing / "returns_saas" / "a.ndjson", [delivery("w-1")])
+    connect(db_path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+         "print('locked', flush=True); sys.stdin.read()", str(db_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = run_sensor(settings)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+    assert isinstance(result, dg.SkipReason) and "warehouse busy" in result.skip_message
+    assert isinstance(run_sensor(settings), dg.RunRequest)  # released: the drop is requested
