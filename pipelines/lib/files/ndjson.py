@@ -20,9 +20,10 @@ from pipelines.lib.files.types import Spec, arrow_schema, parse_type
 from pipelines.lib.files.values import Problems, _type_name, compile_converter, dumps
 from pipelines.lib.warehouse import DeadLetter
 
-# Webhook contract columns that live inside the delivery's `payload` (column -> payload key).
+# Webhook contract columns of the delivery envelope; every other column (but `payload`, the whole
+# payload as JSON) is a field of the delivery's `payload`, under the same name except these:
 WEBHOOK_ENVELOPE = ("webhook_id", "topic", "delivered_at")
-WEBHOOK_PAYLOAD_KEYS = {"return_id": "id"}
+WEBHOOK_PAYLOAD_KEYS = {"return_id": "id"}  # column -> payload key
 
 
 class _Floats:

@@ -48,10 +48,10 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-Path = str | tuple  # a field path, built lazily: (parent, "name") or (parent, index)
+FieldPath = str | tuple  # a field path, built lazily: (parent, "name") or (parent, index)
 
 
-def render(path: Path) -> str:
+def render(path: FieldPath) -> str:
     """`(("refund_line_items", 0), "subtotal")` -> `refund_line_items[0].subtotal`."""
     if isinstance(path, str):
         return path
@@ -62,7 +62,9 @@ def render(path: Path) -> str:
     return f"{head}.{key}" if head else key
 
 
-def convert(value: Any, spec: Spec, path: Path, problems: Problems, keep_extra: bool = True) -> Any:
+def convert(
+    value: Any, spec: Spec, path: FieldPath, problems: Problems, keep_extra: bool = True
+) -> Any:
     """`value` as the Python value for `spec`; None (and a reason in `problems`) when refused."""
     if value is None:
         return None
@@ -138,7 +140,7 @@ def convert(value: Any, spec: Spec, path: Path, problems: Problems, keep_extra: 
     return None
 
 
-def _decimal(value: Any, spec: Spec, path: Path, problems: Problems) -> Decimal | None:
+def _decimal(value: Any, spec: Spec, path: FieldPath, problems: Problems) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         got = _type_name(value)
         problems.errors.append(f"wrong type in {render(path)!r}: expected a decimal, got {got}")
@@ -159,27 +161,27 @@ def _decimal(value: Any, spec: Spec, path: Path, problems: Problems) -> Decimal 
     return number
 
 
-Converter = Callable[[Any, Path, Problems], Any]
+Converter = Callable[[Any, FieldPath, Problems], Any]
 
 
 def compile_converter(spec: Spec, keep_extra: bool = True) -> Converter:
     """A converter for `spec` with fast paths for the usual JSON types; anything else goes
     through `convert`, which knows every reason to refuse a value."""
 
-    def slow(value: Any, path: Path, problems: Problems) -> Any:
+    def slow(value: Any, path: FieldPath, problems: Problems) -> Any:
         return convert(value, spec, path, problems, keep_extra)
 
     kind = spec.kind
     if kind == "varchar":
 
-        def varchar(value: Any, path: Path, problems: Problems) -> Any:
+        def varchar(value: Any, path: FieldPath, problems: Problems) -> Any:
             return value if value is None or type(value) is str else slow(value, path, problems)
 
         return varchar
     if kind in _INT_RANGE:
         low, high = -_INT_RANGE[kind], _INT_RANGE[kind]
 
-        def integer(value: Any, path: Path, problems: Problems) -> Any:
+        def integer(value: Any, path: FieldPath, problems: Problems) -> Any:
             if value is None or (type(value) is int and low <= value < high):
                 return value
             return slow(value, path, problems)
@@ -189,7 +191,7 @@ def compile_converter(spec: Spec, keep_extra: bool = True) -> Converter:
         quantum = Decimal(1).scaleb(-spec.scale)
         bound = Decimal(10) ** (spec.precision - spec.scale)
 
-        def decimal(value: Any, path: Path, problems: Problems) -> Any:
+        def decimal(value: Any, path: FieldPath, problems: Problems) -> Any:
             if value is None:
                 return None
             if type(value) is str and len(value) < 28 and _DEC_RE.fullmatch(value):
@@ -201,7 +203,7 @@ def compile_converter(spec: Spec, keep_extra: bool = True) -> Converter:
         return decimal
     if kind == "timestamptz":
 
-        def timestamptz(value: Any, path: Path, problems: Problems) -> Any:
+        def timestamptz(value: Any, path: FieldPath, problems: Problems) -> Any:
             if value is None:
                 return None
             if type(value) is str:
@@ -216,7 +218,7 @@ def compile_converter(spec: Spec, keep_extra: bool = True) -> Converter:
         fields = [(name, compile_converter(sub, keep_extra)) for name, sub in spec.fields]
         known = frozenset(name for name, _ in spec.fields)
 
-        def struct(value: Any, path: Path, problems: Problems) -> Any:
+        def struct(value: Any, path: FieldPath, problems: Problems) -> Any:
             if value is None:
                 return None
             if type(value) is not dict:
@@ -232,7 +234,7 @@ def compile_converter(spec: Spec, keep_extra: bool = True) -> Converter:
         assert spec.item is not None
         item = compile_converter(spec.item, keep_extra)
 
-        def array(value: Any, path: Path, problems: Problems) -> Any:
+        def array(value: Any, path: FieldPath, problems: Problems) -> Any:
             if value is None:
                 return None
             if type(value) is not list:
