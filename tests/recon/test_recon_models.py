@@ -1,0 +1,57 @@
+"""Static checks of the recon dbt models: they read only marts, seeds and each other, select no
+personal data, and the union's contract has DESIGN §5's columns."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from pipelines.lib.recon.lifecycle import DETAIL_COLUMNS, RULES, SEVERITY
+from pipelines.settings import DBT_PROJECT_DIR
+
+RECON = DBT_PROJECT_DIR / "models" / "recon"
+MARTS = {p.stem for p in (DBT_PROJECT_DIR / "models" / "marts").glob("*.sql")}
+SEEDS = {p.stem for p in (DBT_PROJECT_DIR / "seeds").glob("*.csv")}
+PERSONAL = re.compile(
+    r"\b(party|party_party|name|first_name|last_name|email|customer|address|phone)\b", re.I
+)
+
+
+def sql_models() -> dict[str, str]:
+    return {p.stem: p.read_text() for p in RECON.glob("*.sql")}
+
+
+def test_recon_models_read_only_marts_seeds_and_recon():
+    models = sql_models()
+    for name, sql in models.items():
+        refs = set(re.findall(r"ref\('([^']+)'\)", sql))
+        assert refs <= MARTS | SEEDS | set(models), (name, refs - MARTS - SEEDS - set(models))
+        assert "source(" not in sql, name
+
+
+def test_recon_models_select_no_personal_data():
+    for name, sql in sql_models().items():
+        code = "\n".join(line.split("--")[0] for line in sql.splitlines())
+        code = code.replace("union all by name", "")
+        assert not PERSONAL.search(code), (name, PERSONAL.search(code).group(0))
+
+
+def test_union_contract_has_the_design_columns_and_every_rule():
+    spec = yaml.safe_load((RECON / "_recon.yml").read_text())
+    (union,) = [m for m in spec["models"] if m["name"] == "recon_mismatches_current"]
+    columns = [c["name"] for c in union["columns"]]
+    assert columns == ["mismatch_id", *DETAIL_COLUMNS, "detected_at"]
+    (rule_col,) = [c for c in union["columns"] if c["name"] == "rule"]
+    accepted = rule_col["data_tests"][1]["accepted_values"]["arguments"]["values"]
+    assert sorted(accepted) == sorted(RULES)
+    sql = (RECON / "recon_mismatches_current.sql").read_text()
+    assert dict(re.findall(r"when '(\w+)' then '(high|medium|low)'", sql)) == SEVERITY
+
+
+def test_every_rule_has_a_unit_test():
+    tests = yaml.safe_load((RECON / "_recon__unit_tests.yml").read_text())["unit_tests"]
+    text = yaml.safe_dump(tests)
+    for rule in RULES:
+        assert f"rule: {rule}" in text, rule
+    assert len(tests) >= 12
