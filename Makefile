@@ -15,7 +15,7 @@ export GX_ANALYTICS_ENABLED := False
 DEMO_RETURNS ?= 200
 DEMO_SEED ?= 7
 
-.PHONY: help install run test dev lint format lock bench docs clean
+.PHONY: help install run test dev lint format lock bench docs clean erp erp-install erp-db erp-lock
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,13 +41,34 @@ run: install $(DAGSTER_HOME)/dagster.yaml ## Run the main job on the embedded de
 	@mkdir -p data/landing
 	$(BIN)/returnsync run --quiet
 
-test: install $(DAGSTER_HOME)/dagster.yaml ## Run the whole test suite (starts and stops the servers it needs)
+test: install erp-db $(DAGSTER_HOME)/dagster.yaml ## Run the whole test suite (starts and stops the servers it needs)
+	@bash scripts/system-packages.sh
 	$(BIN)/returnsync prepare
 	$(BIN)/pytest
 
 dev: install $(DAGSTER_HOME)/dagster.yaml ## Dagster UI on http://127.0.0.1:3000
 	$(BIN)/returnsync prepare
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The Tryton ERP is a separate real server with its own environment (erp/README.md).
+.venv-erp/.installed: erp/requirements.lock
+	@test -x .venv-erp/bin/python || $(PYTHON) -m venv .venv-erp
+	@.venv-erp/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	.venv-erp/bin/uv pip sync -q --python .venv-erp/bin/python erp/requirements.lock
+	@touch $@
+
+erp-install: .venv-erp/.installed ## The Tryton server's own environment (.venv-erp)
+
+erp-db: erp-install ## Prepare the reference Tryton database once (cached under .cache/tryton)
+	.venv-erp/bin/python erp/setup_db.py
+
+erp: install erp-db ## A real Tryton server on 127.0.0.1:8000 for the demo (Ctrl-C stops it)
+	$(BIN)/python erp/server.py run --port 8000
+
+erp-lock: ## Re-resolve erp/requirements.lock
+	@test -x .venv-erp/bin/uv || $(MAKE) erp-install
+	.venv-erp/bin/uv pip compile -q erp/requirements.in --python-version 3.11 -o erp/requirements.lock \
+		--custom-compile-command "make erp-lock"
 
 lint: install ## ruff check and format check
 	$(BIN)/ruff check .
@@ -71,4 +92,4 @@ docs: install ## Generate the dbt docs site into dbt_project/target
 	cd dbt_project && RETURNSYNC_DB=$${RETURNSYNC_DB:-$(CURDIR)/data/returnsync.duckdb} ../$(BIN)/dbt docs generate --profiles-dir .
 
 clean: ## Remove the environment, caches and local data
-	rm -rf $(VENV) .pytest_cache .ruff_cache dbt_project/target dbt_project/logs data .dagster_home
+	rm -rf $(VENV) .venv-erp .cache .pytest_cache .ruff_cache dbt_project/target dbt_project/logs data .dagster_home

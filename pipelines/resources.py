@@ -14,11 +14,17 @@ class SettingsResource(dg.ConfigurableResource):
     never a config field: it only ever comes from the environment.
     """
 
+    data_dir: str | None = None
     db_path: str | None = None
     landing_dir: str | None = None
+    analyst_db_path: str | None = None
     kafka_bootstrap: str | None = None
 
     def get(self) -> Settings:
         return Settings.from_env(
-            db_path=self.db_path, landing_dir=self.landing_dir, kafka_bootstrap=self.kafka_bootstrap
+            data_dir=self.data_dir,
+            db_path=self.db_path,
+            landing_dir=self.landing_dir,
+            analyst_db_path=self.analyst_db_path,
+            kafka_bootstrap=self.kafka_bootstrap,
         )

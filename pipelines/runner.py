@@ -28,8 +28,10 @@ def run_config(settings: Settings, as_of: str | None, quiet: bool = False) -> di
         "resources": {
             "settings": {
                 "config": {
+                    "data_dir": str(settings.data_dir),
                     "db_path": str(settings.db_path),
                     "landing_dir": str(settings.landing_dir),
+                    "analyst_db_path": str(settings.analyst_db_path),
                     "kafka_bootstrap": settings.kafka_bootstrap,
                 }
             }

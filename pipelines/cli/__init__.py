@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "run": "pipelines.cli.run:run",
     "simulate": "pipelines.cli.simulate:simulate",
     "report": "pipelines.cli.report:report",
+    "acknowledge": "pipelines.cli.acknowledge:acknowledge",
     "approve": "pipelines.cli.adjustments:approve",
     "reject": "pipelines.cli.adjustments:reject",
     "push": "pipelines.cli.adjustments:push",
