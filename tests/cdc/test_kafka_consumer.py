@@ -43,12 +43,13 @@ def _count(settings: Settings, table: str = "raw.erp_sale_line") -> int:
         return con.execute(f"select count(*) from {table}").fetchone()[0]
 
 
-def test_bounded_runs_resume_from_the_ledger_and_commit_for_lag(kafka_settings):
+@pytest.mark.parametrize("prefetch", [True, False], ids=["prefetch", "in_process"])
+def test_bounded_runs_resume_from_the_ledger_and_commit_for_lag(kafka_settings, prefetch):
     kafka.publish(kafka_settings.kafka_bootstrap, sale_line_events(3000))
     ends = kafka.end_offsets(kafka_settings, topics=[TOPIC])
     assert ends == {(TOPIC, 0): 1000, (TOPIC, 1): 1000, (TOPIC, 2): 1000}
 
-    first = kafka.consume(kafka_settings, max_records=1200, batch_size=500)
+    first = kafka.consume(kafka_settings, max_records=1200, batch_size=500, prefetch=prefetch)
     assert first.landed == {"erp_sale_line": 1200}
     with warehouse.connection(kafka_settings.db_path, read_only=True) as con:
         assert sum(kafka.lag(kafka_settings, con).values()) == 1800
@@ -65,7 +66,7 @@ def test_bounded_runs_resume_from_the_ledger_and_commit_for_lag(kafka_settings):
         admin.close()
     assert {(tp.topic, tp.partition): om.offset for tp, om in committed.items()} == ledger
 
-    rest = kafka.consume(kafka_settings)  # caught up to the end offsets: the run ends
+    rest = kafka.consume(kafka_settings, prefetch=prefetch)  # caught up to the end: it ends
     assert rest.landed == {"erp_sale_line": 1800}
     lag = kafka.consumer_lag(kafka_settings)
     assert len(lag) == 6 and set(lag.values()) == {0}

@@ -10,6 +10,7 @@ replay from offset 0 changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -60,6 +62,21 @@ def _expected_table() -> pa.Table:
     )
 
 
+def _no_orphans(db, wait_s: float = 30.0) -> None:
+    """The killed run's Kafka fetch child (forked, same command line) dies with it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            with contextlib.suppress(OSError):
+                if str(db).encode() in cmdline.read_bytes():
+                    alive.append(cmdline.parent.name)
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not alive, f"processes of a killed run still alive: {alive}"
+
+
 def _content(con) -> tuple:
     return con.execute(
         "select count(*), count(distinct (_partition, _offset)), sum(unit_price), "
@@ -96,6 +113,7 @@ def test_sigkill_twenty_times_then_every_event_exactly_once(kafka_bootstrap, tmp
         proc.wait()
         proc.stdout.close()
         assert proc.returncode in (0, -signal.SIGKILL)
+        _no_orphans(db)
 
     final = subprocess.run(
         _ingest_cmd(kafka_bootstrap, db), cwd=PROJECT_ROOT, env=env,

@@ -24,7 +24,8 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -181,46 +182,249 @@ def _ledger(con) -> dict[TopicPartitionKey, int]:
 
 # -- consuming -----------------------------------------------------------------------------------
 
-
-def _start_positions(
-    consumer,
-    tps: list,
-    ledger: Mapping[TopicPartitionKey, int],
-    start: int | Mapping | None,
-    start_timestamp_ms: int | None,
-) -> dict:
-    """Where each partition starts: the ledger, or a replay's offset or time."""
-    begin = consumer.beginning_offsets(tps)
-    ends = consumer.end_offsets(tps)
-    positions = {}
-    if start_timestamp_ms is not None:
-        found = consumer.offsets_for_times({tp: start_timestamp_ms for tp in tps})
-        for tp in tps:
-            hit = found.get(tp)
-            positions[tp] = hit.offset if hit is not None else ends[tp]
-    else:
-        for tp in tps:
-            key = (tp.topic, tp.partition)
-            if start is None:
-                offset = ledger.get(key, begin[tp])
-            elif isinstance(start, Mapping):
-                offset = start.get(key, start.get(tp.topic, ledger.get(key, begin[tp])))
-            else:
-                offset = int(start)
-            positions[tp] = offset
-    # clamp into what the log holds (retention may have deleted the start)
-    return {tp: min(max(o, begin[tp]), ends[tp]) for tp, o in positions.items()}
+# A record on its way from the fetcher to land_batch: (topic, partition, offset, key, value).
+RawRecord = tuple[str, int, int, bytes | None, bytes | None]
 
 
-def _commit_for_lag(consumer, committed: Mapping) -> None:
-    """Consumer-group commit after the DuckDB commit: lag monitoring only, failures tolerated."""
-    from kafka.errors import KafkaError
-    from kafka.structs import OffsetAndMetadata
+@dataclass(frozen=True)
+class _Plan:
+    """What one run reads; built by the lander, executed by the fetcher (maybe in a child)."""
 
-    if not committed:
-        return
-    with contextlib.suppress(KafkaError):
-        consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in committed.items()})
+    bootstrap: str
+    group: str
+    pattern: str
+    topics: tuple[str, ...] | None
+    ledger: dict[TopicPartitionKey, int]
+    start: int | dict | None
+    start_timestamp_ms: int | None
+    max_records: int | None
+    deadline: float | None  # time.monotonic() value (system-wide on Linux, so fork-safe)
+    batch_size: int
+    bootstrap_timeout_ms: int
+
+
+class _Fetcher:
+    """The Kafka side of a run: assign, seek, poll micro-batches, commit offsets for lag."""
+
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+        self.consumer = _consumer(
+            plan.bootstrap,
+            group=plan.group,
+            bootstrap_timeout_ms=plan.bootstrap_timeout_ms,
+            max_poll_records=plan.batch_size,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+        )
+        self.tps: list = []
+        self.ends: dict = {}
+        self.pending: set = set()
+
+    def open(self) -> int:
+        """Assign and seek; returns how many records the run expects to read."""
+        plan, consumer = self.plan, self.consumer
+        self.tps = _partitions(consumer, plan.pattern, plan.topics)
+        if not self.tps:
+            return 0
+        consumer.assign(self.tps)
+        positions = self._start_positions()
+        self.ends = consumer.end_offsets(self.tps)
+        for tp, offset in positions.items():
+            consumer.seek(tp, offset)
+        self.pending = {tp for tp in self.tps if positions[tp] < self.ends[tp]}
+        todo = sum(max(0, self.ends[tp] - positions[tp]) for tp in self.tps)
+        return min(todo, plan.max_records) if plan.max_records else todo
+
+    def _start_positions(self) -> dict:
+        """Where each partition starts: the ledger, or a replay's offset or time."""
+        plan, consumer, tps = self.plan, self.consumer, self.tps
+        begin = consumer.beginning_offsets(tps)
+        ends = consumer.end_offsets(tps)
+        positions = {}
+        if plan.start_timestamp_ms is not None:
+            found = consumer.offsets_for_times({tp: plan.start_timestamp_ms for tp in tps})
+            for tp in tps:
+                hit = found.get(tp)
+                positions[tp] = hit.offset if hit is not None else ends[tp]
+        else:
+            for tp in tps:
+                key = (tp.topic, tp.partition)
+                default = plan.ledger.get(key, begin[tp])
+                if plan.start is None:
+                    offset = default
+                elif isinstance(plan.start, Mapping):
+                    offset = plan.start.get(key, plan.start.get(tp.topic, default))
+                else:
+                    offset = int(plan.start)
+                positions[tp] = offset
+        # clamp into what the log holds (retention may have deleted the start)
+        return {tp: min(max(o, begin[tp]), ends[tp]) for tp, o in positions.items()}
+
+    def batches(self) -> Iterator[tuple[list[RawRecord], dict[TopicPartitionKey, int]]]:
+        """Micro-batches until caught up to the end offsets, max_records or the deadline."""
+        plan, consumer = self.plan, self.consumer
+        done = 0
+        idle = 0  # consecutive polls without records: a partition that cannot be read ends it
+        while self.pending and idle < MAX_IDLE_POLLS:
+            if plan.deadline is not None and time.monotonic() >= plan.deadline:
+                return
+            want = plan.batch_size
+            if plan.max_records:
+                want = min(want, plan.max_records - done)
+            if want <= 0:
+                return
+            batch, last = _poll_batch(consumer, want, plan.deadline)
+            idle = 0 if batch else idle + 1
+            for tp in list(self.pending):
+                if consumer.position(tp) >= self.ends[tp]:
+                    self.pending.discard(tp)
+            if batch:
+                done += len(batch)
+                yield batch, last
+
+    def commit(self, offsets: Mapping[TopicPartitionKey, int]) -> None:
+        """Consumer-group commit after the DuckDB commit: lag monitoring only, failures ok."""
+        from kafka import TopicPartition
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        if not offsets:
+            return
+        with contextlib.suppress(KafkaError):
+            self.consumer.commit(
+                {
+                    TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                    for (t, p), o in offsets.items()
+                }
+            )
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+def _poll_batch(
+    consumer, want: int, deadline: float | None
+) -> tuple[list[RawRecord], dict[TopicPartitionKey, int]]:
+    """Up to `want` records from one or a few polls; also each partition's next offset."""
+    batch: list[RawRecord] = []
+    last: dict[TopicPartitionKey, int] = {}
+    while len(batch) < want:
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=want - len(batch))
+        if not polled:
+            break
+        for tp, messages in polled.items():
+            topic, partition = tp.topic, tp.partition
+            batch.extend((topic, partition, m.offset, m.key, m.value) for m in messages)
+            last[(topic, partition)] = messages[-1].offset + 1
+    return batch, last
+
+
+# -- the fetcher in a child process (prefetch) --------------------------------------------------
+#
+# kafka-python decodes record batches in Python, and so does the Debezium decoder: in one process
+# they take turns. With `prefetch`, a forked child polls Kafka while the parent decodes and writes
+# DuckDB, so the two use both cores. The child never touches DuckDB; it hands the parent raw
+# records through a pipe (at most about one batch ahead: the pipe is the back-pressure) and commits
+# consumer-group offsets when the parent says a batch is in DuckDB. If the parent dies (SIGKILL),
+# the child gets SIGKILL too (PR_SET_PDEATHSIG) or a broken pipe, and exits.
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+
+def _fetch_child(conn, parent_end, plan: _Plan) -> None:
+    parent_end.close()
+    _die_with_parent()
+    fetcher = None
+    try:
+        try:
+            fetcher = _Fetcher(plan)
+            todo = fetcher.open()
+        except KafkaUnavailableError as exc:
+            conn.send(("unavailable", str(exc)))
+            return
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            return
+        conn.send(("open", todo))
+        for batch, last in fetcher.batches():
+            while conn.poll():
+                _child_command(conn.recv(), fetcher)
+            conn.send(("batch", batch, last))
+        conn.send(("end",))
+        while True:  # final commits, until the parent closes
+            message = conn.recv()
+            if message[0] == "close":
+                break
+            _child_command(message, fetcher)
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the parent is gone
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        if fetcher is not None:
+            fetcher.close()
+        conn.close()
+
+
+def _child_command(message: tuple, fetcher: _Fetcher) -> None:
+    if message[0] == "commit":
+        fetcher.commit(message[1])
+
+
+class _ChildFetcher:
+    """The parent's end of `_fetch_child`: the same interface as `_Fetcher`."""
+
+    def __init__(self, plan: _Plan) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self.conn, child_end = ctx.Pipe()
+        self.proc = ctx.Process(target=_fetch_child, args=(child_end, self.conn, plan), daemon=True)
+        self.proc.start()
+        child_end.close()
+
+    def _recv(self) -> tuple:
+        try:
+            message = self.conn.recv()
+        except EOFError:
+            raise RuntimeError("the Kafka fetch process ended unexpectedly") from None
+        if message[0] == "unavailable":
+            raise KafkaUnavailableError(message[1])
+        if message[0] == "error":
+            raise RuntimeError(f"Kafka fetch failed: {message[1]}")
+        return message
+
+    def open(self) -> int:
+        return self._recv()[1]
+
+    def batches(self) -> Iterator[tuple[list[RawRecord], dict[TopicPartitionKey, int]]]:
+        while True:
+            message = self._recv()
+            if message[0] == "end":
+                return
+            yield message[1], message[2]
+
+    def commit(self, offsets: Mapping[TopicPartitionKey, int]) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(("commit", dict(offsets)))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(("close",))
+        self.proc.join(timeout=30)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
 
 
 def consume(
@@ -235,6 +439,7 @@ def consume(
     retry_dead_letters: bool = False,
     batch_size: int = BATCH_SIZE,
     bootstrap_timeout_ms: int = BOOTSTRAP_TIMEOUT_MS,
+    prefetch: bool = True,
     on_batch: Callable[[BatchResult], None] | None = None,
 ) -> BatchResult:
     """Land the change streams from Kafka into `raw`: one bounded run, summed over its batches.
@@ -244,7 +449,9 @@ def consume(
     after `start_timestamp_ms`). `topics` restricts the run to those topics (default: every topic
     matching `settings.kafka_topic_pattern`). Stops at `max_records` (default
     `settings.kafka_max_records`, 0 = no limit), after `max_seconds`, or once every partition has
-    reached the end offset it had when the run started.
+    reached the end offset it had when the run started. Each micro-batch (at most `batch_size`
+    records) is one DuckDB transaction; its offsets are committed to the consumer group after it.
+    With `prefetch` (default) a forked child process polls Kafka while this one lands.
     """
     from pipelines.lib import warehouse
 
@@ -253,87 +460,51 @@ def consume(
         max_records = settings.kafka_max_records or None
     connectors = load_connectors(settings.landing_dir)
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    if isinstance(start, Mapping):
+        start = dict(start)
     total = BatchResult.empty()
-    consumer = _consumer(
-        bootstrap,
-        group=settings.kafka_group,
-        bootstrap_timeout_ms=bootstrap_timeout_ms,
-        max_poll_records=batch_size,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        fetch_max_bytes=64 * 1024 * 1024,
-    )
     bar = None
-    try:
-        tps = _partitions(consumer, settings.kafka_topic_pattern, topics)
-        if not tps:
-            return total
-        consumer.assign(tps)
-        with warehouse.connection(settings.db_path) as con:
-            ledger = resume_offsets(con, SOURCE)
-            positions = _start_positions(consumer, tps, ledger, start, start_timestamp_ms)
-            ends = consumer.end_offsets(tps)
-            for tp, offset in positions.items():
-                consumer.seek(tp, offset)
-            pending = {tp for tp in tps if positions[tp] < ends[tp]}
-            todo = sum(ends[tp] - positions[tp] for tp in tps)
-            if max_records:
-                todo = min(todo, max_records)
+    with warehouse.connection(settings.db_path) as con:
+        plan = _Plan(
+            bootstrap=bootstrap,
+            group=settings.kafka_group,
+            pattern=settings.kafka_topic_pattern,
+            topics=None if topics is None else tuple(topics),
+            ledger=resume_offsets(con, SOURCE),
+            start=start,
+            start_timestamp_ms=start_timestamp_ms,
+            max_records=max_records,
+            deadline=deadline,
+            batch_size=batch_size,
+            bootstrap_timeout_ms=bootstrap_timeout_ms,
+        )
+        fetcher = _ChildFetcher(plan) if prefetch else _Fetcher(plan)
+        try:
+            todo = fetcher.open()
             if progress:
                 from tqdm import tqdm
 
                 bar = tqdm(total=todo, desc="kafka -> raw", unit="rec", file=sys.stderr)
-            done = 0
-            idle = 0  # consecutive polls without records: a partition that cannot be read ends it
-            while pending and idle < MAX_IDLE_POLLS:
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                want = batch_size if not max_records else min(batch_size, max_records - done)
-                if want <= 0:
-                    break
-                batch, last = _poll_batch(consumer, want, deadline)
-                idle = 0 if batch else idle + 1
-                if batch:
-                    result = land_batch(
-                        con,
-                        batch,
-                        source=SOURCE,
-                        connectors=connectors,
-                        retry_dead_letters=retry_dead_letters,
-                    )
-                    total = total.merge(result)
-                    done += len(batch)
-                    _commit_for_lag(consumer, last)
-                    if bar is not None:
-                        bar.update(len(batch))
-                    if on_batch is not None:
-                        on_batch(result)
-                for tp in list(pending):
-                    if consumer.position(tp) >= ends[tp]:
-                        pending.discard(tp)
-        return total
-    finally:
-        if bar is not None:
-            bar.close()
-        consumer.close(autocommit=False)
-
-
-def _poll_batch(consumer, want: int, deadline: float | None) -> tuple[list[KafkaRecord], dict]:
-    """Up to `want` records from one or a few polls; also each partition's next offset."""
-    batch: list[KafkaRecord] = []
-    last: dict = {}
-    empty_polls = 0
-    while len(batch) < want and empty_polls < 1:
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-        polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=want - len(batch))
-        if not polled:
-            empty_polls += 1
-            continue
-        for tp, messages in polled.items():
-            topic, partition = tp.topic, tp.partition
-            batch.extend(KafkaRecord(topic, partition, m.offset, m.key, m.value) for m in messages)
-            last[tp] = messages[-1].offset + 1
-    return batch, last
+            for raw, last in fetcher.batches():
+                records = [KafkaRecord(*r) for r in raw]
+                result = land_batch(
+                    con,
+                    records,
+                    source=SOURCE,
+                    connectors=connectors,
+                    retry_dead_letters=retry_dead_letters,
+                )
+                fetcher.commit(last)  # after the DuckDB commit: for lag monitoring only
+                total = total.merge(result)
+                if bar is not None:
+                    bar.update(len(records))
+                if on_batch is not None:
+                    on_batch(result)
+        finally:
+            if bar is not None:
+                bar.close()
+            fetcher.close()
+    return total
 
 
 # -- producing -----------------------------------------------------------------------------------

@@ -1,0 +1,183 @@
+"""CDC ingestion benchmark: Kafka -> raw landed events/s against kafka-python's bare consume rate.
+
+DESIGN §10. In one run, on one topic (`erp.public.sale_line`, 3 partitions, N bare Debezium
+envelopes with `precise` decimals):
+
+1. reference: kafka-python's bare consume rate (assign, seek to the beginning, poll until every
+   record was returned; no decoding, no writing), with `crc32c` installed;
+2. returnsync: `pipelines.lib.cdc.kafka.consume` into a fresh DuckDB file (decode, dead-letter
+   checks, raw rows and ledger in one transaction per micro-batch, group commits for lag).
+
+Prints one JSON line {name, figures, reference, ratio, versions, date} and appends a row to
+bench/RESULTS.md. Goal (issue 4): ratio >= 0.7 and >= 50,000 landed events/s.
+
+    .venv/bin/python bench/ingest.py                        # starts its own broker
+    .venv/bin/python bench/ingest.py --bootstrap 127.0.0.1:9092 --events 500000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from pipelines.lib.cdc import kafka  # noqa: E402
+from pipelines.settings import Settings  # noqa: E402
+from tests.fixtures.kafka_broker import (  # noqa: E402
+    load_broker_module,
+    recreate_topics,
+    sale_line_event,
+)
+
+TOPIC = "erp.public.sale_line"
+RESULTS = PROJECT_ROOT / "bench" / "RESULTS.md"
+
+
+def produce(bootstrap: str, n: int) -> float:
+    """Produce n events (3 partitions, round robin); returns seconds taken."""
+    from kafka import KafkaProducer
+    from tqdm import tqdm
+
+    recreate_topics(bootstrap, [TOPIC])
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks=1, linger_ms=50, batch_size=1024 * 1024
+    )
+    start = time.perf_counter()
+    for i in tqdm(range(n), desc="produce", unit="ev", file=sys.stderr, mininterval=2):
+        e = sale_line_event(i)
+        producer.send(TOPIC, key=e["key"], value=e["value"], partition=e["partition"])
+    producer.flush()
+    producer.close()
+    return time.perf_counter() - start
+
+
+def bare_consume(bootstrap: str, n: int) -> float:
+    """kafka-python alone: poll every record once (no decode, no write); returns seconds."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_poll_records=kafka.BATCH_SIZE,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    tps = [TopicPartition(TOPIC, p) for p in range(3)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    got = 0
+    start = time.perf_counter()
+    while got < n:
+        for messages in consumer.poll(timeout_ms=1000, max_records=kafka.BATCH_SIZE).values():
+            got += len(messages)
+    seconds = time.perf_counter() - start
+    consumer.close()
+    return seconds
+
+
+def returnsync_consume(bootstrap: str, n: int, work: Path) -> tuple[float, int]:
+    settings = Settings.from_env(
+        env={},
+        base_dir=work,
+        kafka_bootstrap=bootstrap,
+        kafka_group="returnsync-bench",
+        kafka_topic_pattern=r"^erp\.public\.sale_line$",
+        kafka_max_records=0,
+    )
+    start = time.perf_counter()
+    result = kafka.consume(settings, progress=True)
+    seconds = time.perf_counter() - start
+    landed = sum(result.landed.values())
+    if landed != n or result.dead_letters:
+        raise SystemExit(f"landed {landed} of {n} events, {result.dead_letters} dead letters")
+    return seconds, landed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=300_000, help="events to produce")
+    parser.add_argument("--bootstrap", help="use this broker (default: start one)")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="returnsync-bench-") as tmp:
+        work = Path(tmp)
+        broker = None
+        bootstrap = args.bootstrap
+        if bootstrap is None:
+            mod = load_broker_module()
+            broker = mod.Broker(work / "kafka", mod.free_port(), mod.free_port())
+            bootstrap = broker.start()
+        try:
+            produce_s = produce(bootstrap, args.events)
+            bare_s = bare_consume(bootstrap, args.events)
+            landed_s, landed = returnsync_consume(bootstrap, args.events, work)
+        finally:
+            if broker is not None:
+                broker.stop()
+
+    bare_eps = args.events / bare_s
+    landed_eps = landed / landed_s
+    kafka_jar = next(
+        iter(sorted((PROJECT_ROOT / ".cache/kafka/lib").glob("kafka_2.13-*.jar"))), None
+    )
+    line = {
+        "name": "cdc_ingest_kafka",
+        "figures": {
+            "events": args.events,
+            "landed_events_per_s": round(landed_eps),
+            "landed_s": round(landed_s, 2),
+            "bare_consume_events_per_s": round(bare_eps),
+            "bare_consume_s": round(bare_s, 2),
+            "produce_s": round(produce_s, 2),
+        },
+        "reference": "kafka-python bare consume (poll only, crc32c), same topic, same run",
+        "ratio": round(landed_eps / bare_eps, 3),
+        "versions": {
+            "python": platform.python_version(),
+            "kafka-python": version("kafka-python"),
+            "crc32c": version("crc32c"),
+            "duckdb": version("duckdb"),
+            "broker": kafka_jar.stem.removeprefix("kafka_2.13-") if kafka_jar else "external",
+        },
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    print(json.dumps(line))
+    if not args.no_record:
+        record(line)
+    return 0
+
+
+def record(line: dict) -> None:
+    """Append one row to bench/RESULTS.md (created with its header if missing)."""
+    if not RESULTS.exists():
+        RESULTS.write_text(
+            "# Benchmark results\n\n"
+            "| date | name | figures | reference | ratio | versions |\n"
+            "|---|---|---|---|---|---|\n"
+        )
+    f = line["figures"]
+    figures = (
+        f"{f['events']:,} events: landed {f['landed_events_per_s']:,}/s "
+        f"({f['landed_s']} s); bare consume {f['bare_consume_events_per_s']:,}/s "
+        f"({f['bare_consume_s']} s)"
+    )
+    versions = ", ".join(f"{k} {v}" for k, v in line["versions"].items())
+    with RESULTS.open("a") as out:
+        out.write(
+            f"| {line['date']} | {line['name']} | {figures} | {line['reference']} | "
+            f"{line['ratio']} | {versions} |\n"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
