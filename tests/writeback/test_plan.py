@@ -220,3 +220,16 @@ def test_approve_and_reject_are_recorded_with_who_and_when(con, landscape):
         reject(con, big["adjustment_id"], by="auto")
     # a rejected adjustment is never planned again for the same content
     assert plan_adjustments(con).planned == 0
+
+
+def test_an_adjustment_a_push_already_tried_is_never_superseded(con, landscape):
+    plan_adjustments(con)
+    tried = adjustments(con)[landscape["stock_small"]]
+    con.execute(
+        "insert into writeback.attempts values (?, 1, current_timestamp, 'transient_error', 'x')",
+        [tried["adjustment_id"]],
+    )
+    set_mismatch(con, landscape["stock_small"], qty_delta=Decimal(-3))
+    summary = plan_adjustments(con)
+    assert summary.planned == 0 and summary.superseded == 0
+    assert adjustments(con)[landscape["stock_small"]]["adjustment_id"] == tried["adjustment_id"]

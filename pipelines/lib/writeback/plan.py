@@ -14,10 +14,11 @@ exception queue with the reason.
 
 Each adjustment's idempotency key is a sha256 of the mismatch id, the action and the payload, so
 planning again finds the same key and adds nothing. A mismatch has at most one adjustment at work:
-while one is planned, approved or in the exception queue, a changed mismatch supersedes it (the old
-one is rejected by `auto`, unless a push is working on it); after one was sent, nothing new is
-planned until the mismatch has resolved once (the ERP document came back through ingestion).
-Adjustments still waiting when their mismatch stops being open are rejected by `auto`.
+while one is planned, approved or in the exception queue and no push has tried it yet, a changed
+mismatch supersedes it (the old one is rejected by `auto`); once a push tried one (its document
+may exist) or sent it, nothing new is planned until the mismatch has resolved once (the ERP
+document came back through ingestion). Planned adjustments whose mismatch stops being open are
+rejected by `auto`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines.lib.writeback.schema import ADJUSTMENTS, EXCEPTIONS, ensure_tables
+from pipelines.lib.writeback.schema import ADJUSTMENTS, ATTEMPTS, EXCEPTIONS, ensure_tables
 
 STOCK_RULES: tuple[str, ...] = ("receipt_not_posted", "posted_qty_mismatch")
 CREDIT_RULES: tuple[str, ...] = ("refund_without_credit", "credit_amount_mismatch")
@@ -401,15 +402,18 @@ def plan_adjustments(
 
 
 def _reject_obsolete(con: duckdb.DuckDBPyConnection, when: datetime) -> int:
-    """Waiting adjustments (not being pushed) whose mismatch is no longer open: rejected."""
+    """Planned adjustments (never approved) whose mismatch is no longer open: rejected.
+
+    Approved ones are left to the push, which looks their key up in the ERP first (a document
+    may exist after a crash); those in the exception queue wait for a person.
+    """
     ids = [
         r[0]
         for r in con.execute(
             f"""
             select a.adjustment_id from {ADJUSTMENTS} as a
             left join recon.mismatches as m on m.mismatch_id = a.mismatch_id
-            where a.status in ('planned', 'exception') and a.in_flight_since is null
-              and coalesce(m.status, 'missing') <> 'open'
+            where a.status = 'planned' and coalesce(m.status, 'missing') <> 'open'
             """
         ).fetchall()
     ]
@@ -489,7 +493,8 @@ def _plan_one(
     at_work = con.execute(
         f"""
         with resolved as ({resolved_sql})
-        select a.adjustment_id, a.status, a.in_flight_since
+        select a.adjustment_id, a.status, a.in_flight_since is not null
+               or exists (select 1 from {ATTEMPTS} as t where t.adjustment_id = a.adjustment_id)
         from {ADJUSTMENTS} as a left join resolved as r on r.mismatch_id = a.mismatch_id
         where a.mismatch_id = ?
           and (a.status in ('planned', 'approved', 'exception')
@@ -497,8 +502,10 @@ def _plan_one(
         """,
         [p.mismatch_id],
     ).fetchall()
-    if any(status == "sent" or in_flight is not None for _, status, in_flight in at_work):
-        summary.unchanged += 1  # sent and not yet seen back, or a push is working on it
+    if any(status == "sent" or reached_erp for _, status, reached_erp in at_work):
+        # sent and not yet seen back, or a push tried it (its document may exist): never a
+        # second document for one mismatch; a person decides through the exception queue
+        summary.unchanged += 1
         return
     for old_id, _, _ in at_work:
         _decide(
