@@ -27,11 +27,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipelines.lib.cdc.land import (
     BatchResult,
-    KafkaRecord,
     land_batch,
     load_connectors,
     resume_offsets,
@@ -184,6 +183,17 @@ def _ledger(con) -> dict[TopicPartitionKey, int]:
 
 # A record on its way from the fetcher to land_batch: (topic, partition, offset, key, value).
 RawRecord = tuple[str, int, int, bytes | None, bytes | None]
+
+
+class _Record(NamedTuple):
+    """A record with `KafkaRecord`'s fields, as land_batch reads them; ~5x cheaper to build than
+    the frozen dataclass, which matters at 10^5 records per second."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
 
 
 @dataclass(frozen=True)
@@ -486,7 +496,7 @@ def consume(
 
                 bar = tqdm(total=todo, desc="kafka -> raw", unit="rec", file=sys.stderr)
             for raw, last in fetcher.batches():
-                records = [KafkaRecord(*r) for r in raw]
+                records = list(map(_Record._make, raw))
                 result = land_batch(
                     con,
                     records,
