@@ -580,6 +580,37 @@ def key_object(obj: Any) -> dict | None:
     return obj
 
 
+# Inline fast-path checks of the generated row builders: a value passing its check is already
+# the Arrow-native result; anything else (None, other types, out of range) goes through the
+# column's converter, which converts it or raises the `DecodeError`.
+_FAST_CHECK = {
+    "bigint": f"type(v) is int and {_I64_MIN} <= v <= {_I64_MAX}",
+    "integer": f"type(v) is int and {_I32_MIN} <= v <= {_I32_MAX}",
+    "varchar": "type(v) is str",
+    "double": "type(v) is float",
+    "boolean": "type(v) is bool",
+    "date": f"type(v) is int and {_DAYS_MIN} <= v <= {_DAYS_MAX}",
+    "timestamp": f"type(v) is int and {_US_MIN} <= v <= {_US_MAX}",
+}
+
+
+def _row_builder(names: list[str], kinds: list[str], convs: list[Converter]) -> Callable:
+    """`build(after) -> tuple` of Arrow-native column values, one generated function per table
+    and encoding: the hot path of landing, without a Python call per ordinary value."""
+    lines = ["def build(after):", "    get = after.get"]
+    for i, (name, kind) in enumerate(zip(names, kinds, strict=True)):
+        lines.append(f"    v = get({name!r})")
+        check = _FAST_CHECK.get(kind)
+        if check is None:
+            lines.append(f"    v{i} = c{i}(v)")
+        else:
+            lines.append(f"    v{i} = v if {check} else c{i}(v)")
+    lines.append(f"    return ({', '.join(f'v{i}' for i in range(len(names)))},)")
+    namespace: dict[str, Any] = {f"c{i}": c for i, c in enumerate(convs)}
+    exec(compile("\n".join(lines), f"<row builder {names[0]}..>", "exec"), namespace)
+    return namespace["build"]
+
+
 class TableDecoder:
     """Decodes envelopes of one contract table, with the connector's decimal mode."""
 
@@ -599,6 +630,9 @@ class TableDecoder:
         self._key = {
             n: (i, column_converter(k, decimal_mode, f"key.{n}")) for i, (n, k) in enumerate(cols)
         }
+        kinds = list(table.columns.values())
+        self._build_bare = _row_builder(self.names, kinds, [c for _, c in self._bare])
+        self._build_wrapped = _row_builder(self.names, kinds, [c for _, c in self._wrapped])
 
     def _key_values(self, key: dict) -> tuple:
         if self.pk not in key:
@@ -612,10 +646,11 @@ class TableDecoder:
             raise DecodeError(f"key.{self.pk}", "is null")
         return tuple(values)
 
-    def decode(self, key: dict | None, value: Any) -> tuple:
+    def decode(self, key: dict | None, value: Any, key_text: str | None = None) -> tuple:
         """Decode one record -> flat row tuple (`ROW_META` fields, then the contract columns).
 
         `key` comes from `parse_key`; `value` is the parsed envelope, or None for a tombstone.
+        `key_text` is the key's JSON text if the caller has it (else it is serialised).
         """
         schema = None
         if type(value) is dict and "payload" in value and len(value) == 2 and "schema" in value:
@@ -627,7 +662,8 @@ class TableDecoder:
         if env is None:  # tombstone: the key is all there is
             if key is None:
                 raise DecodeError("key", "missing record key (tombstone)")
-            return ("d", True, None, None, None, None, dumps(key), None, *self._key_values(key))
+            kt = key_text or dumps(key)
+            return ("d", True, None, None, None, None, kt, None, *self._key_values(key))
         if type(env) is not dict:
             raise DecodeError(
                 "value", f"expected a JSON object (Debezium envelope), got {_describe(env)}"
@@ -661,15 +697,15 @@ class TableDecoder:
             raise DecodeError("key", "missing record key")
         if op == "d":
             # The before image is never data: NOT NULL columns carry type defaults there.
-            return ("d", False, lsn, ts, tx, changed, dumps(key), None, *self._key_values(key))
+            kt = key_text or dumps(key)
+            return ("d", False, lsn, ts, tx, changed, kt, None, *self._key_values(key))
         after = env.get("after")
         if type(after) is not dict:
             if after is None:
                 raise DecodeError("after", f"missing row image for op {op!r}")
             raise DecodeError("after", f"expected an object, got {_describe(after)}")
         if schema is None:
-            get = after.get
-            values = [conv(get(name)) for name, conv in self._bare]
+            values = self._build_bare(after)
         else:
             after_schema = _field_schemas(schema, "after")
             after = {
@@ -678,14 +714,15 @@ class TableDecoder:
                 else decode_with_schema(v, after_schema[k], f"after.{k}")
                 for k, v in after.items()
             }
-            get = after.get
-            values = [conv(get(name)) for name, conv in self._wrapped]
+            values = self._build_wrapped(after)
         if values[0] is None:
-            values[0] = self._key_values(key)[0]
+            values = (self._key_values(key)[0], *values[1:])
         extra = None
         if not self.columns.issuperset(after):
             extra = dumps({k: v for k, v in after.items() if k not in self.columns})
-        return (op, False, lsn, ts, tx, changed, dumps(key), extra, *values)
+        if key_text is None:
+            key_text = dumps(key)
+        return (op, False, lsn, ts, tx, changed, key_text, extra, *values)
 
 
 def _field_schemas(schema: Mapping, name: str) -> dict[str, Mapping]:

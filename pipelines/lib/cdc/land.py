@@ -219,13 +219,11 @@ assert set(_META_ORDER) | {"_ingested_at"} == set(CDC_META_COLUMNS)
 
 
 class _TableBuffer:
-    """Decoded rows of one raw table in one batch."""
+    """Decoded rows of one raw table in one batch, with their records (for the position)."""
 
     def __init__(self, table: CdcTable) -> None:
         self.table = table
-        self.topics: list[str] = []
-        self.partitions: list[int] = []
-        self.offsets: list[int] = []
+        self.records: list[KafkaRecord | ParsedRecord] = []
         self.rows: list[tuple] = []
 
     def __len__(self) -> int:
@@ -236,11 +234,12 @@ class _TableBuffer:
         return max(values) if values else None
 
     def to_arrow(self) -> pa.Table:
+        recs = self.records
         columns = list(zip(*self.rows, strict=True))
         arrays = [
-            pa.array(self.topics, pa.string()),
-            pa.array(self.partitions, pa.int32()),
-            pa.array(self.offsets, pa.int64()),
+            pa.array([r.topic for r in recs], pa.string()),
+            pa.array([r.partition for r in recs], pa.int32()),
+            pa.array([r.offset for r in recs], pa.int64()),
         ]
         arrays += [pa.array(columns[i], _META_TYPES[n]) for i, n in enumerate(ROW_META)]
         for i, kind in enumerate(self.table.columns.values()):
@@ -382,22 +381,36 @@ def land_batch(
     ingested_at = utcnow()
     result = BatchResult.empty()
     with transaction(con):
-        # 1. positions: dedupe within the batch, then skip what already landed
-        next_offsets: dict[tuple[str, int], int] = {}
-        seen: set[tuple[str, int, int]] = set()
-        unique: list[KafkaRecord] = []
+        # 1. positions: group by partition, dedupe within the batch, skip what already landed
+        by_part: dict[tuple[str, int], list] = {}
+        last_part = None
+        group: list = []
         for rec in records:
-            pos = (rec.topic, rec.partition, rec.offset)
             part = (rec.topic, rec.partition)
-            if rec.offset + 1 > next_offsets.get(part, -1):
-                next_offsets[part] = rec.offset + 1
-            if pos in seen:
-                result.skipped += 1
-                continue
-            seen.add(pos)
-            unique.append(rec)
+            if part != last_part:
+                group = by_part.setdefault(part, [])
+                last_part = part
+            group.append(rec)
         hwm = _high_water(con)
-        below = [r for r in unique if r.offset < hwm.get((r.topic, r.partition), 0)]
+        next_offsets: dict[tuple[str, int], int] = {}
+        unique: list[KafkaRecord | ParsedRecord] = []
+        below: list[KafkaRecord | ParsedRecord] = []
+        for part, group in by_part.items():
+            offsets = [r.offset for r in group]
+            next_offsets[part] = max(offsets) + 1
+            if len(set(offsets)) != len(offsets):  # the same position twice: the first wins
+                seen: set[int] = set()
+                kept = []
+                for r in group:
+                    if r.offset not in seen:
+                        seen.add(r.offset)
+                        kept.append(r)
+                result.skipped += len(group) - len(kept)
+                group = kept
+            high = hwm.get(part, 0)
+            if min(offsets) < high:  # only these can have landed before
+                below.extend(r for r in group if r.offset < high)
+            unique.extend(group)
         in_raw, in_dead = _already_landed(con, below)
         retried: set[tuple[str, int, int]] = set()
         if in_raw or in_dead:
@@ -414,21 +427,32 @@ def land_batch(
         else:
             todo = unique
 
-        # 2. decode into column lists, one buffer per raw table
+        # 2. decode into rows, one buffer per raw table
         decoders: dict[str, TableDecoder | None] = {}
         buffers: dict[str, _TableBuffer] = {}
         letters: list[DeadLetter] = list(extra_dead_letters)
         letter_tables: list[str | None] = [None] * len(letters)
+        current = None
+        decoder = None
+        buf_recs: list = []
+        buf_rows: list = []
         for rec in todo:
             topic = rec.topic
-            decoder = decoders.get(topic, False)
-            if decoder is False:
-                table = CDC_BY_TOPIC.get(topic)
-                decoder = decoders[topic] = (
-                    None
-                    if table is None
-                    else TableDecoder(table, decimal_mode_for(topic, connectors))
-                )
+            if topic != current:
+                current = topic
+                if topic not in decoders:
+                    table = CDC_BY_TOPIC.get(topic)
+                    decoders[topic] = (
+                        None
+                        if table is None
+                        else TableDecoder(table, decimal_mode_for(topic, connectors))
+                    )
+                decoder = decoders[topic]
+                if decoder is not None:
+                    buf = buffers.get(topic)
+                    if buf is None:
+                        buf = buffers[topic] = _TableBuffer(decoder.table)
+                    buf_recs, buf_rows = buf.records, buf.rows
             try:
                 if decoder is None:
                     raise DecodeError("topic", f"unknown topic {topic!r} (no raw table for it)")
@@ -451,16 +475,13 @@ def land_batch(
                     None if known else decoder.table.raw_table if decoder else topic
                 )
                 continue
-            buf = buffers.get(topic)
-            if buf is None:
-                buf = buffers[topic] = _TableBuffer(decoder.table)
-            buf.topics.append(topic)
-            buf.partitions.append(rec.partition)
-            buf.offsets.append(rec.offset)
-            buf.rows.append(row)
+            buf_recs.append(rec)
+            buf_rows.append(row)
 
         # 3. write rows, dead letters, ledger
         for buf in buffers.values():
+            if not buf.rows:  # every record of the topic was a dead letter
+                continue
             _write_table(con, buf, ingested_at)
             name = buf.table.raw_table
             result.landed[name] = result.landed.get(name, 0) + len(buf)
@@ -475,7 +496,7 @@ def land_batch(
             recovered = [
                 _position(r)
                 for buf in buffers.values()
-                for r in _buffer_records(buf)
+                for r in buf.records
                 if (r.topic, r.partition, r.offset) in retried
             ]
             if recovered:
@@ -495,11 +516,6 @@ def land_batch(
         if in_transaction is not None:
             in_transaction(con, result)
     return result
-
-
-def _buffer_records(buf: _TableBuffer) -> Iterable[KafkaRecord]:
-    for t, p, o in zip(buf.topics, buf.partitions, buf.offsets, strict=True):
-        yield KafkaRecord(t, p, o, None, None)
 
 
 def landed_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
