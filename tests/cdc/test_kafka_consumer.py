@@ -21,6 +21,8 @@ from tests.fixtures.kafka_broker import (
     sale_line_price,
 )
 
+pytestmark = pytest.mark.kafka
+
 TOPIC = "erp.public.sale_line"
 RECEIPTS = "wms.public.receipts"
 

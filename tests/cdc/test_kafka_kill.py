@@ -33,6 +33,8 @@ from tests.fixtures.kafka_broker import (
     sale_line_price,
 )
 
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
 TOPIC = "erp.public.sale_line"
 N_EVENTS = 100_000
 KILLS = 20

@@ -11,6 +11,8 @@ from pipelines.settings import Settings
 from sensors.cdc import cdc_ingest_job, cdc_ingest_schedule, cdc_lag_sensor
 from tests.fixtures.kafka_broker import recreate_topics, sale_line_events
 
+pytestmark = pytest.mark.kafka
+
 TOPIC = "erp.public.sale_line"
 
 
