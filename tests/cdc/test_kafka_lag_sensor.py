@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import dagster as dg
 import pytest
 
@@ -73,3 +76,23 @@ def test_job_selects_every_cdc_landing_asset(definitions):
     keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
     assert keys and all(k.startswith(("raw/erp_", "raw/wms_")) for k in keys)
     assert "raw/erp_sale_line" in keys and "raw/wms_receipts" in keys
+
+
+def test_skips_while_a_run_holds_the_warehouse(lag_env):
+    kafka.publish(lag_env.kafka_bootstrap, sale_line_events(5))
+    kafka.consume(lag_env, max_records=1)  # creates the warehouse
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+         "time.sleep(120)", str(lag_env.db_path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        busy = _tick()
+        assert isinstance(busy, dg.SkipReason) and "busy" in busy.skip_message
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert isinstance(_tick(), dg.RunRequest)  # 4 records still wait
