@@ -38,14 +38,14 @@ MARTS = (
 )
 
 
-def dbt_build(db: Path, work: Path, *extra: str, command: str = "build") -> None:
-    """`dbt build` (data and unit tests included) or `dbt run` of every layer but recon (the
-    reconciliation engineer's area) on `db`."""
+def dbt_build(db: Path, work: Path, *extra: str, tests: bool = True) -> None:
+    """`dbt build` of seeds and every layer but recon (the reconciliation engineer's area) on
+    `db`, with the data and unit tests unless `tests` is false."""
     dbt = str(Path(sys.executable).with_name("dbt"))
     env = {**os.environ, "RETURNSYNC_DB": str(db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
     cmd = [
         dbt,
-        command,
+        "build",
         "--project-dir",
         str(DBT_PROJECT_DIR),
         "--profiles-dir",
@@ -56,6 +56,7 @@ def dbt_build(db: Path, work: Path, *extra: str, command: str = "build") -> None
         str(work / "logs"),
         "--exclude",
         "path:models/recon",
+        *([] if tests else ["resource_type:test", "resource_type:unit_test"]),
         "--vars",
         json.dumps({"as_of": AS_OF}),
         *extra,
@@ -101,7 +102,7 @@ def clean(work) -> dict:
         land_clean(con)
     dbt_build(db, work)
     first = snapshot(db)
-    dbt_build(db, work, command="run")  # nothing new: the incremental models recompute nothing
+    dbt_build(db, work, tests=False)  # nothing new: the incremental models recompute nothing
     return {"db": db, "first": first, "second": snapshot(db)}
 
 
@@ -113,13 +114,13 @@ def noisy(work) -> dict:
     with warehouse.connection(db) as con:
         writer = RawWriter(con)
         land_batch(con, writer, batch1, INGESTED)
-    dbt_build(db, work, command="run")
+    dbt_build(db, work, tests=False)
     with warehouse.connection(db) as con:
         writer.con = con
         land_batch(con, writer, batch2, INGESTED + timedelta(hours=1))
     dbt_build(db, work)
     incremental = snapshot(db)
-    dbt_build(db, work, "--full-refresh")
+    dbt_build(db, work, "--full-refresh", tests=False)
     return {"db": db, "incremental": incremental, "full": snapshot(db)}
 
 
