@@ -1,0 +1,213 @@
+"""Incremental benchmark: 10,000 new events on a landscape, from their arrival to the report.
+
+DESIGN §10, issue 9. Goal: <= 5 s from the files being dropped into the landing directory to
+`recon.mismatches` (what `returnsync report` shows) having them.
+
+The new events are the landscape's own latest ones: the last lines of every CDC topic file and
+of the newest returns-SaaS and Shopify drop (10,000 lines in all, shared in proportion to the
+files' lengths) are held back. The base warehouse (everything else, ingested, built and
+reconciled) is prepared once and copied for each repeat; then the held-back lines arrive as new
+files (`cdc/<topic>.late.ndjson`, `<source>/<newest>-late.ndjson`) and the clock runs through
+
+1. ingest: `land_cdc_files` + `land_files` (already landed files are skipped by sha256);
+2. build: `dbt build` (seeds and models, rules included);
+3. reconcile: `apply_lifecycle`;
+4. report: the open mismatches read back (`list_mismatches`, as `returnsync report`).
+
+After the increment the warehouse holds the whole landscape, so the open mismatches must be
+exactly the simulator's answer key.
+
+    .venv/bin/python bench/incremental.py
+    .venv/bin/python bench/incremental.py --returns 1000000 --events 10000 --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (
+    add_common_args,
+    answer_key,
+    check_answer_key,
+    dbt_elapsed,
+    emit,
+    fmt_spread,
+    landscape,
+    landscape_counts,
+    link_copy,
+    log,
+    result_line,
+    spread,
+    stage_build,
+    stage_ingest,
+    stage_reconcile,
+    stage_report,
+    work_dir,
+)
+
+NAME = "incremental"
+STAGES = ("ingest", "build", "reconcile", "report")
+GOAL_S = 5.0
+LATE = "-late"
+
+
+def split_files(landing: Path) -> list[Path]:
+    """The files whose tails are held back: every CDC topic file, the newest returns-SaaS and
+    Shopify drops."""
+    files = sorted((landing / "cdc").glob("*.ndjson"))
+    for source, pattern in (("returns_saas", "webhooks_*.ndjson"), ("shopify", "refunds_*.ndjson")):
+        drops = sorted((landing / source).glob(pattern))
+        if drops:
+            files.append(drops[-1])
+    return files
+
+
+def line_count(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(1 for _ in fh)
+
+
+def hold_back(landing: Path, events: int, late_dir: Path) -> int:
+    """Cut the last lines of the split files (in place: the hard link is replaced, the cache is
+    untouched) into `late_dir/<same relative path, -late>`; returns the lines held back."""
+    files = split_files(landing)
+    counts = {p: line_count(p) for p in files}
+    total = sum(counts.values())
+    if late_dir.exists():
+        shutil.rmtree(late_dir)
+    held = 0
+    for i, path in enumerate(files):
+        n = counts[path]
+        share = events - held if i == len(files) - 1 else round(events * n / total)
+        share = max(0, min(share, n - 1))  # keep at least one line: the base file still lands
+        if share == 0:
+            continue
+        with open(path, "rb") as fh:
+            lines = fh.readlines()
+        rel = path.relative_to(landing)
+        late = late_dir / rel.with_name(rel.stem + LATE + rel.suffix)
+        late.parent.mkdir(parents=True, exist_ok=True)
+        late.write_bytes(b"".join(lines[n - share :]))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(b"".join(lines[: n - share]))
+        os.replace(tmp, path)
+        held += share
+    return held
+
+
+def drop(late_dir: Path, landing: Path) -> None:
+    """The arrival: the late files appear in the landing directory (hidden name, then renamed,
+    as an uploader would)."""
+    for src in sorted(p for p in late_dir.rglob("*") if p.is_file()):
+        dst = landing / src.relative_to(late_dir)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name("." + dst.name)
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+
+
+def prepare_base(landing: Path, work: Path, events: int, as_of: str) -> tuple[Path, Path, int]:
+    """The base landing directory and warehouse (everything but the held-back lines)."""
+    base = work / "base"
+    if base.exists():
+        shutil.rmtree(base)
+    base_landing = link_copy(landing, base / "landing")
+    held = hold_back(base_landing, events, base / "late")
+    db = base / "warehouse.duckdb"
+    log(f"base warehouse: {held:,} lines held back; ingest, build, reconcile")
+    stage_ingest(base_landing, db)
+    stage_build(db, as_of, work / "target")
+    stage_reconcile(db)
+    return base_landing, db, held
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_args(parser, returns=10_000, repeats=3)
+    parser.add_argument("--events", type=int, default=10_000, help="new events (default 10,000)")
+    args = parser.parse_args(argv)
+    landing, _ = landscape(args.returns, args.seed, args.as_of)
+    counts = landscape_counts(landing)
+    expected = answer_key(landing)
+    work = work_dir(NAME, args.work)
+    base_landing, base_db, held = prepare_base(landing, work, args.events, args.as_of)
+
+    runs = []
+    for i in range(max(1, args.repeats)):
+        run_dir = work / "run"
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_landing = link_copy(base_landing, run_dir / "landing")
+        db = run_dir / "warehouse.duckdb"
+        shutil.copyfile(base_db, db)
+        drop(work / "base" / "late", run_landing)
+        log(f"increment {i + 1}/{args.repeats}: {held:,} new events dropped")
+        r: dict = {}
+        r["ingest"], r["ingest_info"] = stage_ingest(run_landing, db)
+        r["build"] = stage_build(db, args.as_of, work / "target")
+        r["dbt_elapsed_s"] = dbt_elapsed(work / "target")
+        r["reconcile"], r["lifecycle"] = stage_reconcile(db)
+        r["report"], report = stage_report(db)
+        total = sum(r[s].seconds for s in STAGES)
+        log(
+            f"  {total:.1f} s: "
+            + ", ".join(f"{s} {r[s].seconds:.1f} s ({r[s].cpu_seconds:.1f} CPU)" for s in STAGES)
+        )
+        check_answer_key(report["found"], expected)
+        runs.append(r)
+    shutil.rmtree(work / "run", ignore_errors=True)
+    shutil.rmtree(work / "base", ignore_errors=True)
+
+    total = spread([sum(r[s].seconds for s in STAGES) for r in runs])
+    cpu = spread([sum(r[s].cpu_seconds for s in STAGES) for r in runs])
+    stages = {
+        s: {
+            "s": spread([r[s].seconds for r in runs]),
+            "cpu_s": spread([r[s].cpu_seconds for r in runs]),
+            "peak_rss_mb": round(max(r[s].peak_rss_mb for r in runs)),
+        }
+        for s in STAGES
+    }
+    dbt_el = [r["dbt_elapsed_s"] for r in runs if r["dbt_elapsed_s"] is not None]
+    figures = {
+        "returns": args.returns,
+        "seed": args.seed,
+        "as_of": args.as_of,
+        "landscape_events": counts["events"],
+        "new_events": held,
+        "landed": runs[-1]["ingest_info"],
+        "lifecycle": runs[-1]["lifecycle"],
+        "total_s": total,
+        "total_cpu_s": cpu,
+        "stages": stages,
+        "dbt_models_elapsed_s": spread(dbt_el) if dbt_el else None,
+        "answer_key_rows": len(expected),
+        "precision_recall": 1.0,
+        "goal_s": GOAL_S,
+        "goal_met": total["median"] <= GOAL_S,
+    }
+    line = result_line(
+        NAME,
+        figures,
+        "goal 5 s from arrival to the report",
+        GOAL_S / total["median"],
+        packages=("dbt-core", "dbt-duckdb"),
+    )
+    parts = ", ".join(f"{s} {fmt_spread(stages[s]['s'], digits=1)}" for s in STAGES)
+    summary = (
+        f"{held:,} new events on {args.returns:,} returns ({counts['events']:,} events): "
+        f"{fmt_spread(total, digits=1)} arrival to report, {cpu['median']:.1f} s CPU "
+        f"(goal 5 s); {parts}; report = answer key ({len(expected):,})"
+    )
+    emit(line, summary, append=not args.no_append)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

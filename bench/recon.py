@@ -1,0 +1,379 @@
+"""Reconciliation benchmark: returnsync's reconciliation SQL against datacompy (polars backend).
+
+DESIGN §10, issue 10 (`bench/recon`). Two tables of the same shape as the credit rules' inputs,
+keyed by `rma_number` (default 1,000,000 rows each, generated deterministically in DuckDB):
+`channel_refunds(rma_number, currency, amount decimal(18,2))` and `erp_credits(...)`, with
+returns on one side only, amount differences above the tolerance, near misses AT the tolerance
+(not mismatches) and currency differences.
+
+The comparison logic is the rules' (dbt `recon_credit_mismatches`): a key is a mismatch when it
+is on one side only, or the currencies differ, or |ERP credit - channel refund| > amount_tolerance
+(read from the settings seed: 0.01). datacompy compares numbers as floats, so Decimal amounts AT
+the tolerance flip either way by float rounding; it gets the amounts as integer cents with
+`abs_tol` = the tolerance in cents and `rel_tol=0`, which is exactly the same test. Both tools
+must find the same mismatching keys.
+
+1. full: our SQL writes the mismatch table from the two whole tables, against
+   `datacompy.PolarsCompare` + `all_mismatch()` + the unique rows of each side (the keys it
+   reports), and DuckDB's bare full outer join (count only) for context;
+2. incremental: 10,000 ERP credits change; our SQL re-reconciles only those keys (delete their
+   mismatches, insert the new ones, one transaction), against datacompy's full compare of the
+   changed tables (what its users run every day).
+
+datacompy 1.1.0 pins polars<1.45 and pandas<3.1, which conflict with the project's lock, so it
+runs in its own environment (`.cache/bench/datacompy-venv`, created on first use from
+bench/requirements-datacompy.txt with uv), in a child process, on Parquet exports of the same
+tables; loading them is timed apart and not counted. Goals: full >= 4x, incremental >= 50x.
+
+    .venv/bin/python bench/recon.py                    # 1,000,000 rows, 3 repeats
+    .venv/bin/python bench/recon.py --rows 20000 --repeats 1 --no-append
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (
+    CACHE_DIR,
+    PROJECT_ROOT,
+    emit,
+    fmt_spread,
+    log,
+    result_line,
+    run_child,
+    spread,
+    timed,
+)
+
+NAME = "recon_vs_datacompy"
+DATACOMPY_VENV = CACHE_DIR / "datacompy-venv"
+DATACOMPY_REQUIREMENTS = PROJECT_ROOT / "bench" / "requirements-datacompy.txt"
+SETTINGS_SEED = PROJECT_ROOT / "dbt_project" / "seeds" / "recon_settings.csv"
+CHANGED_KEYS = 10_000
+
+
+def amount_tolerance() -> Decimal:
+    with open(SETTINGS_SEED, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["setting"] == "amount_tolerance":
+                return Decimal(row["value"])
+    raise SystemExit(f"amount_tolerance missing from {SETTINGS_SEED}")
+
+
+# --- the data ----------------------------------------------------------------------------------
+
+
+def generate(con, rows: int) -> None:
+    """channel_refunds: keys [0, rows); erp_credits: keys [rows/500, rows + rows/500).
+
+    Deterministic (hash of the key). On the shared keys the ERP credit equals the refund except:
+    i % 97 == 0 -> +0.05 (mismatch), i % 89 == 0 -> +0.01 (near miss: AT the tolerance, no
+    mismatch), i % 101 == 0 -> -12.34 (mismatch), i % 211 == 0 -> USD instead of EUR (mismatch).
+    """
+    shift = max(1, rows // 500)
+    con.execute(
+        f"""
+        create or replace table channel_refunds as
+        select 'RMA-' || lpad(i::varchar, 9, '0') as rma_number,
+               'EUR' as currency,
+               (1 + hash(i) % 200000 / 100)::decimal(18, 2) as amount
+        from range({rows}) t(i)
+        """
+    )
+    con.execute(
+        f"""
+        create or replace table erp_credits as
+        select 'RMA-' || lpad(i::varchar, 9, '0') as rma_number,
+               case when i % 211 = 0 then 'USD' else 'EUR' end as currency,
+               ((1 + hash(i) % 200000 / 100)::decimal(18, 2)
+                 + case when i >= {rows} then 0.00
+                        when i % 97 = 0 then 0.05
+                        when i % 89 = 0 then 0.01
+                        when i % 101 = 0 then -12.34
+                        else 0.00 end)::decimal(18, 2) as amount
+        from range({shift}, {rows + shift}) t(i)
+        """
+    )
+
+
+def change(con, rows: int, n: int = CHANGED_KEYS) -> list[str]:
+    """n ERP credits change (every rows/n-th shared key): half gain 0.50, half are set to the
+    refund (fixing any mismatch). Their keys go to `changed_keys`; returns them."""
+    step = max(1, rows // n)
+    con.execute(
+        f"""
+        create or replace table changed_keys as
+        select 'RMA-' || lpad((j * {step} + 3)::varchar, 9, '0') as rma_number, j
+        from range({n}) t(j)
+        where j * {step} + 3 < {rows}
+        """
+    )
+    con.execute(
+        """
+        update erp_credits e
+        set amount = case when k.j % 2 = 0 then e.amount + 0.50 else r.amount end,
+            currency = case when k.j % 2 = 0 then e.currency else r.currency end
+        from changed_keys k, channel_refunds r
+        where e.rma_number = k.rma_number and r.rma_number = k.rma_number
+        """
+    )
+    return [r[0] for r in con.execute("select rma_number from changed_keys").fetchall()]
+
+
+# --- returnsync's reconciliation SQL -----------------------------------------------------------
+
+MISMATCH_SELECT = """
+select
+    coalesce(c.rma_number, e.rma_number) as rma_number,
+    case
+        when e.rma_number is null then 'refund_without_credit'
+        when c.rma_number is null then 'credit_without_refund'
+        when c.currency <> e.currency then 'currency_mismatch'
+        else 'credit_amount_mismatch'
+    end as rule,
+    c.amount as expected,
+    e.amount as actual,
+    e.amount - c.amount as amount_delta
+from {refunds} as c
+full outer join {credits} as e on c.rma_number = e.rma_number
+where c.rma_number is null
+   or e.rma_number is null
+   or c.currency <> e.currency
+   or abs(e.amount - c.amount) > {tolerance}
+"""
+
+
+def full_recon(con, tolerance: Decimal) -> None:
+    """Every key: the mismatch table rebuilt from the two whole tables."""
+    sql = MISMATCH_SELECT.format(
+        refunds="channel_refunds", credits="erp_credits", tolerance=tolerance
+    )
+    con.execute(f"create or replace table mismatches as {sql}")
+
+
+def incremental_recon(con, tolerance: Decimal) -> None:
+    """Only the changed keys: their mismatches deleted and recomputed, in one transaction."""
+    sql = MISMATCH_SELECT.format(
+        refunds="(select * from channel_refunds semi join changed_keys using (rma_number))",
+        credits="(select * from erp_credits semi join changed_keys using (rma_number))",
+        tolerance=tolerance,
+    )
+    con.execute("begin transaction")
+    con.execute("delete from mismatches where rma_number in (select rma_number from changed_keys)")
+    con.execute(f"insert into mismatches {sql}")
+    con.execute("commit")
+
+
+def bare_full_join(con) -> None:
+    con.execute(
+        "select count(*) from channel_refunds c full outer join erp_credits e "
+        "on c.rma_number = e.rma_number"
+    ).fetchone()
+
+
+def mismatch_keys(con) -> set[str]:
+    return {r[0] for r in con.execute("select rma_number from mismatches").fetchall()}
+
+
+# --- datacompy, in its own environment ---------------------------------------------------------
+
+DATACOMPY_CODE = r"""
+import json, sys, time
+import polars as pl, datacompy
+left, right, out = sys.argv[1:4]
+tol, repeats = float(sys.argv[4]), int(sys.argv[5])
+t = time.perf_counter()
+df1 = pl.read_parquet(left)
+df2 = pl.read_parquet(right)
+load_s = time.perf_counter() - t
+times = []
+for _ in range(repeats):
+    t = time.perf_counter()
+    cmp = datacompy.PolarsCompare(df1, df2, join_columns=["rma_number"], abs_tol=tol, rel_tol=0)
+    keys = set(cmp.all_mismatch()["rma_number"].to_list())
+    keys |= set(cmp.df1_unq_rows["rma_number"].to_list())
+    keys |= set(cmp.df2_unq_rows["rma_number"].to_list())
+    times.append(time.perf_counter() - t)
+with open(out, "w") as fh:
+    fh.write("\n".join(sorted(keys)))
+print(json.dumps({"load_s": load_s, "compare_s": times, "mismatches": len(keys)}))
+"""
+
+
+def datacompy_python() -> Path:
+    """The datacompy environment's Python, created with uv on first use."""
+    python = DATACOMPY_VENV / "bin" / "python"
+    if not python.exists():
+        uv = Path(sys.executable).with_name("uv")
+        log(f"creating {DATACOMPY_VENV} ({DATACOMPY_REQUIREMENTS.name})")
+        subprocess.run([str(uv), "venv", "-q", "--python", "3.11", str(DATACOMPY_VENV)], check=True)
+        subprocess.run(
+            [str(uv), "pip", "install", "-q", "--python", str(python), "-r",
+             str(DATACOMPY_REQUIREMENTS)],
+            check=True,
+        )  # fmt: skip
+    return python
+
+
+def datacompy_versions(python: Path) -> dict[str, str]:
+    out = subprocess.run(
+        [str(python), "-c",
+         "import json, datacompy, polars; "
+         "print(json.dumps({'datacompy': datacompy.__version__, 'polars': polars.__version__}))"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def run_datacompy(
+    python: Path, left: Path, right: Path, tolerance: Decimal, repeats: int, work: Path
+) -> tuple[dict, set[str]]:
+    keys_file = work / f"datacompy-{left.stem}.keys"
+    run = run_child(
+        [
+            str(python),
+            "-c",
+            DATACOMPY_CODE,
+            str(left),
+            str(right),
+            str(keys_file),
+            str(int(tolerance * 100)),
+            str(repeats),
+        ]
+    )
+    info = json.loads(run.stdout.strip().splitlines()[-1])
+    info["peak_rss_mb"] = round(run.peak_rss_mb)
+    text = keys_file.read_text()
+    return info, set(text.split("\n")) if text else set()
+
+
+def export(con, work: Path, tag: str) -> tuple[Path, Path]:
+    left, right = work / f"refunds-{tag}.parquet", work / f"credits-{tag}.parquet"
+    for table, path in (("channel_refunds", left), ("erp_credits", right)):
+        con.execute(
+            f"copy (select rma_number, currency, (amount * 100)::bigint as amount_cents "
+            f"from {table}) to '{path}' (format parquet)"
+        )
+    return left, right
+
+
+# --- the benchmark -----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--rows", type=int, default=1_000_000, help="rows per table (default 1,000,000)"
+    )
+    parser.add_argument("--returns", type=int, help="alias of --rows (for the smoke test)")
+    parser.add_argument("--repeats", type=int, default=3, help="measured runs (default 3)")
+    parser.add_argument("--no-append", action="store_true", help="no RESULTS.md row")
+    args = parser.parse_args(argv)
+    rows = args.returns or args.rows
+    repeats = max(1, args.repeats)
+    tolerance = amount_tolerance()
+
+    import duckdb
+
+    python = datacompy_python()
+    with tempfile.TemporaryDirectory(prefix="returnsync-bench-recon-") as tmp:
+        work = Path(tmp)
+        con = duckdb.connect(str(work / "recon.duckdb"))
+        log(f"generating two tables of {rows:,} rows")
+        generate(con, rows)
+        con.execute("checkpoint")
+        v1 = export(con, work, "v1")
+
+        full_s, bare_s = [], []
+        for _ in range(repeats):
+            full_s.append(timed(lambda: full_recon(con, tolerance))[0])
+            bare_s.append(timed(lambda: bare_full_join(con))[0])
+        ours_v1 = mismatch_keys(con)
+        log(f"ours: {len(ours_v1):,} mismatching keys; datacompy full compare x{repeats}")
+        dc_v1, dc_keys_v1 = run_datacompy(python, *v1, tolerance, repeats, work)
+        if ours_v1 != dc_keys_v1:
+            raise SystemExit(
+                f"full compare disagrees: ours {len(ours_v1)} keys, datacompy {len(dc_keys_v1)}; "
+                f"only ours {sorted(ours_v1 - dc_keys_v1)[:5]}, "
+                f"only datacompy {sorted(dc_keys_v1 - ours_v1)[:5]}"
+            )
+
+        # incremental: each repeat starts from the full v1 reconciliation
+        incr_s = []
+        changed: list[str] = []
+        for r in range(repeats):
+            if r:
+                generate(con, rows)
+                full_recon(con, tolerance)
+            changed = change(con, rows)
+            con.execute("checkpoint")
+            incr_s.append(timed(lambda: incremental_recon(con, tolerance))[0])
+        ours_v2 = mismatch_keys(con)
+        full_recon(con, tolerance)
+        if mismatch_keys(con) != ours_v2:
+            raise SystemExit("incremental reconciliation differs from a full one")
+        v2 = export(con, work, "v2")
+        log(f"{len(changed):,} changed keys; datacompy full compare of the changed tables")
+        dc_v2, dc_keys_v2 = run_datacompy(python, *v2, tolerance, repeats, work)
+        if ours_v2 != dc_keys_v2:
+            raise SystemExit(
+                f"after the change: ours {len(ours_v2)} keys, datacompy {len(dc_keys_v2)}"
+            )
+        con.close()
+
+    full, bare, incr = spread(full_s, 4), spread(bare_s, 4), spread(incr_s, 4)
+    dc_full, dc_full_v2 = spread(dc_v1["compare_s"], 4), spread(dc_v2["compare_s"], 4)
+    full_ratio = dc_full["median"] / full["median"]
+    bare_ratio = dc_full["median"] / bare["median"]
+    incr_ratio = dc_full_v2["median"] / incr["median"]
+    dc_vers = datacompy_versions(python)
+    figures = {
+        "rows_per_table": rows,
+        "tolerance": str(tolerance),
+        "mismatching_keys": len(ours_v1),
+        "mismatching_keys_after_change": len(ours_v2),
+        "changed_keys": len(changed),
+        "same_keys_as_datacompy": True,
+        "returnsync_full_s": full,
+        "duckdb_bare_full_outer_join_s": bare,
+        "datacompy_full_s": dc_full,
+        "datacompy_load_parquet_s": round(dc_v1["load_s"], 3),
+        "datacompy_peak_rss_mb": dc_v1["peak_rss_mb"],
+        "full_ratio": round(full_ratio, 2),
+        "bare_join_ratio": round(bare_ratio, 2),
+        "returnsync_incremental_s": incr,
+        "datacompy_full_after_change_s": dc_full_v2,
+        "incremental_ratio": round(incr_ratio, 1),
+        "goal_full_4x": full_ratio >= 4,
+        "goal_incremental_50x": incr_ratio >= 50,
+    }
+    line = result_line(
+        NAME,
+        figures,
+        "datacompy PolarsCompare full compare (integer cents, abs_tol = tolerance), "
+        "same tables, same run",
+        full_ratio,
+    )
+    line["versions"].update({f"ref {k}": v for k, v in dc_vers.items()})
+    summary = (
+        f"{rows:,} x {rows:,} rows, {len(ours_v1):,} mismatches (same keys as datacompy): "
+        f"full {fmt_spread(full, digits=3)} vs datacompy {fmt_spread(dc_full, digits=3)} "
+        f"= {full_ratio:.1f}x (goal 4x; bare full outer join {bare_ratio:.1f}x); "
+        f"{len(changed):,} changed keys {fmt_spread(incr, digits=4)} vs datacompy full "
+        f"{fmt_spread(dc_full_v2, digits=3)} = {incr_ratio:.0f}x (goal 50x)"
+    )
+    emit(line, summary, append=not args.no_append)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
