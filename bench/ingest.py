@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -60,8 +62,15 @@ def produce(bootstrap: str, n: int) -> float:
     return time.perf_counter() - start
 
 
-def bare_consume(bootstrap: str, n: int) -> float:
-    """kafka-python alone: poll every record once (no decode, no write); returns seconds."""
+def _cpu() -> float:
+    """CPU seconds of this process and its waited-for children (the prefetch child)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def bare_consume(bootstrap: str, n: int) -> tuple[float, float]:
+    """kafka-python alone: poll every record once (no decode, no write); (wall s, CPU s)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
@@ -75,16 +84,16 @@ def bare_consume(bootstrap: str, n: int) -> float:
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
     got = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     while got < n:
         for messages in consumer.poll(timeout_ms=1000, max_records=kafka.BATCH_SIZE).values():
             got += len(messages)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _cpu() - cpu
     consumer.close()
-    return seconds
+    return seconds, cpu
 
 
-def returnsync_consume(bootstrap: str, n: int, work: Path) -> tuple[float, int]:
+def returnsync_consume(bootstrap: str, n: int, work: Path) -> tuple[float, float, int]:
     settings = Settings.from_env(
         env={},
         base_dir=work,
@@ -93,13 +102,13 @@ def returnsync_consume(bootstrap: str, n: int, work: Path) -> tuple[float, int]:
         kafka_topic_pattern=r"^erp\.public\.sale_line$",
         kafka_max_records=0,
     )
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     result = kafka.consume(settings, progress=True)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _cpu() - cpu
     landed = sum(result.landed.values())
     if landed != n or result.dead_letters:
         raise SystemExit(f"landed {landed} of {n} events, {result.dead_letters} dead letters")
-    return seconds, landed
+    return seconds, cpu, landed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             bootstrap = broker.start()
         try:
             produce_s = produce(bootstrap, args.events)
-            bare_s = bare_consume(bootstrap, args.events)
-            landed_s, landed = returnsync_consume(bootstrap, args.events, work)
+            bare_s, bare_cpu = bare_consume(bootstrap, args.events)
+            landed_s, landed_cpu, landed = returnsync_consume(bootstrap, args.events, work)
         finally:
             if broker is not None:
                 broker.stop()
@@ -139,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
             "bare_consume_events_per_s": round(bare_eps),
             "bare_consume_s": round(bare_s, 2),
             "produce_s": round(produce_s, 2),
+            # CPU seconds (process + prefetch child): what the figures cost, whatever the load
+            "landed_cpu_s": round(landed_cpu, 2),
+            "bare_consume_cpu_s": round(bare_cpu, 2),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "cpus": os.cpu_count(),
         },
         "reference": "kafka-python bare consume (poll only, crc32c), same topic, same run",
         "ratio": round(landed_eps / bare_eps, 3),
@@ -169,7 +183,8 @@ def record(line: dict) -> None:
     figures = (
         f"{f['events']:,} events: landed {f['landed_events_per_s']:,}/s "
         f"({f['landed_s']} s); bare consume {f['bare_consume_events_per_s']:,}/s "
-        f"({f['bare_consume_s']} s)"
+        f"({f['bare_consume_s']} s); CPU s landed {f['landed_cpu_s']}, bare "
+        f"{f['bare_consume_cpu_s']}; load {f['load_average_1m']} on {f['cpus']} cores"
     )
     versions = ", ".join(f"{k} {v}" for k, v in line["versions"].items())
     with RESULTS.open("a") as out:
