@@ -373,6 +373,23 @@ def dbt_elapsed(target: Path) -> float | None:
         return None
 
 
+def dbt_slowest(target: Path, n: int = 5) -> dict:
+    """Where dbt's time went in its last invocation: the sum of the nodes' execution times and
+    the n slowest nodes (run_results.json)."""
+    try:
+        results = json.loads((target / "run_results.json").read_text())["results"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    timed_nodes = sorted(
+        ((r["execution_time"], r["unique_id"].split(".")[-1]) for r in results), reverse=True
+    )
+    return {
+        "nodes": len(timed_nodes),
+        "nodes_sum_s": round(sum(t for t, _ in timed_nodes), 2),
+        "slowest": {name: round(t, 2) for t, name in timed_nodes[:n]},
+    }
+
+
 def add_common_args(parser, returns: int, repeats: int) -> None:
     parser.add_argument(
         "--returns", type=int, default=returns, help=f"landscape size (default {returns:,})"

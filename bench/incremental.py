@@ -36,6 +36,7 @@ from bench._common import (
     answer_key,
     check_answer_key,
     dbt_elapsed,
+    dbt_slowest,
     emit,
     fmt_spread,
     landscape,
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         r["ingest"], r["ingest_info"] = stage_ingest(run_landing, db)
         r["build"] = stage_build(db, args.as_of, work / "target")
         r["dbt_elapsed_s"] = dbt_elapsed(work / "target")
+        r["dbt_nodes"] = dbt_slowest(work / "target")
         r["reconcile"], r["lifecycle"] = stage_reconcile(db)
         r["report"], report = stage_report(db)
         total = sum(r[s].seconds for s in STAGES)
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "total_cpu_s": cpu,
         "stages": stages,
         "dbt_models_elapsed_s": spread(dbt_el) if dbt_el else None,
+        "dbt_nodes": runs[-1]["dbt_nodes"],
         "answer_key_rows": len(expected),
         "precision_recall": 1.0,
         "goal_s": GOAL_S,

@@ -35,6 +35,7 @@ from bench._common import (
     cached_simulate_seconds,
     check_answer_key,
     dbt_elapsed,
+    dbt_slowest,
     dir_bytes,
     emit,
     fmt_spread,
@@ -72,6 +73,7 @@ def one_run(landing: Path, work: Path, as_of: str) -> dict:
     out["ingest_info"] = info
     out["build"] = stage_build(db, as_of, target)
     out["dbt_elapsed_s"] = dbt_elapsed(target)
+    out["dbt_nodes"] = dbt_slowest(target)
     recon, summary = stage_reconcile(db)
     out["reconcile"] = recon
     out["open_mismatches"] = summary["open_total"]
@@ -135,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb": round(peak),
         "stages": stages,
         "dbt_models_elapsed_s": spread(dbt_el) if dbt_el else None,
+        "dbt_nodes": runs[-1]["dbt_nodes"],
         "open_mismatches": runs[-1]["open_mismatches"],
         "answer_key_rows": len(expected),
         "precision_recall": 1.0,
