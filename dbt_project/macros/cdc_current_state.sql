@@ -4,9 +4,9 @@
 
     - Order of changes for one row: source lsn, then source ts_ms, then the Kafka offset
       (`_seq`; a missing lsn or ts_ms sorts first). The latest change wins.
-    - A key whose latest change is a delete (`d`) is deleted; so is a key with a tombstone after
-      its latest change in the same partition. A delete carries only the key: its before-image is
-      never data.
+    - A key whose latest change is a delete (`d`) is deleted; so is a key without any delete
+      event that has a tombstone after its latest change in the same partition (the delete itself
+      was lost). A delete carries only the key: its before-image is never data.
     - A truncate (`t`) deletes every row whose latest change is ordered before it.
     - Snapshot reads (`r`) and rows pulled from the ERP by batch count like creates.
 
@@ -71,10 +71,16 @@ keys as (
     group by 1
 ),
 
+-- A tombstone only follows a delete; it decides alone only when that delete never arrived (a
+-- key with a delete event is ordered by the delete's lsn, so a redelivered tombstone cannot
+-- remove a key created again later).
 tombstones as (
     select {{ pk }} as pk, _topic, _partition, max(_offset) as _offset
     from changes
     where coalesce(_is_tombstone, false)
+        and {{ pk }} not in (
+            select {{ pk }} from changes where _op = 'd' and not coalesce(_is_tombstone, false)
+        )
     group by all
 ),
 
