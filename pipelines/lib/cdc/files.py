@@ -29,6 +29,7 @@ from pipelines.lib.cdc.land import (
     DEAD_LETTER_SOURCE,
     BatchResult,
     ParsedRecord,
+    gc_paused,
     land_batch,
     load_connectors,
 )
@@ -38,7 +39,7 @@ LEDGER_SOURCE = "file"  # meta.stream_offsets source of records read from files
 FILES_SOURCE = "cdc"  # meta.files_landed source
 CDC_DIR = "cdc"
 PATTERN = "*.ndjson"
-BATCH_SIZE = 50_000
+BATCH_SIZE = 20_000  # records per transaction (parsed envelopes are held in memory)
 
 
 @dataclass
@@ -150,7 +151,7 @@ def land_cdc_files(
         connectors = load_connectors(landing_dir)
     summary = FilesSummary()
     paths = cdc_files(landing_dir)
-    with _progress(paths, progress, "cdc files") as bar:
+    with _progress(paths, progress, "cdc files") as bar, gc_paused():
         for path in paths:
             rel = path.relative_to(landing_dir).as_posix()
             sha = file_sha256(path)
@@ -264,7 +265,7 @@ def replay_cdc_files(
 
     summary = FilesSummary()
     records: list[ParsedRecord] = []
-    with _progress(paths, progress, f"replaying {topic}") as bar:
+    with _progress(paths, progress, f"replaying {topic}") as bar, gc_paused():
         for path in paths:
             for _, rec in _read(path, "", bar):
                 if isinstance(rec, ParsedRecord) and selected(rec):

@@ -42,6 +42,7 @@ CLIENT_ID = "returnsync"
 BATCH_SIZE = 20_000  # records per DuckDB transaction (at most)
 BOOTSTRAP_TIMEOUT_MS = 10_000  # kafka-python 3.0 waits 30 s by default for an unreachable broker
 POLL_TIMEOUT_MS = 500
+CHILD_SILENCE_S = 300.0  # the prefetch child is presumed stuck after this long without a word
 MAX_IDLE_POLLS = 60  # ~30 s without a record while short of the end offsets: give up the run
 
 TopicPartitionKey = tuple[str, int]
@@ -404,6 +405,11 @@ class _ChildFetcher:
 
     def _recv(self) -> tuple:
         try:
+            if not self.conn.poll(CHILD_SILENCE_S):  # it reports at least every idle poll
+                self.proc.kill()
+                raise RuntimeError(
+                    f"the Kafka fetch process said nothing for {CHILD_SILENCE_S:.0f} s; stopped it"
+                )
             message = self.conn.recv()
         except EOFError:
             raise RuntimeError("the Kafka fetch process ended unexpectedly") from None

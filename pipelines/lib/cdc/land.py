@@ -15,13 +15,15 @@ Replaying a topic from offset 0 therefore changes nothing.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import numpy as np
@@ -59,13 +61,13 @@ class KafkaRecord:
     value: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedRecord:
+class ParsedRecord(NamedTuple):
     """A Kafka record whose key and value are already parsed JSON (read from a file).
 
     Lands exactly like the `KafkaRecord` holding their bytes, without parsing twice. As in the
     NDJSON files, a `value` (or `key`) that is a JSON string stands for raw bytes, which are
-    parsed (and may not be valid JSON); None is a tombstone.
+    parsed (and may not be valid JSON); None is a tombstone. (A tuple: cheap to make by the
+    million.)
     """
 
     topic: str
@@ -125,6 +127,24 @@ class BatchResult:
     @classmethod
     def empty(cls) -> BatchResult:
         return cls(landed={}, dead_letters=0, skipped=0, max_changed_at=None)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a batch.
+
+    A batch allocates hundreds of thousands of acyclic objects (parsed envelopes, rows), and each
+    allocation burst makes the collector walk every live object again: about a quarter of the
+    landing time. Nothing a batch allocates is cyclic, so nothing is leaked; the collector's
+    previous state is restored on exit.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def load_connectors(landing_dir: Path | None) -> dict[str, dict]:
@@ -380,7 +400,7 @@ def land_batch(
     """
     ingested_at = utcnow()
     result = BatchResult.empty()
-    with transaction(con):
+    with gc_paused(), transaction(con):
         # 1. positions: group by partition, dedupe within the batch, skip what already landed
         by_part: dict[tuple[str, int], list] = {}
         last_part = None
