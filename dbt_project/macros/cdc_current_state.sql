@@ -61,7 +61,13 @@ latest as (
     from changes
     where not coalesce(_is_tombstone, false)
     qualify row_number() over (
-        partition by {{ pk }} order by _seq desc, _topic desc, _partition desc
+        partition by {{ pk }}
+        order by
+            coalesce(_source_lsn, -1) desc,
+            coalesce(_source_ts_ms, -1) desc,
+            _offset desc,
+            _topic desc,
+            _partition desc
     ) = 1
 ),
 
