@@ -14,6 +14,7 @@ in the transaction of its last batch, and skipped when its sha256 is already the
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -110,12 +111,16 @@ def parse_line(line: bytes, sha256: str, number: int) -> ParsedRecord | DeadLett
 
 
 def _read(
-    path: Path, sha256: str, bar: tqdm | None
+    path: Path, sha256: str, bar: tqdm | None, needle: bytes | None = None
 ) -> Iterator[tuple[int, ParsedRecord | DeadLetter]]:
+    """(line number, record or dead letter) of each non-blank line. With `needle`, lines that do
+    not contain those bytes are passed over unparsed (a replay looking for one topic)."""
     with open(path, "rb") as fh:
         for number, line in enumerate(fh, start=1):
             if bar is not None:
                 bar.update(len(line))
+            if needle is not None and needle not in line:
+                continue
             if not line.strip():
                 continue
             yield number, parse_line(line, sha256, number)
@@ -239,6 +244,10 @@ def replay_cdc_files(
         connectors = load_connectors(landing_dir)
     paths = cdc_files(landing_dir)
 
+    # Topic names are plain ASCII ([a-zA-Z0-9._-]), which JSON never escapes: a line without the
+    # name cannot hold a record of the topic, so it is not parsed at all.
+    needle = topic.encode() if re.fullmatch(r"[A-Za-z0-9._-]+", topic) else None
+
     def wanted(rec: ParsedRecord) -> bool:
         return rec.topic == topic and (partition is None or rec.partition == partition)
 
@@ -246,7 +255,7 @@ def replay_cdc_files(
     if from_timestamp_ms is not None:
         with _progress(paths, progress, "finding start offsets") as bar:
             for path in paths:
-                for _, rec in _read(path, "", bar):
+                for _, rec in _read(path, "", bar, needle):
                     if isinstance(rec, ParsedRecord) and wanted(rec):
                         ts = _event_ts_ms(rec.value)
                         if ts is not None and ts >= from_timestamp_ms:
@@ -267,7 +276,7 @@ def replay_cdc_files(
     records: list[ParsedRecord] = []
     with _progress(paths, progress, f"replaying {topic}") as bar, gc_paused():
         for path in paths:
-            for _, rec in _read(path, "", bar):
+            for _, rec in _read(path, "", bar, needle):
                 if isinstance(rec, ParsedRecord) and selected(rec):
                     records.append(rec)
                     if len(records) >= batch_size:
