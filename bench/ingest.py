@@ -115,7 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=300_000, help="events to produce")
     parser.add_argument("--bootstrap", help="use this broker (default: start one)")
-    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument(
+        "--no-append",
+        "--no-record",
+        dest="no_append",
+        action="store_true",
+        help="do not append a row to bench/RESULTS.md",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="returnsync-bench-") as tmp:
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     print(json.dumps(line))
-    if not args.no_record:
+    if not args.no_append:
         record(line)
     return 0
 
