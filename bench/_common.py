@@ -279,6 +279,8 @@ from pipelines.lib.files import land_files
 from pipelines.lib.warehouse import connection
 landing, db = Path(sys.argv[1]), Path(sys.argv[2])
 with connection(db) as con:
+    if len(sys.argv) > 3:  # an experiment: DuckDB's memory_limit for the whole ingestion
+        con.execute(f"set memory_limit = '{sys.argv[3]}'")
     cdc = land_cdc_files(con, landing, progress=False)
     files = land_files(con, landing)
 print(json.dumps({
@@ -308,9 +310,12 @@ print(json.dumps({"open": len(rows), "found": found}))
 """
 
 
-def stage_ingest(landing: Path, db: Path) -> tuple[ChildRun, dict]:
-    """CDC files then file drops (the landing libraries), one process."""
-    run = run_child([PYTHON, "-c", INGEST_CODE, str(landing), str(db)], env=child_env())
+def stage_ingest(landing: Path, db: Path, memory_limit: str | None = None) -> tuple[ChildRun, dict]:
+    """CDC files then file drops (the landing libraries), one process. `memory_limit` (e.g.
+    "256MB") sets DuckDB's for the whole process (`land_files` lowers it on its own; by default
+    `land_cdc_files` leaves DuckDB's default, 80% of RAM)."""
+    argv = [PYTHON, "-c", INGEST_CODE, str(landing), str(db)]
+    run = run_child(argv + ([memory_limit] if memory_limit else []), env=child_env())
     return run, json.loads(run.stdout.strip().splitlines()[-1])
 
 

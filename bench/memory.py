@@ -57,6 +57,11 @@ with connection(sys.argv[1]) as con:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_args(parser, returns=10_000, repeats=3)
+    parser.add_argument(
+        "--duckdb-memory-limit",
+        metavar="SIZE",
+        help="experiment: set DuckDB's memory_limit (e.g. 256MB) for the whole ingestion",
+    )
     args = parser.parse_args(argv)
     landing, _ = landscape(args.returns, args.seed, args.as_of)
     counts = landscape_counts(landing)
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(run_dir, ignore_errors=True)
         lc = link_copy(landing, run_dir / "landing")
         log(f"ingest {i + 1}/{args.repeats}: {counts['events']:,} events")
-        run, info = stage_ingest(lc, run_dir / "warehouse.duckdb")
+        run, info = stage_ingest(lc, run_dir / "warehouse.duckdb", args.duckdb_memory_limit)
         log(f"  peak {run.peak_rss_mb:.0f} MB, {run.seconds:.1f} s")
         peaks.append(run.peak_rss_mb)
         seconds.append(run.seconds)
@@ -89,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "ingest_s": secs,
         "events_per_s": round(counts["events"] / secs["median"]),
         "landed": info,
+        "duckdb_memory_limit": args.duckdb_memory_limit or "default",
         "goal_mb": GOAL_MB,
         "goal_size": args.returns >= GOAL_RETURNS,
         "goal_met": args.returns >= GOAL_RETURNS and peak["max"] <= GOAL_MB,
@@ -104,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{fmt_spread(peak, unit='MB', digits=0)} (baseline {baseline.peak_rss_mb:.0f} MB, "
         f"goal 512 MB); {fmt_spread(secs, digits=1)}, "
         f"{figures['events_per_s']:,} events/s"
+        + (f"; DuckDB memory_limit {args.duckdb_memory_limit}" if args.duckdb_memory_limit else "")
     )
     emit(line, summary, append=not args.no_append)
     return 0
