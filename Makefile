@@ -15,7 +15,7 @@ export GX_ANALYTICS_ENABLED := False
 DEMO_RETURNS ?= 200
 DEMO_SEED ?= 7
 
-.PHONY: help install run test dev lint format lock bench docs clean erp erp-install erp-db erp-lock
+.PHONY: help install run test dev lint format lock bench docs clean erp erp-install erp-db erp-lock kafka kafka-start kafka-stop
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,17 @@ test: install erp-db $(DAGSTER_HOME)/dagster.yaml ## Run the whole test suite (s
 dev: install $(DAGSTER_HOME)/dagster.yaml ## Dagster UI on http://127.0.0.1:3000
 	$(BIN)/returnsync prepare
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+kafka: ## Apache Kafka 4.1 (KRaft, one node) on 127.0.0.1:9092 in the foreground; Ctrl-C stops it
+	@bash scripts/system-packages.sh
+	$(PYTHON) scripts/kafka/broker.py run
+
+kafka-start: ## The same broker in the background (data in .cache/kafka/dev)
+	@bash scripts/system-packages.sh
+	$(PYTHON) scripts/kafka/broker.py start
+
+kafka-stop: ## Stop the background broker
+	$(PYTHON) scripts/kafka/broker.py stop
 
 # The Tryton ERP is a separate real server with its own environment (erp/README.md).
 .venv-erp/.installed: erp/requirements.lock
