@@ -17,11 +17,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from click.testing import CliRunner
 
+from pipelines.cli import main
 from pipelines.lib.erp import pull_erp
 from pipelines.lib.simulate.cdc import CdcWriter
 from pipelines.lib.warehouse import connection
-from pipelines.lib.writeback import RetryPolicy, push_adjustments
 from tests.fixtures.tryton_server import create_sale, return_sale, sale_lines, start_tryton
 
 pytestmark = [pytest.mark.erp, pytest.mark.slow]
@@ -176,10 +177,21 @@ def _open_mismatches(db) -> set[tuple]:
         )
 
 
-def test_push_closes_the_loop(erp, settings_env, dbt_manifest):
-    from pipelines.runner import run_main_job
+def _returnsync(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
 
+
+def test_push_closes_the_loop(erp, settings_env, dbt_manifest, monkeypatch):
     settings = settings_env
+    for var, value in {
+        "RETURNSYNC_ERP_URL": erp.url,
+        "RETURNSYNC_ERP_DATABASE": erp.database,
+        "RETURNSYNC_ERP_USER": erp.user,
+        "RETURNSYNC_ERP_PASSWORD": erp.password,
+    }.items():
+        monkeypatch.setenv(var, value)
     adapter = _adapter(erp)
     sale = create_sale(
         adapter.client,
@@ -193,7 +205,7 @@ def test_push_closes_the_loop(erp, settings_env, dbt_manifest):
 
     with connection(settings.db_path) as con:
         pull_erp(con, adapter)
-    assert run_main_job(settings, as_of=_iso(AS_OF), quiet=True)
+    _returnsync("run", "--as-of", _iso(AS_OF), "--quiet")
     expected = {
         ("receipt_not_posted", RMA, "P-1001", "WH-E-STO"),
         ("refund_without_credit", RMA, "", ""),
@@ -225,12 +237,13 @@ def test_push_closes_the_loop(erp, settings_env, dbt_manifest):
     ]
     assert all(json.loads(row[6])["return_line_ref"] == line["id"] for row in planned)
 
-    pushed = push_adjustments(settings.db_path, adapter, policy=RetryPolicy(3, 0))
-    assert (pushed.created, pushed.exceptions) == (2, 0)
+    pushed = _returnsync("push", "--backoff", "0")
+    assert "pushed: 2 created, 0 already in the ERP, 0 to the exception queue" in pushed
+    assert erp.password not in pushed
 
     with connection(settings.db_path) as con:
         pull_erp(con, adapter)
-    assert run_main_job(settings, as_of=_iso(AS_OF + timedelta(minutes=5)), quiet=True)
+    _returnsync("run", "--as-of", _iso(AS_OF + timedelta(minutes=5)), "--quiet")
     assert _open_mismatches(settings.db_path) == set()
     with connection(settings.db_path, read_only=True) as con:
         statuses = con.execute("select rule, status from recon.mismatches order by rule").fetchall()

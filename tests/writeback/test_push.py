@@ -357,3 +357,23 @@ def test_over_limit_waits_rejected_never_sent_and_dry_run_sends_nothing(
     with connection(db, read_only=True) as con:
         rows = adjustments(con)
     assert rows[money]["status"] == "rejected" and rows[big]["approved_by"] == "alice"
+
+
+def test_a_malformed_payload_goes_to_the_exception_queue_and_the_batch_goes_on(
+    db, erp_return, tryton_adapter
+):
+    with connection(db) as con:
+        broken = _stock_case(con, erp_return, "RMA-B1", "P-1001", "1")
+        fine = _stock_case(con, erp_return, "RMA-B2", "P-1002", "1")
+    adj = _plan(db)
+    with connection(db) as con:
+        con.execute(
+            "update writeback.adjustments set payload = '{}' where adjustment_id = ?",
+            [adj[broken]["adjustment_id"]],
+        )
+    summary = push_adjustments(db, tryton_adapter, policy=FAST)
+    assert (summary.exceptions, summary.created) == (1, 1)
+    with connection(db, read_only=True) as con:
+        queue = open_exceptions(con)
+        rows = adjustments(con)
+    assert "KeyError" in queue[broken]["message"] and rows[fine]["status"] == "sent"

@@ -485,6 +485,11 @@ def _push_one(
         log.exception(adj, "permanent_error", "the ERP refused the document", erp_message)
         summary.exceptions += 1
         return PushResult(adj.adjustment_id, "exception", None, _redact(erp_message, log.secrets))
+    except Exception as exc:  # a bad payload or an adapter bug: a person looks, the batch goes on
+        message = f"{type(exc).__name__}: {exc}"
+        log.exception(adj, "error", "unexpected error while sending", message)
+        summary.exceptions += 1
+        return PushResult(adj.adjustment_id, "exception", None, _redact(message, log.secrets))
     if on_document is not None:
         on_document(adj, doc)
     log.sent(adj, doc)

@@ -54,7 +54,7 @@ create table if not exists {ATTEMPTS} (
     attempt       integer not null,       -- 1, 2, ... per adjustment across pushes
     "at"          timestamptz not null,  -- quoted: AT is reserved in DuckDB
     outcome       varchar not null,       -- created | found | transient_error | permanent_error
-                                          -- | auth_error | obsolete
+                                          -- | exhausted | auth_error | obsolete | error
     message       varchar,
     primary key (adjustment_id, attempt)
 );
