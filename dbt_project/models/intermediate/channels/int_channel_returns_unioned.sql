@@ -15,14 +15,14 @@ amazon as (
         amazon_rma_id,
         rma_normalized,
         min(return_request_date) as requested_at,
-        arg_max(return_request_status, [epoch(report_date), epoch(return_delivery_date)]) as status,
-        arg_max(resolution, report_date) as resolution,
+        arg_max(return_request_status, {'report_date': report_date, 'delivered': return_delivery_date, 'sku': channel_sku}) as status,
+        arg_max(resolution, {'report_date': report_date, 'delivered': return_delivery_date, 'sku': channel_sku}) as resolution,
         min(currency) as currency,
         min(tracking_number) as tracking_number,
         min(tracking_normalized) as tracking_normalized,
         min(order_id) as order_id,
         max(source_changed_at) as last_changed_at,
-        arg_max(source_position, [epoch(report_date), epoch(return_delivery_date)]) as source_position
+        arg_max(source_position, {'report_date': report_date, 'delivered': return_delivery_date, 'sku': channel_sku}) as source_position
     from amazon_rows
     group by 1, 2
 ),
