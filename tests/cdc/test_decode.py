@@ -504,6 +504,12 @@ def test_snapshot_read_and_extra_columns():
         ),
         (
             b'{"id": 1}',
+            envelope({"id": 1, "total_amount_cache": ""}),
+            "precise",
+            r"^after\.total_amount_cache: bad number: empty string",
+        ),
+        (
+            b'{"id": 1}',
             envelope({"id": 1, "total_amount_cache": "NaN"}),
             "string",
             r"^after\.total_amount_cache: bad number",

@@ -420,6 +420,8 @@ def _decimal_converter(field: str, precision: int, scale: int, mode: str) -> Con
         if t is str:
             if mode != "precise":
                 return from_string(v)
+            if not v:
+                raise DecodeError(field, f"bad number: empty string ({kind})")
             try:
                 unscaled = int.from_bytes(_a2b(v, strict_mode=True), "big", signed=True)
             except (binascii.Error, ValueError):
