@@ -18,6 +18,7 @@ from pipelines.resources import SettingsResource
 
 ADJUSTMENTS_KEY = dg.AssetKey(["writeback", "adjustments"])
 MISMATCHES_KEY = dg.AssetKey(["recon", "mismatches"])
+MD_ROWS = 200  # rows of each Markdown table in the metadata
 
 
 @dg.asset(
@@ -32,8 +33,10 @@ MISMATCHES_KEY = dg.AssetKey(["recon", "mismatches"])
     ),
 )
 def adjustments(context: dg.AssetExecutionContext, settings: SettingsResource):
+    from pipelines.lib.recon.report import to_markdown
     from pipelines.lib.warehouse import connection
-    from pipelines.lib.writeback import plan_adjustments
+    from pipelines.lib.writeback import list_adjustments, list_open_exceptions, plan_adjustments
+    from pipelines.lib.writeback.schema import EXCEPTION_COLUMNS, LIST_COLUMNS
 
     resolved = settings.get()
     with connection(resolved.db_path) as con:
@@ -43,9 +46,9 @@ def adjustments(context: dg.AssetExecutionContext, settings: SettingsResource):
                 "select status, count(*) from writeback.adjustments group by status order by 1"
             ).fetchall()
         )
-        open_exceptions = con.execute(
-            "select count(*) from writeback.exceptions where status = 'open'"
-        ).fetchone()[0]
+        waiting = list_adjustments(con, "planned")
+        exceptions = list_open_exceptions(con)
+    open_exceptions = len(exceptions)
     context.log.info(
         f"{summary.planned} adjustment(s) planned ({summary.auto_approved} auto-approved, "
         f"{summary.waiting} waiting for a person), {open_exceptions} open exception(s)"
@@ -55,6 +58,13 @@ def adjustments(context: dg.AssetExecutionContext, settings: SettingsResource):
             **summary.as_dict(),
             **{f"status_{k}": int(v) for k, v in by_status.items()},
             "open_exceptions": int(open_exceptions),
+            # ids a person approves or rejects (`returnsync approve ID --by NAME`); no personal data
+            "waiting_for_approval": dg.MetadataValue.md(
+                to_markdown(waiting[:MD_ROWS], LIST_COLUMNS)
+            ),
+            "exception_queue": dg.MetadataValue.md(
+                to_markdown(exceptions[:MD_ROWS], EXCEPTION_COLUMNS)
+            ),
         }
     )
 

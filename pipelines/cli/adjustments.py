@@ -41,6 +41,34 @@ def _open(db_path: Path):
         raise click.ClickException(f"cannot open the warehouse {db_path}: {exc}") from exc
 
 
+def _echo_waiting(db_path: Path) -> None:
+    """What waits for a person: planned adjustments (to approve or reject) and open exceptions."""
+    from pipelines.lib.warehouse import connection
+    from pipelines.lib.writeback import list_adjustments, list_open_exceptions
+
+    if not db_path.exists():
+        return
+    with connection(db_path, read_only=True) as con:
+        waiting = list_adjustments(con, "planned")
+        exceptions = list_open_exceptions(con)
+    for row in waiting:
+        what = (
+            f"{row['amount']} {row['currency'] or ''}".rstrip()
+            if row["action"] == "credit_note"
+            else f"{row['quantity']} units"
+        )
+        click.echo(
+            f"waiting for approval: {row['adjustment_id']} {row['rule']} RMA {row['rma_number']}: "
+            f"{row['action']} {what} ({row['decided_reason']})"
+        )
+    for row in exceptions:
+        ref = f" {row['adjustment_id']}" if row["adjustment_id"] else ""
+        click.echo(
+            f"exception queue:{ref} {row['rule']} RMA {row['rma_number']}: {row['reason']}"
+            + (f" ({row['message']})" if row["message"] else "")
+        )
+
+
 @click.command("approve")
 @click.argument("adjustment_id")
 @click.option("--by", "by", required=True, help="Who approves (recorded with the time).")
@@ -131,11 +159,10 @@ def push(
     selected = list(only) or None
     if dry_run:
         summary = push_adjustments(settings.db_path, None, dry_run=True, only=selected)
-        if not summary.results:
-            click.echo("dry run: nothing to send")
         for result in summary.results:
             click.echo(f"would send {result.message}")
         click.echo(f"dry run: {len(summary.results)} adjustment(s) would be sent; nothing sent")
+        _echo_waiting(settings.db_path)
         return
     if not settings.db_path.exists():
         raise click.ClickException(

@@ -37,7 +37,8 @@ def test_approve_reject_and_dry_run(tmp_path):
     runner = CliRunner()
     dry = runner.invoke(main, ["push", "--dry-run", "--db", str(db)])
     assert dry.exit_code == 0, dry.output
-    assert f"would send {small}" in dry.output and big not in dry.output
+    assert f"would send {small}" in dry.output and f"would send {big}" not in dry.output
+    assert f"waiting for approval: {big} receipt_not_posted RMA RMA-2" in dry.output
     assert "nothing sent" in dry.output
 
     approved = runner.invoke(main, ["approve", big, "--by", "alice", "--db", str(db)])

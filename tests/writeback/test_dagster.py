@@ -60,6 +60,7 @@ def test_the_asset_plans_and_reports_counts(db):
     meta = {k: v.value for k, v in materialization.metadata.items()}
     assert (meta["planned"], meta["auto_approved"], meta["waiting"]) == (2, 1, 1)
     assert (meta["status_approved"], meta["status_planned"]) == (1, 1)
+    assert "RMA-S2" in meta["waiting_for_approval"] and "RMA-S1" not in meta["waiting_for_approval"]
     again = dg.materialize([adjustments_asset], resources=_resources(db))
     (materialization,) = again.asset_materializations_for_node("writeback__adjustments")
     assert materialization.metadata["planned"].value == 0

@@ -34,6 +34,8 @@ from pipelines.lib.writeback.schema import (
     EXCEPTIONS,
     STATUSES,
     ensure_tables,
+    list_adjustments,
+    list_open_exceptions,
     tables_exist,
 )
 
@@ -58,6 +60,8 @@ __all__ = [
     "batch_run_key",
     "ensure_tables",
     "idempotency_key",
+    "list_adjustments",
+    "list_open_exceptions",
     "pending_adjustments",
     "plan_adjustments",
     "propose",

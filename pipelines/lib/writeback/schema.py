@@ -88,3 +88,51 @@ def tables_exist(con: duckdb.DuckDBPyConnection) -> bool:
             "where table_schema = 'writeback' and table_name = 'adjustments'"
         ).fetchone()[0]
     )
+
+
+LIST_COLUMNS: tuple[str, ...] = (
+    "adjustment_id",
+    "rule",
+    "rma_number",
+    "sku",
+    "action",
+    "amount",
+    "quantity",
+    "currency",
+    "status",
+    "approved_by",
+    "decided_reason",
+)
+EXCEPTION_COLUMNS: tuple[str, ...] = (
+    "exception_id",
+    "rule",
+    "rma_number",
+    "sku",
+    "adjustment_id",
+    "reason",
+    "message",
+)
+
+
+def list_adjustments(con: duckdb.DuckDBPyConnection, status: str | None = None) -> list[dict]:
+    """Adjustments (of one status, or all) as dicts of `LIST_COLUMNS`, oldest first."""
+    if not tables_exist(con):
+        return []
+    where, params = ("where status = ?", [status]) if status else ("", [])
+    cursor = con.execute(
+        f"select {', '.join(LIST_COLUMNS)} from {ADJUSTMENTS} {where} "
+        "order by created_at, adjustment_id",
+        params,
+    )
+    return [dict(zip(LIST_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+
+
+def list_open_exceptions(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """The open exception queue as dicts of `EXCEPTION_COLUMNS`, oldest first."""
+    if not tables_exist(con):
+        return []
+    cursor = con.execute(
+        f"select {', '.join(EXCEPTION_COLUMNS)} from {EXCEPTIONS} where status = 'open' "
+        "order by created_at, exception_id"
+    )
+    return [dict(zip(EXCEPTION_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
