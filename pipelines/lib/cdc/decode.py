@@ -720,8 +720,13 @@ class TableDecoder:
         if values[0] is None:
             values = (self._key_values(key)[0], *values[1:])
         extra = None
-        if not self.columns.issuperset(after):
-            extra = dumps({k: v for k, v in after.items() if k not in self.columns})
+        unknown = after.keys() - self.columns
+        if unknown:  # in the source's column order, so the JSON text is deterministic
+            extra = dumps(
+                {k: after[k] for k in unknown}
+                if len(unknown) == 1
+                else {k: v for k, v in after.items() if k in unknown}
+            )
         if key_text is None:
             key_text = dumps(key)
         return (op, False, lsn, ts, tx, changed, key_text, extra, *values)
