@@ -127,6 +127,7 @@ def test_stock_posting_with_a_key_is_created_once(tryton_adapter, returned_sale)
         product_code="P-1001",
         quantity=Decimal("2"),
         to_location_code="WH-E-STO",
+        description="restock 2 x P-1001 for LR-1",  # accepted, though Tryton has no field for it
     )
     first = tryton_adapter.create_stock_move(key, **kwargs)
     assert first.created and first.state == "done"

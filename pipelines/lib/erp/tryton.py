@@ -523,8 +523,8 @@ class TrytonAdapter:
             "effective_start_date": when,
             "moves": [["create", [move]]],
         }
-        if description:
-            values["comment"] = description
+        # Tryton 8.2's internal shipment has no free-text field: `description` is not stored
+        # there (the reference carries the idempotency key, which is what finds it again).
         (shipment_id,) = self.client.call(self.SHIPMENT_MODEL, "create", [values])
         doc = self._document("stock_move", shipment_id, idempotency_key, created=True)
         return self._finish_shipment(doc)
