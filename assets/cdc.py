@@ -63,12 +63,28 @@ def _lag_by_table(kafka_module, settings) -> dict[str, dict[str, int]]:
     return {t.raw_table: by_topic.get(t.topic, {}) for t in CDC_TABLES}
 
 
+def _pull_erp(context: dg.AssetExecutionContext, settings) -> dict[str, int]:
+    """Batch pull from the ERP over JSON-RPC into the same raw tables (RETURNSYNC_ERP_PULL)."""
+    from pipelines.lib.erp import TrytonAdapter, pull_erp
+    from pipelines.lib.warehouse import connection
+
+    adapter = TrytonAdapter.from_settings(settings)
+    with connection(settings.db_path) as con:
+        summary = pull_erp(con, adapter)
+    context.log.info(
+        f"ERP pull: {summary.pulled} records read, {summary.landed} new versions landed, "
+        f"{summary.dead_letters} dead letters"
+    )
+    return {m.raw_table: m.landed for m in summary.models}
+
+
 @dg.multi_asset(
     name="cdc_landing",
     specs=[_spec(t) for t in CDC_TABLES],
     can_subset=False,
     description="Land the ERP and WMS Debezium change streams: Kafka when "
-    "RETURNSYNC_KAFKA_BOOTSTRAP is set, otherwise <landing>/cdc/*.ndjson.",
+    "RETURNSYNC_KAFKA_BOOTSTRAP is set, otherwise <landing>/cdc/*.ndjson; with "
+    "RETURNSYNC_ERP_PULL=true, also the ERP's records pulled over JSON-RPC.",
 )
 def cdc_landing(context: dg.AssetExecutionContext, settings: SettingsResource):
     from pipelines.lib.cdc.files import land_cdc_files
@@ -97,6 +113,7 @@ def cdc_landing(context: dg.AssetExecutionContext, settings: SettingsResource):
         f"CDC landed {sum(result.landed.values())} rows, {result.dead_letters} new dead letters, "
         f"{result.skipped} records already landed"
     )
+    pulled = _pull_erp(context, resolved) if resolved.erp_pull else {}
     last = _last_changes(resolved.db_path)
     for table in CDC_TABLES:
         name = table.raw_table
@@ -108,6 +125,8 @@ def cdc_landing(context: dg.AssetExecutionContext, settings: SettingsResource):
         }
         if last.get(name) is not None:
             metadata["last_source_change_at"] = dg.MetadataValue.timestamp(last[name])
+        if name in pulled:
+            metadata["rows_pulled_from_erp"] = dg.MetadataValue.int(pulled[name])
         if name in lag:
             metadata["consumer_lag"] = dg.MetadataValue.json(lag[name])
             metadata["consumer_lag_total"] = dg.MetadataValue.int(sum(lag[name].values()))

@@ -28,6 +28,7 @@ ENV_VARS: dict[str, tuple[str, str | None]] = {
     "erp_database": ("RETURNSYNC_ERP_DATABASE", None),
     "erp_user": ("RETURNSYNC_ERP_USER", None),
     "erp_password": ("RETURNSYNC_ERP_PASSWORD", None),
+    "erp_pull": ("RETURNSYNC_ERP_PULL", "false"),
 }
 
 
@@ -47,6 +48,7 @@ class Settings:
     erp_database: str | None
     erp_user: str | None
     erp_password: str | None = field(default=None, repr=False)
+    erp_pull: bool = False
 
     @classmethod
     def from_env(
@@ -87,6 +89,7 @@ class Settings:
             erp_database=raw["erp_database"] or None,
             erp_user=raw["erp_user"] or None,
             erp_password=raw["erp_password"] or None,
+            erp_pull=_flag("RETURNSYNC_ERP_PULL", raw["erp_pull"]),
         )
 
     @property
@@ -96,6 +99,15 @@ class Settings:
     def dbt_env(self) -> dict[str, str]:
         """Environment for a dbt subprocess: the absolute DuckDB path, no telemetry."""
         return {"RETURNSYNC_DB": str(self.db_path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
+
+
+def _flag(var: str, value: str | None) -> bool:
+    text = (value or "").strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{var} must be true or false, got {value!r}")
 
 
 def _abs(value: str | None, base: Path) -> Path:

@@ -25,6 +25,12 @@ def collect(settings: Settings) -> dict:
         out["dead_letters"] = con.execute("select count(*) from meta.dead_letters").fetchone()[0]
         out["quarantined"] = con.execute("select count(*) from meta.quarantine").fetchone()[0]
         out["files_landed"] = con.execute("select count(*) from meta.files_landed").fetchone()[0]
+        if table_exists(con, "writeback", "adjustments"):
+            out["adjustments"] = dict(
+                con.execute(
+                    "select status, count(*) from writeback.adjustments group by 1 order by 1"
+                ).fetchall()
+            )
         if table_exists(con, "recon", "mismatches"):
             out["mismatches"] = dict(
                 con.execute(
@@ -45,12 +51,21 @@ def print_summary(settings: Settings, echo: Callable[[str], None] = print) -> di
     )
     raw_total = sum(data["raw"].values())
     echo(f"raw rows: {raw_total} in {sum(1 for v in data['raw'].values() if v)} non-empty tables")
+    layers: dict[str, int] = {}
+    for name in data["models"]:
+        layers[name.split(".")[0]] = layers.get(name.split(".")[0], 0) + 1
+    if layers:
+        echo("models built: " + ", ".join(f"{n} {layer}" for layer, n in layers.items()))
     for name, count in data["models"].items():
-        echo(f"  {name:<48} {count:>10}")
+        if name.startswith("marts."):
+            echo(f"  {name:<40} {count:>10} rows")
     if data["mismatches"]:
         echo("open mismatches by rule:")
         for rule, count in data["mismatches"].items():
             echo(f"  {rule:<32} {count:>6}")
     elif "recon.mismatches" in data["models"]:
         echo("open mismatches: none")
+    if data.get("adjustments"):
+        counts = ", ".join(f"{n} {status}" for status, n in data["adjustments"].items())
+        echo(f"ERP adjustments: {counts} (returnsync push --dry-run shows what would be sent)")
     return data

@@ -20,7 +20,6 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
-from pipelines.lib.erp import pull_erp
 from pipelines.lib.simulate.cdc import CdcWriter
 from pipelines.lib.warehouse import connection
 from tests.fixtures.tryton_server import create_sale, return_sale, sale_lines, start_tryton
@@ -190,6 +189,7 @@ def test_push_closes_the_loop(erp, settings_env, dbt_manifest, monkeypatch):
         "RETURNSYNC_ERP_DATABASE": erp.database,
         "RETURNSYNC_ERP_USER": erp.user,
         "RETURNSYNC_ERP_PASSWORD": erp.password,
+        "RETURNSYNC_ERP_PULL": "true",  # every run's landing pulls the ERP over JSON-RPC
     }.items():
         monkeypatch.setenv(var, value)
     adapter = _adapter(erp)
@@ -203,8 +203,6 @@ def test_push_closes_the_loop(erp, settings_env, dbt_manifest, monkeypatch):
     (line,) = sale_lines(adapter.client, returned)
     _write_landing(settings.landing_dir)
 
-    with connection(settings.db_path) as con:
-        pull_erp(con, adapter)
     _returnsync("run", "--as-of", _iso(AS_OF), "--quiet")
     expected = {
         ("receipt_not_posted", RMA, "P-1001", "WH-E-STO"),
@@ -241,8 +239,7 @@ def test_push_closes_the_loop(erp, settings_env, dbt_manifest, monkeypatch):
     assert "pushed: 2 created, 0 already in the ERP, 0 to the exception queue" in pushed
     assert erp.password not in pushed
 
-    with connection(settings.db_path) as con:
-        pull_erp(con, adapter)
+    # the next run's batch pull brings the new ERP documents back, and the mismatches resolve
     _returnsync("run", "--as-of", _iso(AS_OF + timedelta(minutes=5)), "--quiet")
     assert _open_mismatches(settings.db_path) == set()
     with connection(settings.db_path, read_only=True) as con:
