@@ -45,3 +45,11 @@ def test_env_example_lists_every_variable():
     text = (PROJECT_ROOT / ".env.example").read_text()
     listed = set(re.findall(r"^(RETURNSYNC_[A-Z_]+)=", text, flags=re.M))
     assert listed == {var for var, _ in ENV_VARS.values()}
+
+
+def test_erp_pull_is_an_explicit_flag(tmp_path):
+    assert Settings.from_env(env={}, base_dir=tmp_path).erp_pull is False
+    on = Settings.from_env(env={"RETURNSYNC_ERP_PULL": "true"}, base_dir=tmp_path)
+    assert on.erp_pull is True
+    with pytest.raises(ValueError, match="RETURNSYNC_ERP_PULL"):
+        Settings.from_env(env={"RETURNSYNC_ERP_PULL": "sometimes"}, base_dir=tmp_path)
