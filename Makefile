@@ -98,9 +98,8 @@ bench: install ## Run the benchmarks in bench/ and append to bench/RESULTS.md
 	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-docs: install ## Generate the dbt docs site into dbt_project/target
-	$(BIN)/returnsync prepare
-	cd dbt_project && RETURNSYNC_DB=$${RETURNSYNC_DB:-$(CURDIR)/data/returnsync.duckdb} ../$(BIN)/dbt docs generate --profiles-dir .
+docs: install ## Generate the dbt docs site (dbt_project/target/index.html); DOCS_PORT=8080 also serves it
+	$(BIN)/returnsync docs $(if $(DOCS_PORT),--serve $(DOCS_PORT))
 
 clean: ## Remove the environment, caches and local data
 	rm -rf $(VENV) .venv-erp .cache .pytest_cache .ruff_cache dbt_project/target dbt_project/logs data .dagster_home

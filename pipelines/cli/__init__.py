@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "sql": "pipelines.cli.analyst:sql",
     "shell": "pipelines.cli.analyst:shell",
     "prepare": "pipelines.cli.prepare:prepare",
+    "docs": "pipelines.cli.docs:docs",
 }
 
 

@@ -1,0 +1,49 @@
+"""`returnsync docs`: the dbt documentation site (models, columns, lineage graph)."""
+
+import contextlib
+import functools
+import http.server
+import os
+import subprocess
+
+import click
+
+from pipelines.dbt import dbt_executable, dbt_project, prepare_manifest, use_settings
+from pipelines.lib.warehouse import initialize
+from pipelines.settings import DBT_PROJECT_DIR, Settings
+
+
+@click.command()
+@click.option(
+    "--serve",
+    "port",
+    type=int,
+    default=None,
+    metavar="PORT",
+    help="Also serve the site on http://127.0.0.1:PORT until Ctrl-C.",
+)
+def docs(port: int | None) -> None:
+    """Generate the dbt docs site into dbt_project/target (index.html + catalog).
+
+    Column types come from the warehouse: after `returnsync run` the catalog is complete; on a
+    fresh machine the warehouse is created empty first, so the site still builds.
+    """
+    settings = Settings.from_env()
+    prepare_manifest(settings)
+    initialize(settings.db_path)
+    use_settings(settings)
+    target = DBT_PROJECT_DIR / dbt_project.target_path
+    done = subprocess.run(
+        [dbt_executable(), "docs", "generate", "--project-dir", str(DBT_PROJECT_DIR),
+         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target)],
+        env={**os.environ, **settings.dbt_env()}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise click.ClickException(f"dbt docs generate failed:\n{done.stdout[-3000:]}")
+    click.echo(f"dbt docs written to {target / 'index.html'}")
+    if port is not None:
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(target))
+        with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+            click.echo(f"serving on http://127.0.0.1:{port} (Ctrl-C stops)")
+            with contextlib.suppress(KeyboardInterrupt):
+                server.serve_forever()
