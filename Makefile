@@ -95,8 +95,7 @@ lock: ## Re-resolve requirements.lock from pyproject.toml
 		--custom-compile-command "make lock"
 
 bench: install ## Run the benchmarks in bench/ and append to bench/RESULTS.md
-	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 docs: install ## Generate the dbt docs site (dbt_project/target/index.html); DOCS_PORT=8080 also serves it
 	$(BIN)/returnsync docs $(if $(DOCS_PORT),--serve $(DOCS_PORT))
