@@ -93,18 +93,3 @@ def test_open_mismatches_match_the_recon_table(published):
         ).fetchall()
     )
     assert by_rule == direct and sum(direct.values()) > 0
-
-
-@pytest.mark.slow
-def test_kpis_count_the_mismatches_of_linked_returns(published):
-    """returns_kpis.open_mismatches: every open mismatch of a return, counted once.
-
-    Receipts that link to no return have no channel, so unmatched_receipt is not in the KPIs.
-    """
-    kpi, direct = published.execute(
-        "select (select sum(open_mismatches) from marts.returns_kpis), "
-        "(select count(*) from recon.mismatches "
-        " where status = 'open' and rule <> 'unmatched_receipt')"
-    ).fetchone()
-    assert direct > 0
-    assert kpi == direct

@@ -1,11 +1,8 @@
 -- Day x channel x warehouse: return volume, refund cycle time, receipt-to-posting latency and
--- the disposition mix, and the mismatches this run found on those returns. The day is the UTC day
--- the return was requested. (A mart reading the recon area: the rules never read the KPIs, so
--- there is no cycle; receipts that link to no return have no channel and are not counted here.)
+-- the disposition mix. The day is the UTC day the return was requested.
 with returns as (
     select
         return_key,
-        rma_number,
         requested_at,
         coalesce(channel, 'unknown') as channel
     from {{ ref('int_returns_linked') }}
@@ -53,13 +50,6 @@ mix as (
     group by 1
 ),
 
-mismatches as (
-    select returns.return_key, count(*) as open_mismatches
-    from {{ ref('recon_mismatches_current') }} as current_mismatches
-    inner join returns on returns.rma_number = current_mismatches.rma_number
-    group by 1
-),
-
 per_return as (
     select
         cast(timezone('UTC', returns.requested_at) as date) as day,
@@ -72,15 +62,13 @@ per_return as (
         coalesce(mix.units_restock, 0) as units_restock,
         coalesce(mix.units_refurbish, 0) as units_refurbish,
         coalesce(mix.units_scrap, 0) as units_scrap,
-        coalesce(mix.units_return_to_vendor, 0) as units_return_to_vendor,
-        coalesce(mismatches.open_mismatches, 0) as open_mismatches
+        coalesce(mix.units_return_to_vendor, 0) as units_return_to_vendor
     from returns
     left join receipts on receipts.return_key = returns.return_key
     left join erp_warehouse on erp_warehouse.return_key = returns.return_key
     left join first_credit on first_credit.return_key = returns.return_key
     left join first_posting on first_posting.return_key = returns.return_key
     left join mix on mix.return_key = returns.return_key
-    left join mismatches on mismatches.return_key = returns.return_key
 )
 
 select
@@ -98,7 +86,6 @@ select
     cast(sum(units_restock) as decimal(18, 3)) as units_restock,
     cast(sum(units_refurbish) as decimal(18, 3)) as units_refurbish,
     cast(sum(units_scrap) as decimal(18, 3)) as units_scrap,
-    cast(sum(units_return_to_vendor) as decimal(18, 3)) as units_return_to_vendor,
-    cast(sum(open_mismatches) as bigint) as open_mismatches
+    cast(sum(units_return_to_vendor) as decimal(18, 3)) as units_return_to_vendor
 from per_return
 group by day, channel, warehouse
