@@ -62,26 +62,21 @@ def manifest_is_stale() -> bool:
     )
 
 
+def run_dbt(args: list[str], settings: Settings) -> subprocess.CompletedProcess:
+    """Run a dbt command on this project against the resolved warehouse; raises on failure."""
+    use_settings(settings)
+    result = subprocess.run(
+        [dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR),
+         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(dbt_project.target_path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"dbt {args[0]} failed:\n{result.stdout[-4000:]}\n{result.stderr}")
+    return result
+
+
 def prepare_manifest(settings: Settings | None = None, force: bool = False) -> Path:
     """`dbt parse` when the manifest is missing or stale; returns its path."""
     if force or manifest_is_stale():
-        use_settings(settings or Settings.from_env())
-        result = subprocess.run(
-            [
-                dbt_executable(),
-                "parse",
-                "--quiet",
-                "--project-dir",
-                str(DBT_PROJECT_DIR),
-                "--profiles-dir",
-                str(DBT_PROJECT_DIR),
-                "--target-path",
-                str(dbt_project.target_path),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"dbt parse failed:\n{result.stdout}\n{result.stderr}")
+        run_dbt(["parse", "--quiet"], settings or Settings.from_env())
     return dbt_project.manifest_path

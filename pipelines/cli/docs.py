@@ -3,12 +3,10 @@
 import contextlib
 import functools
 import http.server
-import os
-import subprocess
 
 import click
 
-from pipelines.dbt import dbt_executable, dbt_project, prepare_manifest, use_settings
+from pipelines.dbt import dbt_project, prepare_manifest, run_dbt
 from pipelines.lib.warehouse import initialize
 from pipelines.settings import DBT_PROJECT_DIR, Settings
 
@@ -31,15 +29,11 @@ def docs(port: int | None) -> None:
     settings = Settings.from_env()
     prepare_manifest(settings)
     initialize(settings.db_path)
-    use_settings(settings)
+    try:
+        run_dbt(["docs", "generate"], settings)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
     target = DBT_PROJECT_DIR / dbt_project.target_path
-    done = subprocess.run(
-        [dbt_executable(), "docs", "generate", "--project-dir", str(DBT_PROJECT_DIR),
-         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target)],
-        env={**os.environ, **settings.dbt_env()}, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise click.ClickException(f"dbt docs generate failed:\n{done.stdout[-3000:]}")
     click.echo(f"dbt docs written to {target / 'index.html'}")
     if port is not None:
         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(target))
