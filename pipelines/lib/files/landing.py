@@ -1,7 +1,9 @@
 """Land file drops into `raw` with the file ledger of DESIGN §3.
 
 - A file is identified by the sha256 of its bytes. A file already in `meta.files_landed` is
-  skipped, so re-dropping (even under another name) changes nothing.
+  skipped, so re-dropping (even under another name) changes nothing. The hash is cached by
+  (path, size, mtime_ns, inode) in `meta.file_hashes` (`pipelines.lib.filehash`), so a run reads
+  only the files that are new or changed.
 - Every landed row keeps `_file` (path relative to the landing directory), `_file_sha256` and
   `_row_number`; the rows, their dead letters and the `meta.files_landed` row are written in ONE
   DuckDB transaction, so a crash leaves either the whole file or nothing.
@@ -12,7 +14,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sys
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.lib.contracts import FILE_SOURCES, FileSource
+from pipelines.lib.filehash import sha256_cached, sha256_of
 from pipelines.lib.files.delimited import ContractViolation, land_delimited, read_header
 from pipelines.lib.files.ndjson import land_ndjson
 from pipelines.lib.warehouse import DeadLetter, transaction, utcnow, write_dead_letters
@@ -78,14 +80,6 @@ def source_files(landing_dir: Path, fs: FileSource) -> list[Path]:
     return sorted(
         p for p in Path(landing_dir).glob(fs.pattern) if p.is_file() and not p.name.startswith(".")
     )
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def landed_hashes(con: duckdb.DuckDBPyConnection | None) -> set[str]:
@@ -172,7 +166,7 @@ def land_files(
             if bar is not None:
                 bar.set_postfix_str(path.relative_to(landing).as_posix(), refresh=False)
             summary = summaries[fs.raw_table]
-            sha = sha256_of(path)
+            sha = sha256_cached(con, path)
             if sha in done:
                 summary.files_skipped += 1
             else:
