@@ -134,6 +134,7 @@ def land_files(
     progress: bool = False,
     batch_rows: int = BATCH_ROWS,
     memory_limit: str | None = MEMORY_LIMIT,
+    fast_path: bool = True,
 ) -> dict[str, FileLandingSummary]:
     """Land every new file of the chosen sources; returns a summary per raw table.
 
@@ -141,6 +142,9 @@ def land_files(
     or raw table names; default: all. While landing, DuckDB's `memory_limit` is lowered to
     `memory_limit` (restored afterwards; None leaves it alone) so ingestion memory stays bounded:
     a file is one transaction, and DuckDB spills what does not fit.
+
+    `fast_path=False` converts every NDJSON line with the reference converter (the generated
+    fast builder is otherwise tried first; both give the same rows and dead letters).
 
     The result is keyed by raw table (`returns_saas_webhooks`, `shopify_refunds`,
     `amazon_returns`, `b2b_credit_requests`, `sku_crosswalk`, `warehouse_crosswalk`), because
@@ -170,7 +174,7 @@ def land_files(
             if sha in done:
                 summary.files_skipped += 1
             else:
-                _land_one(con, fs, landing, path, sha, ingested_at, batch_rows, summary)
+                _land_one(con, fs, landing, path, sha, ingested_at, batch_rows, summary, fast_path)
                 done.add(sha)
             if bar is not None:
                 bar.update()
@@ -191,11 +195,16 @@ def _land_one(
     ingested_at: datetime,
     batch_rows: int,
     summary: FileLandingSummary,
+    fast_path: bool = True,
 ) -> None:
     rel = path.relative_to(landing).as_posix()
 
     def bury(letters: list[DeadLetter]) -> int:
-        return write_dead_letters(con, letters)
+        buried = write_dead_letters(con, letters)
+        # write_dead_letters ends on `.fetchone()`, which leaves DuckDB's result open; DuckDB 2
+        # then refuses `con.sql(...)` (the next CSV batch's typing query) until it is finished
+        con.execute("select 1").fetchall()
+        return buried
 
     header = None
     if path.suffix.lower() in (".csv", ".tsv"):
@@ -215,7 +224,9 @@ def _land_one(
                 # a replacement scan of the local name, not `register` (see delimited.flush)
                 con.execute(f"insert into raw.{fs.raw_table} by name select * from _rs_rows")
 
-            rows, dead = land_ndjson(con, fs, path, rel, sha, ingested_at, insert, bury, batch_rows)
+            rows, dead = land_ndjson(
+                con, fs, path, rel, sha, ingested_at, insert, bury, batch_rows, fast=fast_path
+            )
         con.execute(
             "insert into meta.files_landed values (?, ?, ?, ?, ?, ?)",
             [sha, fs.source, rel, rows, dead, ingested_at],

@@ -9,6 +9,7 @@ Rows are collected in column lists and inserted as one Arrow table per batch.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.lib.contracts import FILE_META_COLUMNS, FileSource
+from pipelines.lib.files.fastrow import compile_builder, loads
 from pipelines.lib.files.types import Spec, arrow_schema, parse_type
 from pipelines.lib.files.values import Problems, _type_name, compile_converter, dumps
 from pipelines.lib.warehouse import DeadLetter
@@ -50,6 +52,19 @@ try:  # orjson (installed with dagster-dbt) dumps ~5x faster; json is the fallba
 
 except ImportError:  # pragma: no cover
     _fast_dumps = dumps
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate(obj: Any) -> bool:
+    """json.loads keeps an escaped unpaired surrogate (`"\\ud800"`), which no UTF-8 text (nor
+    Arrow, nor DuckDB) can hold."""
+    try:
+        json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class RowConverter:
@@ -120,30 +135,59 @@ def land_ndjson(
     insert: Callable[[pa.Table], None],
     bury: Callable[[list[DeadLetter]], int],
     batch_rows: int,
+    *,
+    fast: bool = True,
+    skip_through: int = 0,
+    committed: Callable[[], None] | None = None,
 ) -> tuple[int, int]:
-    """Read `path` line by line, insert good rows in Arrow batches; returns (rows, dead letters)."""
+    """Read `path` line by line, insert good rows in Arrow batches; returns (rows, dead letters).
+
+    Each line goes through the generated builder of `fastrow` first (unless `fast` is False) and
+    through `RowConverter`, the reference, when the builder declines it. Lines numbered up to
+    `skip_through` are not read again (landed by an earlier, interrupted run). `committed`, if
+    given, is called after each batch is written (the caller may commit there).
+    """
     converter = RowConverter(fs)
+    build = compile_builder(fs) if fast and loads is not None else None
+    build_exact = compile_builder(fs, exact_numbers=True) if fast else None
     schema = arrow_schema({**FILE_META_COLUMNS, **fs.columns})
-    names = schema.names
-    columns: dict[str, list] = {name: [] for name in names}
+    good: list[tuple] = []
     dead: list[DeadLetter] = []
-    rows = pending = buried = 0
+    rows = buried = 0
+    columns = tuple(converter.columns)
 
     def flush() -> None:
-        nonlocal pending, buried
-        if pending:
-            insert(pa.Table.from_pydict(columns, schema=schema))
-            for values in columns.values():
-                values.clear()
-            pending = 0
+        nonlocal rows, buried
+        if good:
+            arrays = [
+                pa.array(values, type=field.type)
+                for values, field in zip(zip(*good, strict=True), schema, strict=True)
+            ]
+            rows += len(good)
+            good.clear()
+            insert(pa.Table.from_arrays(arrays, schema=schema))
+            del arrays
         if dead:
             buried += bury(dead)
             dead.clear()
+        if committed is not None:
+            committed()
 
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, start=1):
-            if not line.strip():
+            if number <= skip_through or line.isspace():
                 continue
+            if build is not None:
+                try:
+                    good.append((rel, sha256, number, ingested_at, *build(loads(line))))
+                except (
+                    Exception
+                ):  # Slow, orjson's refusal, a non-object line: the reference decides
+                    pass
+                else:
+                    if len(good) >= batch_rows:
+                        flush()
+                    continue
             error = None
             floats = _Floats()
             try:
@@ -153,6 +197,17 @@ def land_ndjson(
             else:
                 if not isinstance(obj, dict):
                     error = f"wrong type: the line is {_type_name(obj)}, expected a JSON object"
+            if error is None and _SURROGATE_ESCAPE.search(line) and _lone_surrogate(obj):
+                error = "bad JSON: a string holds an unpaired UTF-16 surrogate (not storable text)"
+            if error is None and floats.seen and build_exact is not None:
+                try:
+                    good.append((rel, sha256, number, ingested_at, *build_exact(obj)))
+                except Exception:  # Slow: the reference decides
+                    pass
+                else:
+                    if len(good) >= batch_rows:
+                        flush()
+                    continue
             if error is None:
                 problems = Problems()
                 row, extra = converter.convert(obj, problems, floats.seen)
@@ -164,16 +219,9 @@ def land_ndjson(
                 if len(dead) >= batch_rows:
                     flush()
                 continue
-            row["_file"] = rel
-            row["_file_sha256"] = sha256
-            row["_row_number"] = number
-            row["_ingested_at"] = ingested_at
-            row["_extra"] = (dumps if floats.seen else _fast_dumps)(extra) if extra else None
-            for name in names:
-                columns[name].append(row[name])
-            rows += 1
-            pending += 1
-            if pending >= batch_rows:
+            extra_text = (dumps if floats.seen else _fast_dumps)(extra) if extra else None
+            good.append((rel, sha256, number, ingested_at, extra_text, *(row[c] for c in columns)))
+            if len(good) >= batch_rows:
                 flush()
     flush()
     return rows, buried

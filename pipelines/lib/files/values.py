@@ -154,8 +154,10 @@ def _decimal(value: Any, spec: Spec, path: FieldPath, problems: Problems) -> Dec
     if not number.is_finite():
         problems.errors.append(f"bad number in {render(path)!r}: {_show(str(value))}")
         return None
-    number = number.quantize(Decimal(1).scaleb(-spec.scale), rounding=ROUND_HALF_EVEN)
-    if abs(number) >= Decimal(10) ** (spec.precision - spec.scale):
+    bound = Decimal(10) ** (spec.precision - spec.scale)
+    if abs(number) < bound:  # else quantize could exceed the context's 28 digits and raise
+        number = number.quantize(Decimal(1).scaleb(-spec.scale), rounding=ROUND_HALF_EVEN)
+    if abs(number) >= bound:
         problems.errors.append(f"number out of range in {render(path)!r}: {value}")
         return None
     return number
@@ -195,9 +197,11 @@ def compile_converter(spec: Spec, keep_extra: bool = True) -> Converter:
             if value is None:
                 return None
             if type(value) is str and len(value) < 28 and _DEC_RE.fullmatch(value):
-                number = Decimal(value).quantize(quantum, rounding=ROUND_HALF_EVEN)
+                number = Decimal(value)
                 if -bound < number < bound:
-                    return number
+                    number = number.quantize(quantum, rounding=ROUND_HALF_EVEN)
+                    if -bound < number < bound:
+                        return number
             return _decimal(value, spec, path, problems)
 
         return decimal
