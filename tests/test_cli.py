@@ -35,6 +35,8 @@ def test_run_builds_the_warehouse_and_prints_a_summary(settings_env, dbt_manifes
     result = CliRunner().invoke(main, ["run", "--quiet", "--as-of", "2026-11-01T00:00:00Z"])
     assert result.exit_code == 0, result.output
     assert "returnsync summary" in result.output
+    # --quiet: the summary, not dbt's per-node log that dagster-dbt echoes
+    assert "START sql" not in result.output and "Running with dbt" not in result.output
     con = duckdb.connect(str(settings_env.db_path), read_only=True)
     schemas = {
         r[0] for r in con.execute("select schema_name from information_schema.schemata").fetchall()

@@ -1,5 +1,7 @@
 """`returnsync run`: the main job (ingest, build, reconcile) on the configured warehouse."""
 
+import contextlib
+import tempfile
 from pathlib import Path
 
 import click
@@ -44,7 +46,28 @@ def run(landing_dir: Path | None, db_path: Path | None, as_of: str | None, quiet
             "or run `returnsync simulate`)"
         )
     click.echo(f"returnsync run: warehouse {settings.db_path}", err=True)
-    ok = run_main_job(settings, as_of=as_of, quiet=quiet)
+    if quiet:
+        ok = _run_capturing_stdout(lambda: run_main_job(settings, as_of=as_of, quiet=True))
+    else:
+        ok = run_main_job(settings, as_of=as_of)
     print_summary(settings, click.echo)
     if not ok:
         raise click.ClickException("the main job failed; see the log above")
+
+
+TAIL_LINES = 40  # of the captured dbt log, shown when a quiet run fails
+
+
+def _run_capturing_stdout(job) -> bool:
+    """Run `job` with standard output captured (dagster-dbt echoes every dbt log line there);
+    if the job fails, the captured log's last lines go to standard error."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as captured:
+        with contextlib.redirect_stdout(captured):
+            ok = job()
+        if not ok:
+            captured.seek(0)
+            tail = captured.read().splitlines()[-TAIL_LINES:]
+            if tail:
+                click.echo("last lines of the dbt log:", err=True)
+                click.echo("\n".join(tail), err=True)
+    return ok
