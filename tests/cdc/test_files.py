@@ -130,6 +130,25 @@ def test_redrop_changes_nothing(con, landing):
     assert con.execute("select count(*) from meta.dead_letters").fetchone()[0] == 3
 
 
+def test_a_file_rewritten_in_place_is_hashed_again_and_lands(con, landing):
+    """The sha256 is cached by (path, size, mtime, inode): a new content under the same name
+    is noticed, hashed again and landed; the unchanged file is skipped without landing twice."""
+    import os
+
+    path = write(landing, "grow.ndjson", [record(INVOICES, 0, {"id": 0}, invoice_env(0))])
+    old = os.stat(path)
+    os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns - 10**10))  # not "racily clean"
+    assert land_cdc_files(con, landing, progress=False).landed == {"erp_account_invoice": 1}
+    cached = con.execute("select count(*) from meta.file_hashes").fetchone()[0]
+    assert cached == 1
+    assert land_cdc_files(con, landing, progress=False).files_skipped == ["cdc/grow.ndjson"]
+    write(landing, "grow.ndjson", [record(INVOICES, i, {"id": i}, invoice_env(i)) for i in (0, 1)])
+    again = land_cdc_files(con, landing, progress=False)
+    assert again.files_landed == ["cdc/grow.ndjson"]
+    assert again.landed == {"erp_account_invoice": 1} and again.result.skipped == 1
+    assert con.execute("select count(*) from raw.erp_account_invoice").fetchone()[0] == 2
+
+
 def test_overlapping_files_land_each_position_once(con, landing):
     write(landing, "1.ndjson", [record(INVOICES, i, {"id": i}, invoice_env(i)) for i in range(5)])
     write(

@@ -8,12 +8,12 @@ exactly those of Kafka.
 
 A line that is not JSON or has no valid position is a dead letter (source `cdc`, position
 `<sha256 of the file>:<line number>`). A file is recorded in `meta.files_landed` (source `cdc`)
-in the transaction of its last batch, and skipped when its sha256 is already there.
+in the transaction of its last batch, and skipped when its sha256 is already there (the hash
+is cached by path, size, mtime and inode: `filehash.sha256_cached`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import sys
 from collections.abc import Iterator, Mapping
@@ -34,6 +34,7 @@ from pipelines.lib.cdc.land import (
     land_batch,
     load_connectors,
 )
+from pipelines.lib.filehash import sha256_cached
 from pipelines.lib.warehouse import DeadLetter, utcnow
 
 LEDGER_SOURCE = "file"  # meta.stream_offsets source of records read from files
@@ -68,14 +69,6 @@ class FilesSummary:
 def cdc_files(landing_dir: Path) -> list[Path]:
     """The CDC files of a landing directory, in name order."""
     return sorted((Path(landing_dir) / CDC_DIR).glob(PATTERN))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def parse_line(line: bytes, sha256: str, number: int) -> ParsedRecord | DeadLetter:
@@ -159,7 +152,7 @@ def land_cdc_files(
     with _progress(paths, progress, "cdc files") as bar, gc_paused():
         for path in paths:
             rel = path.relative_to(landing_dir).as_posix()
-            sha = file_sha256(path)
+            sha = sha256_cached(con, path)  # re-read only if size, mtime or inode changed
             done = con.execute(
                 "select count(*) from meta.files_landed where sha256 = ?", [sha]
             ).fetchone()[0]
