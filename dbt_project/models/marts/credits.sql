@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(credits_touched_condition()) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- One row per money movement for a return (per document line where the document has lines).
 select
     cast(credit_key as varchar) as credit_key,
@@ -19,3 +31,5 @@ select
     cast(source_position as varchar) as source_position,
     cast(source_changed_at as timestamp with time zone) as source_changed_at
 from {{ ref('int_credits_unioned') }}
+where {{ in_touched('return_key', 'return', full) }}
+    or (return_key is null and system = 'shopify' and {{ in_touched('try_cast(external_id as bigint)', 'refund', full) }})

@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(dispositions_touched_condition()) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- One row per WMS inspection decision, with the ERP location it must be posted to.
 select
     {{ surrogate_key('disposition', ['inspection_id']) }} as disposition_key,
@@ -19,3 +31,4 @@ select
     cast(source_position as varchar) as source_position,
     cast(source_changed_at as timestamp with time zone) as source_changed_at
 from {{ ref('int_dispositions_mapped') }}
+where {{ in_touched('receipt_id', 'receipt', full) }} or {{ in_touched('inspection_id', 'inspection', full) }}

@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(in_touched('receipt_id', 'receipt', false)) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- One row per WMS receipt with the return it links to and the rule that linked it.
 select
     cast(receipt_id as bigint) as receipt_id,
@@ -18,3 +30,4 @@ select
     cast(source_position as varchar) as source_position,
     cast(source_changed_at as timestamp with time zone) as source_changed_at
 from {{ ref('int_receipts_linked') }}
+where {{ in_touched('receipt_id', 'receipt', full) }}

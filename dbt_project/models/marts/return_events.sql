@@ -1,6 +1,18 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(in_touched('return_key', 'return', false)) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- One row per lifecycle step of a return, from whichever system recorded it.
 with returns as (
-    select * from {{ ref('int_returns_linked') }}
+    select * from {{ ref('int_returns_linked') }} where {{ in_touched('return_key', 'return', full) }}
 ),
 
 steps as (
@@ -24,19 +36,19 @@ steps as (
 
     select return_key, 'received', received_at, 'wms', cast(receipt_id as varchar)
     from {{ ref('int_receipts_linked') }}
-    where return_key is not null
+    where return_key is not null and {{ in_touched('return_key', 'return', full) }}
 
     union all
 
     select return_key, 'inspected', inspected_at, 'wms', cast(inspection_id as varchar)
     from {{ ref('int_dispositions_mapped') }}
-    where return_key is not null
+    where return_key is not null and {{ in_touched('return_key', 'return', full) }}
 
     union all
 
     select return_key, 'posted', posted_at, 'erp', cast(stock_move_id as varchar)
     from {{ ref('int_return_stock_moves_joined') }}
-    where state = 'done'
+    where state = 'done' and {{ in_touched('return_key', 'return', full) }}
 
     union all
 
@@ -47,7 +59,7 @@ steps as (
         system,
         external_id
     from {{ ref('int_credits_unioned') }}
-    where return_key is not null
+    where return_key is not null and {{ in_touched('return_key', 'return', full) }}
     group by all
 )
 

@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(in_touched('return_key', 'return', false)) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- One row per returned product on a return (channel lines, ERP return lines and WMS receipts
 -- matched by ERP product code).
 select
@@ -25,3 +37,4 @@ select
     cast(source_position as varchar) as source_position,
     cast(source_changed_at as timestamp with time zone) as source_changed_at
 from {{ ref('int_return_lines_matched') }}
+where {{ in_touched('return_key', 'return', full) }}

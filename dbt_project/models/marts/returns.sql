@@ -1,8 +1,20 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(in_touched('return_key', 'return', false)) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- One row per return (RMA) across all systems, with its lifecycle status: the channel's terminal
 -- state (cancelled, rejected, expired, closed) when it has one, otherwise the furthest step the
 -- other systems show (credited, inspected, received, in_transit, approved, requested).
 with returns as (
-    select * from {{ ref('int_returns_linked') }}
+    select * from {{ ref('int_returns_linked') }} where {{ in_touched('return_key', 'return', full) }}
 ),
 
 receipts as (
@@ -11,18 +23,18 @@ receipts as (
         min(received_at) as received_at,
         arg_min(warehouse, [epoch(received_at), receipt_id]) as warehouse
     from {{ ref('int_receipts_linked') }}
-    where return_key is not null
+    where return_key is not null and {{ in_touched('return_key', 'return', full) }}
     group by 1
 ),
 
 inspections as (
     select distinct return_key
     from {{ ref('int_dispositions_mapped') }}
-    where return_key is not null
+    where return_key is not null and {{ in_touched('return_key', 'return', full) }}
 ),
 
 credits as (
-    select distinct return_key from {{ ref('int_credits_unioned') }} where kind <> 'store_credit'
+    select distinct return_key from {{ ref('int_credits_unioned') }} where kind <> 'store_credit' and {{ in_touched('return_key', 'return', full) }}
 )
 
 select

@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(in_touched('rma_normalized', 'rma', false)) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- Channel return lines of the three channels in one shape, with the ERP product code through the
 -- SKU crosswalk and the canonical reason through the reason_map seed (unknown reasons: `other`).
 -- The line's identity within its return is the ERP product code, or `channel_sku:<sku>` when the
@@ -34,6 +46,7 @@ saas as (
     left join reasons as r2
         on r2.source_system = 'returns_saas_parent'
         and r2.source_reason = upper(items.parent_return_reason)
+    where {{ in_touched('items.rma_normalized', 'rma', full) }}
 ),
 
 amazon as (
@@ -55,6 +68,7 @@ amazon as (
     from {{ ref('stg_amazon__returns') }} as rows_
     left join reasons
         on reasons.source_system = 'amazon' and reasons.source_reason = upper(rows_.return_reason)
+    where {{ in_touched('rows_.rma_normalized', 'rma', full) }}
 ),
 
 b2b as (
@@ -76,6 +90,7 @@ b2b as (
     from {{ ref('stg_b2b__credit_requests') }} as rows_
     left join reasons
         on reasons.source_system = 'b2b' and reasons.source_reason = upper(rows_.reason_code)
+    where {{ in_touched('rows_.rma_normalized', 'rma', full) }}
 ),
 
 unioned as (

@@ -1,13 +1,25 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(in_touched('rma_normalized', 'rma', false)) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- Channel returns of the three channels in one shape, one row per channel return (DESIGN §4):
 -- returns SaaS returns (Shopify), Amazon returns (the report's rows grouped by Amazon RMA ID) and
 -- B2B credit requests (grouped by request_id). `base_status` is the channel's own state on the
 -- canonical scale; approved_at is the start of the stale-return window (DESIGN §5).
 with saas as (
-    select * from {{ ref('stg_returns_saas__returns') }}
+    select * from {{ ref('stg_returns_saas__returns') }} where {{ in_touched('rma_normalized', 'rma', full) }}
 ),
 
 amazon_rows as (
-    select * from {{ ref('stg_amazon__returns') }}
+    select * from {{ ref('stg_amazon__returns') }} where {{ in_touched('rma_normalized', 'rma', full) }}
 ),
 
 amazon as (
@@ -28,7 +40,7 @@ amazon as (
 ),
 
 b2b_rows as (
-    select * from {{ ref('stg_b2b__credit_requests') }}
+    select * from {{ ref('stg_b2b__credit_requests') }} where {{ in_touched('rma_normalized', 'rma', full) }}
 ),
 
 b2b as (

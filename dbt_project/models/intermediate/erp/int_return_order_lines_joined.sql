@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(in_touched('sale_id', 'sale', false)) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- ERP return lines: the negative-quantity sale_line rows of the return orders, with the ERP
 -- product code and the return line they belong to (the return's RMA + the product code).
 with orders as (
@@ -5,7 +17,8 @@ with orders as (
 ),
 
 lines as (
-    select * from {{ ref('stg_erp__sale_lines') }} where not is_deleted and quantity < 0
+    select * from {{ ref('stg_erp__sale_lines') }}
+    where not is_deleted and quantity < 0 and {{ in_touched('sale_id', 'sale', full) }}
 ),
 
 products as (

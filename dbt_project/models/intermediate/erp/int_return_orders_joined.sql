@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(in_touched('sale_id', 'sale', false)) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- ERP return orders (DESIGN §8): sale_sale rows whose origin is another sale or that carry a
 -- negative line, with their currency and warehouse codes, the original order's reference and the
 -- RMA they carry in `reference`, normalized to letters and digits.
@@ -40,4 +52,5 @@ from sales
 left join sales as original on original.sale_id = sales.origin_sale_id
 left join currencies on currencies.currency_id = sales.currency_id
 left join locations on locations.location_id = sales.warehouse_id
-where sales.origin_sale_id is not null or sales.sale_id in (select sale_id from negative)
+where (sales.origin_sale_id is not null or sales.sale_id in (select sale_id from negative))
+    and {{ in_touched('sales.sale_id', 'sale', full) }}

@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(credits_touched_condition()) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- Money movements for returns (DESIGN §4, §5), one row per document line:
 -- - ERP credit notes (account_invoice type out, posted or paid) that have a line whose origin is
 --   an ERP return line: every line of the note, |total_amount_cache| spread over the lines by
@@ -20,7 +32,18 @@ invoices as (
 ),
 
 invoice_lines as (
-    select * from {{ ref('stg_erp__invoice_lines') }} where not is_deleted
+    select * from {{ ref('stg_erp__invoice_lines') }}
+    where not is_deleted
+    {%- if not full %}
+        -- the notes with a line from a touched return (a note is the return of its first such line)
+        and invoice_id in (
+            select il.invoice_id
+            from {{ ref('stg_erp__invoice_lines') }} as il
+            inner join {{ ref('int_return_order_lines_joined') }} as rl
+                on rl.sale_line_id = il.origin_sale_line_id
+            where {{ in_touched('rl.return_key', 'return', full) }}
+        )
+    {%- endif %}
 ),
 
 currencies as (
@@ -84,7 +107,7 @@ erp as (
         source_position,
         source_changed_at
     from erp_allocated
-    where return_key is not null
+    where return_key is not null and {{ in_touched('return_key', 'return', full) }}
 ),
 
 saas_lines as (
@@ -98,7 +121,25 @@ saas_lines as (
 ),
 
 refunds as (
-    select * from {{ ref('stg_shopify__refunds') }} where is_refund
+    select * from {{ ref('stg_shopify__refunds') }}
+    where is_refund
+    {%- if not full %}
+        -- touched refunds, and those a touched return's line items or order link
+        and (
+            {{ in_touched('refund_id', 'refund', full) }}
+            or order_id in (
+                select shopify_order_id from {{ ref('int_returns_linked') }}
+                where {{ in_touched('return_key', 'return', full) }}
+            )
+            or refund_id in (
+                select items.refund_id
+                from {{ ref('stg_shopify__refund_line_items') }} as items
+                inner join {{ ref('stg_returns_saas__return_line_items') }} as saas
+                    on saas.provider_line_item_id = items.line_item_id
+                where {{ in_touched('saas.rma_normalized', 'rma', full) }}
+            )
+        )
+    {%- endif %}
 ),
 
 refund_items as (
@@ -176,6 +217,8 @@ shopify as (
         source_position,
         source_changed_at
     from shopify_allocated
+    where {{ in_touched('return_key', 'return', full) }}
+        or (return_key is null and {{ in_touched('refund_id', 'refund', full) }})
 ),
 
 amazon_lines as (
@@ -206,7 +249,7 @@ amazon as (
     inner join amazon_lines
         on amazon_lines.rma_normalized = rows_.rma_normalized
         and amazon_lines.channel_sku = rows_.channel_sku
-    where rows_.refunded_amount <> 0
+    where rows_.refunded_amount <> 0 and {{ in_touched('rows_.rma_normalized', 'rma', full) }}
 ),
 
 saas_store_credit as (
@@ -235,6 +278,7 @@ saas_store_credit as (
         and saas.state = 'closed'
         and coalesce(saas.total_refund, 0) <> 0
         and saas.rma_normalized is not null
+        and {{ in_touched('saas.rma_normalized', 'rma', full) }}
 )
 
 select * from erp

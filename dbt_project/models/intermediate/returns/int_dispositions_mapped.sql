@@ -1,7 +1,21 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(dispositions_touched_condition()) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- WMS inspections with their receipt's return line, the canonical disposition (disposition_map
 -- seed) and the ERP location the units must be posted to: `<ERP warehouse code>-<suffix>`.
 with inspections as (
-    select * from {{ ref('stg_wms__inspections') }} where not is_deleted
+    select * from {{ ref('stg_wms__inspections') }}
+    where not is_deleted
+        and ({{ in_touched('receipt_id', 'receipt', full) }} or {{ in_touched('inspection_id', 'inspection', full) }})
 ),
 
 receipts as (

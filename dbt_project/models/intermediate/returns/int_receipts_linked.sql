@@ -1,10 +1,23 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(in_touched('receipt_id', 'receipt', false)) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- Each WMS receipt with the return it belongs to and the rule that linked it (DESIGN §4): the
 -- scanned RMA as printed (`rma_exact`, against the channel RMA or the ERP reference), then on
 -- letters and digits only, case-insensitively (`rma_normalized`), then the tracking number
 -- (`tracking_number`, only when exactly one return has it). The receiving DC is mapped to its ERP
 -- warehouse through the warehouse crosswalk.
 with receipts as (
-    select * from {{ ref('stg_wms__receipts') }} where not is_deleted
+    select * from {{ ref('stg_wms__receipts') }}
+    where not is_deleted and {{ in_touched('receipt_id', 'receipt', full) }}
 ),
 
 returns as (

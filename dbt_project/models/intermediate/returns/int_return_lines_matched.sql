@@ -1,9 +1,21 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(in_touched('return_key', 'return', false)) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- Return lines (DESIGN §4): within a return, the channel lines, the ERP return lines and the
 -- linked WMS receipts are matched by ERP product code (an unmapped channel SKU is a line of its
 -- own). Quantities: requested (channel), authorized (|ERP return line|), received and inspected
 -- (WMS). Descriptive columns come from the channel line first, then the ERP line, then the receipt.
 with returns as (
-    select * from {{ ref('int_returns_linked') }}
+    select * from {{ ref('int_returns_linked') }} where {{ in_touched('return_key', 'return', full) }}
 ),
 
 channel_lines as (
@@ -25,6 +37,7 @@ channel_lines as (
         min(source_position) as source_position,
         max(source_changed_at) as source_changed_at
     from {{ ref('int_channel_return_lines_unioned') }}
+    where {{ in_touched('return_key', 'return', full) }}
     group by 1
 ),
 
@@ -43,6 +56,7 @@ erp_lines as (
         min(source_position) as source_position,
         max(source_changed_at) as source_changed_at
     from {{ ref('int_return_order_lines_joined') }}
+    where {{ in_touched('return_key', 'return', full) }}
     group by 1
 ),
 
@@ -60,14 +74,14 @@ receipt_lines as (
         min(source_position) as source_position,
         max(source_changed_at) as source_changed_at
     from {{ ref('int_receipts_linked') }}
-    where return_line_key is not null
+    where return_line_key is not null and {{ in_touched('return_key', 'return', full) }}
     group by 1
 ),
 
 inspected as (
     select return_line_key, sum(quantity) as qty_inspected
     from {{ ref('int_dispositions_mapped') }}
-    where return_line_key is not null
+    where return_line_key is not null and {{ in_touched('return_key', 'return', full) }}
     group by 1
 ),
 

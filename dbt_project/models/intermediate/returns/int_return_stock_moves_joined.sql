@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(in_touched('return_key', 'return', false)) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- ERP stock moves caused by a return: moves whose origin is an ERP return line
 -- (`sale.line,<id>`), with location and warehouse codes and the product code. posted_at is when
 -- the move was last written (the time it was done), else its effective date at 00:00 UTC.
@@ -6,7 +18,7 @@ with moves as (
 ),
 
 return_lines as (
-    select * from {{ ref('int_return_order_lines_joined') }}
+    select * from {{ ref('int_return_order_lines_joined') }} where {{ in_touched('return_key', 'return', full) }}
 ),
 
 locations as (

@@ -1,3 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(in_touched('return_key', 'return', false)) }}",
+        post_hook="{{ record_returns_watermark() }}",
+    )
+}}
+{%- set full = returns_scope_is_full() %}
+-- depends_on: {{ ref('int_returns_touched') }}
+
 -- The return thread's spine (DESIGN §4): each channel return joined with the ERP return order
 -- that carries its RMA in `reference`, compared on letters and digits only, case-insensitively.
 -- `erp_link_rule` records how: `rma_exact` (same text) or `rma_normalized`. ERP return orders no
@@ -5,12 +17,13 @@
 -- carry one RMA, the live one (not cancelled) with the lowest id represents it.
 with channel as (
     select * from {{ ref('int_channel_returns_unioned') }}
+    where {{ in_touched('rma_normalized', 'rma', full) }}
 ),
 
 erp as (
     select *
     from {{ ref('int_return_orders_joined') }}
-    where rma_normalized is not null
+    where rma_normalized is not null and {{ in_touched('rma_normalized', 'rma', full) }}
     qualify row_number() over (
         partition by rma_normalized order by (state = 'cancelled'), sale_id
     ) = 1

@@ -1,0 +1,113 @@
+{#-
+    Incremental intermediate and mart models, scoped by the return thread (issue #7).
+
+    `int_returns_touched` (a small table rebuilt on every run) lists what the new raw rows can
+    have changed since the last build: the returns (`return_key`, with its `rma_normalized`),
+    WMS receipts, WMS inspections and Shopify refunds. The incremental models
+    (`returns_incremental_models()`) then delete their rows of that scope (pre-hook
+    `delete_touched_scope`) and insert them recomputed from the current upstream tables
+    (`incremental_strategy='append'`), so a return whose links changed loses its old rows even when
+    it has no rows any more. When the scope is `full` (first build, a model or its watermark
+    missing, reference data or a seed changed, a CDC truncate) every row is recomputed, which is
+    what `--full-refresh` computes.
+
+    The watermark of each incremental model is the newest `_ingested_at` of the raw tables when
+    its build's scope was computed, recorded by its post-hook (`record_returns_watermark`) in the
+    same transaction as its rows: a model that failed keeps its older watermark, and the next
+    scope starts from the oldest watermark of all of them, so a failed run is caught up. Raw rows
+    are stamped when they land and landing never overlaps a build (DuckDB's single writer), so a
+    row landed after a build has a later stamp.
+-#}
+
+{% macro returns_incremental_models() -%}
+    {{ return([
+        'int_channel_returns_unioned', 'int_channel_return_lines_unioned',
+        'int_return_orders_joined', 'int_return_order_lines_joined',
+        'int_returns_linked', 'int_receipts_linked', 'int_dispositions_mapped',
+        'int_return_lines_matched', 'int_credits_unioned', 'int_return_stock_moves_joined',
+        'returns', 'return_lines', 'receipts', 'dispositions', 'credits',
+        'inventory_adjustments', 'return_events',
+    ]) }}
+{%- endmacro %}
+
+
+{#- The table of watermarks (not a dbt model: it outlives full refreshes of the models). -#}
+{% macro returns_state_table() -%}
+    {{ return(api.Relation.create(database=target.database, schema='intermediate', identifier='_incremental_state')) }}
+{%- endmacro %}
+
+
+{% macro create_returns_state_table() -%}
+create schema if not exists {{ api.Relation.create(database=target.database, schema='intermediate').include(identifier=false) }};
+create table if not exists {{ returns_state_table() }} (
+    model varchar primary key,
+    watermark_at timestamptz,
+    fingerprint varchar,
+    recorded_at timestamptz
+)
+{%- endmacro %}
+
+
+{#- Post-hook of an incremental model: its watermark and reference fingerprint. -#}
+{% macro record_returns_watermark() -%}
+insert or replace into {{ returns_state_table() }}
+select '{{ this.identifier }}', max(watermark_at), max(fingerprint), now()
+from {{ ref('int_returns_touched') }}
+{%- endmacro %}
+
+
+{#- True when this build must recompute every row of an incremental model (also at parse time). -#}
+{% macro returns_scope_is_full() -%}
+    {%- if not execute or model.resource_type == 'unit_test' or this is none or not is_incremental() -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set touched = ref('int_returns_touched') -%}
+    {%- if touched is none -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set result = run_query("select count(*) from " ~ touched ~ " where kind = 'full'") -%}
+    {{ return(result.columns[0].values()[0] > 0) }}
+{%- endmacro %}
+
+
+{#- `expr in (the touched keys of a kind)`; `true` when the scope is full. -#}
+{% macro in_touched(expr, kind, full) -%}
+    {%- if full -%}
+        true
+    {%- elif kind == 'rma' -%}
+        ({{ expr }} in (select rma_normalized from {{ ref('int_returns_touched') }} where kind = 'return'))
+    {%- elif kind == 'return' -%}
+        ({{ expr }} in (select key from {{ ref('int_returns_touched') }} where kind = 'return'))
+    {%- else -%}
+        ({{ expr }} in (select cast(key as bigint) from {{ ref('int_returns_touched') }} where kind = '{{ kind }}'))
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#-
+    Pre-hook of an incremental model: delete the rows about to be recomputed (all of them when
+    the scope is full). `condition` is written with `in_touched(..., full=false)`.
+-#}
+{% macro delete_touched_scope(condition) -%}
+    {%- if is_incremental() -%}
+        {%- if returns_scope_is_full() -%}
+delete from {{ this }}
+        {%- else -%}
+delete from {{ this }} where {{ condition }}
+        {%- endif -%}
+    {%- else -%}
+select 1
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The scope of the credit rows: a touched return's, and a touched Shopify refund's unlinked rows. -#}
+{% macro credits_touched_condition() -%}
+    {{ in_touched('return_key', 'return', false) }} or (return_key is null and system = 'shopify' and {{ in_touched('try_cast(external_id as bigint)', 'refund', false) }})
+{%- endmacro %}
+
+
+{#- The scope of the disposition rows: a touched receipt's, and a touched inspection's. -#}
+{% macro dispositions_touched_condition() -%}
+    {{ in_touched('receipt_id', 'receipt', false) }} or {{ in_touched('inspection_id', 'inspection', false) }}
+{%- endmacro %}
