@@ -111,3 +111,13 @@ def test_touched_identical_file_is_skipped(tmp_path, con):
     drop(landing / "shopify" / "copy.ndjson", path.read_text(), age_hours=3)
     assert land_files(con, landing)["shopify_refunds"].files_skipped == 2
     assert con.execute("select count(*) from raw.shopify_refunds").fetchone()[0] == 1
+
+
+def test_first_call_inside_a_transaction(tmp_path, con):
+    from pipelines.lib.warehouse import transaction
+
+    paths = [drop(tmp_path / f"{i}.ndjson", refund(i, "x"), age_hours=5) for i in range(3)]
+    with transaction(con):
+        shas = [sha256_cached(con, p) for p in paths]
+    assert shas == [sha256_of(p) for p in paths]
+    assert con.execute("select count(*) from meta.file_hashes").fetchone()[0] == 3

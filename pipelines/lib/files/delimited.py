@@ -202,8 +202,10 @@ def land_delimited(
     ingested_at,
     bury: Callable[[list[DeadLetter]], int],
     batch_rows: int,
+    batch_bytes: int = 1 << 62,
 ) -> tuple[int, int]:
-    """Stream the data rows of `path` into raw.<table>; returns (rows landed, dead letters)."""
+    """Stream the data rows of `path` into raw.<table> in batches of `batch_rows` rows or
+    `batch_bytes` bytes of input, whichever comes first; returns (rows landed, dead letters)."""
     width = len(header.names)
     sql = typing_sql(fs, header)
     contract = ", ".join(_ident(c) for c in fs.columns)
@@ -241,12 +243,12 @@ def land_delimited(
             buried += bury(dead)
             dead.clear()
 
-    _read(path, fs, sha256, width, batch, dead, flush, batch_rows)
+    _read(path, fs, sha256, width, batch, dead, flush, batch_rows, batch_bytes)
     flush()
     return rows, buried
 
 
-def _read(path, fs, sha256, width, batch, dead, flush, batch_rows) -> None:
+def _read(path, fs, sha256, width, batch, dead, flush, batch_rows, batch_bytes) -> None:
     """Append each data row's number, text and fields to `batch` (bad rows to `dead`)."""
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         tap = _Tap(handle)
@@ -256,7 +258,7 @@ def _read(path, fs, sha256, width, batch, dead, flush, batch_rows) -> None:
         except StopIteration:
             return
         tap.take()
-        number = 0
+        number = pending = 0
         while True:
             try:
                 fields = next(reader)
@@ -268,6 +270,7 @@ def _read(path, fs, sha256, width, batch, dead, flush, batch_rows) -> None:
                 dead.append(DeadLetter(fs.source, f"{sha256}:{number}", raw, f"bad row: {exc}"))
                 continue
             raw = tap.take()
+            pending += len(raw)
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue  # blank line
             number += 1
@@ -285,5 +288,6 @@ def _read(path, fs, sha256, width, batch, dead, flush, batch_rows) -> None:
                 batch[1].append(raw)
                 for i, value in enumerate(fields):
                     batch[i + 2].append(value)
-            if len(batch[0]) >= batch_rows or len(dead) >= batch_rows:
+            if len(batch[0]) >= batch_rows or len(dead) >= batch_rows or pending >= batch_bytes:
                 flush()
+                pending = 0

@@ -1,19 +1,18 @@
-"""The fast path of the NDJSON readers: orjson and a row builder generated per source.
+"""The fast path of the NDJSON readers: a row builder generated per source.
 
 `RowConverter` (ndjson.py) is the reference: it knows every reason to refuse a value and says
 it. Most lines need none of that, so `compile_builder(fs)` generates (once per source) a plain
-Python function that converts a line parsed by orjson straight into the row's values, with the
+Python function that converts a parsed line straight into the row's values, with the
 type checks inlined and no paths, no `Problems`, no per-field calls. It accepts only what it is
 sure the reference converts the same way; on anything else (a wrong or unusual type, a missing
 required field, a bad time, a number out of range) it raises `Slow`, and the line goes through
 the reference path, which lands it or dead-letters it with its reason exactly as before.
 
-What orjson reads differently from `json.loads(parse_float=Decimal)` never lands through the
-builder: orjson reads a JSON float, and an integer beyond 64 bits, as a Python float where the
-reference keeps them exact, so the builder declines any float, whether in a typed field (no
-contract type accepts one here) or in what is kept as text (unknown fields for `_extra`, the
-webhook payload, `json` columns: `has_float`); and what orjson refuses (NaN, a BOM, lone
-surrogates, invalid UTF-8, ...) goes to the reference, which decides as it always did.
+The line is parsed once, by the same `json.loads(parse_float=Decimal)` as the reference, and
+the builder writes kept text (unknown fields for `_extra`, the webhook payload) with the same
+function the reference would use for that line (`values.dumps` when the line has a JSON float,
+orjson otherwise), so what it produces is the reference's output by construction; a JSON float
+in a typed field (a Decimal here) is left to the reference.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import cache
 from typing import Any
 
 from pipelines.lib.contracts import FileSource
@@ -38,26 +38,15 @@ class Slow(Exception):
 try:
     import orjson
 
-    loads = orjson.loads
-
     def fast_dumps(value: Any) -> str:
-        return orjson.dumps(value).decode()
+        """The reference's `_fast_dumps`: orjson, `values.dumps` for what orjson refuses."""
+        try:
+            return orjson.dumps(value).decode()
+        except TypeError:  # e.g. an integer beyond 64 bits
+            return dumps(value)
 
 except ImportError:  # pragma: no cover - orjson comes with dagster-dbt
-    loads = None
     fast_dumps = dumps
-
-
-def has_float(value: Any) -> bool:
-    """Whether a value parsed by orjson holds a float anywhere (its exact text is lost)."""
-    kind = type(value)
-    if kind is float:
-        return True
-    if kind is dict:
-        return any(has_float(v) for v in value.values())
-    if kind is list:
-        return any(has_float(v) for v in value)
-    return False
 
 
 class _Gen:
@@ -73,7 +62,6 @@ class _Gen:
             "_date": date.fromisoformat,
             "_dumps": dumps,
             "_render": render,
-            "_has_float": has_float,
         }
         self.helpers: list[str] = []
         self.count = 0
@@ -129,7 +117,6 @@ class _Gen:
         if kind == "json":
             return [
                 f"{pad}if {var} is not None:",
-                f"{pad}    if _has_float({var}): raise Slow",
                 f"{pad}    {var} = _dumps({var})",
             ]
         if kind == "boolean":
@@ -172,26 +159,34 @@ class _Gen:
             lines.append(f"    {var} = v.get({field!r})")
             lines += self.convert(var, sub, f"(path, {field!r})", keep_extra, "    ")
             out.append(f"{field!r}: {var}")
-        lines += [
-            f"    if not {known}.issuperset(v):",
-            f"        unknown = {{k: x for k, x in v.items() if k not in {known}}}",
-            "        if _has_float(unknown): raise Slow",
-        ]
         if keep_extra:
-            lines.append("        extra[_render(path)] = unknown")
+            lines += [
+                f"    if not {known}.issuperset(v):",
+                f"        unknown = {{k: x for k, x in v.items() if k not in {known}}}",
+                "        extra[_render(path)] = unknown",
+            ]
         lines.append(f"    return {{{', '.join(out)}}}")
         self.helpers.append("\n".join(lines))
         return name
 
 
 def compile_builder(fs: FileSource, exact_numbers: bool = False) -> Callable[[dict], tuple]:
-    """`build(obj) -> (extra, *contract values)` for one source's parsed line (a dict from
-    orjson), raising `Slow` (or any error) when the reference converter must decide.
+    """`build(obj) -> (extra, *contract values)` for one source's line parsed by
+    `json.loads(parse_float=Decimal)`, raising `Slow` (or any error) when the reference
+    converter must decide. Kept text is written by orjson, or by `values.dumps` with
+    `exact_numbers=True` (for a line that has JSON floats: real Shopify refunds do, in
+    `tax_lines[].rate`), as the reference does. Compiled once per source."""
+    return _compile(fs.raw_table, tuple(fs.columns.items()), fs.required, exact_numbers)
 
-    `exact_numbers=True` builds for a line parsed by `json.loads(parse_float=Decimal)` that had
-    JSON floats (real Shopify refunds do: `tax_lines[].rate`): the text kept for unknown fields
-    and the payload is then written by `values.dumps`, as the reference does for such a line,
-    and a float in a typed field (a Decimal here) is still left to the reference."""
+
+@cache
+def _compile(
+    raw_table: str,
+    column_items: tuple[tuple[str, str], ...],
+    required: tuple[str, ...],
+    exact_numbers: bool,
+) -> Callable[[dict], tuple]:
+    fs = FileSource("", raw_table, "", dict(column_items), required)
     gen = _Gen()
     webhook = fs.raw_table == "returns_saas_webhooks"
     specs = {name: parse_type(kind) for name, kind in fs.columns.items()}
@@ -199,19 +194,7 @@ def compile_builder(fs: FileSource, exact_numbers: bool = False) -> Callable[[di
     known_name = gen.const(known, "_known_top")
     body = ["def build(obj):", "    extra = {}"]
     if webhook:
-        inner = frozenset(
-            WEBHOOK_PAYLOAD_KEYS.get(name, name)
-            for name in specs
-            if name not in (*WEBHOOK_ENVELOPE, "payload")
-        )
-        inner_name = gen.const(inner, "_known_payload")
-        body += [
-            "    p = obj.get('payload')",
-            "    if type(p) is not dict: raise Slow",
-            f"    if not {inner_name}.issuperset(p):",
-            f"        if _has_float({{k: x for k, x in p.items() if k not in {inner_name}}}):",
-            "            raise Slow",
-        ]
+        body += ["    p = obj.get('payload')", "    if type(p) is not dict: raise Slow"]
     values = []
     for i, (name, spec) in enumerate(specs.items()):
         var = f"c{i}"
@@ -231,7 +214,6 @@ def compile_builder(fs: FileSource, exact_numbers: bool = False) -> Callable[[di
     body += [
         f"    if not {known_name}.issuperset(obj):",
         f"        top = {{k: x for k, x in obj.items() if k not in {known_name}}}",
-        "        if _has_float(top): raise Slow",
         "        top.update(extra)",
         "        extra = top",
         f"    return (_fdumps(extra) if extra else None, {', '.join(values)})",
