@@ -218,7 +218,7 @@ def land_delimited(
         [("_row_number", pa.int64()), ("_raw", pa.string())]
         + [(f"__c{i}", pa.string()) for i in range(width)]
     )
-    batch: list[list] = [[] for _ in range(width + 2)]
+    batch: list[tuple] = []  # (row number, row text, *fields), turned into columns per batch
     dead: list[DeadLetter] = []
     rows = buried = 0
 
@@ -227,12 +227,16 @@ def land_delimited(
     # the commit, so memory would grow with the file.
     def flush() -> None:
         nonlocal rows, buried
-        if batch[0]:
-            _rs_batch = pa.Table.from_arrays(batch, schema=schema)  # read by the SQL
+        if batch:
+            arrays = [
+                pa.array(values, type=field.type)
+                for values, field in zip(zip(*batch, strict=True), schema, strict=True)
+            ]
+            batch.clear()
+            _rs_batch = pa.Table.from_arrays(arrays, schema=schema)  # read by the SQL
+            del arrays
             typed = con.sql(sql).to_arrow_table()
             del _rs_batch
-            for values in batch:
-                values.clear()
             ok = pc.equal(typed["_error"], "")
             _rs_good = typed.filter(ok)  # read by the SQL
             rows += con.execute(insert, [rel, sha256, ingested_at]).fetchone()[0]
@@ -249,7 +253,7 @@ def land_delimited(
 
 
 def _read(path, fs, sha256, width, batch, dead, flush, batch_rows, batch_bytes) -> None:
-    """Append each data row's number, text and fields to `batch` (bad rows to `dead`)."""
+    """Append each data row's (number, text, *fields) to `batch` (bad rows to `dead`)."""
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         tap = _Tap(handle)
         reader = csv.reader(tap, **dialect(path))
@@ -284,10 +288,7 @@ def _read(path, fs, sha256, width, batch, dead, flush, batch_rows, batch_bytes) 
                     )
                 )
             else:
-                batch[0].append(number)
-                batch[1].append(raw)
-                for i, value in enumerate(fields):
-                    batch[i + 2].append(value)
-            if len(batch[0]) >= batch_rows or len(dead) >= batch_rows or pending >= batch_bytes:
+                batch.append((number, raw, *fields))
+            if len(batch) >= batch_rows or len(dead) >= batch_rows or pending >= batch_bytes:
                 flush()
                 pending = 0
