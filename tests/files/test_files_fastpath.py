@@ -209,3 +209,17 @@ def test_exact_builder_keeps_json_floats_as_written():
         parse(line)["refund"]
     )
     assert '"rate":0.060' in extra
+
+
+def test_cyclic_gc_is_restored_after_landing(tmp_path):
+    import gc
+
+    landing = tmp_path / "landing"
+    write_lines(landing / "shopify" / "refunds.ndjson", SHOPIFY_LINES[:2])
+    con = connect(tmp_path / "w.duckdb")
+    try:
+        assert gc.isenabled()
+        land_files(con, landing)
+        assert gc.isenabled()
+    finally:
+        con.close()

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 import sys
 from collections.abc import Iterable
@@ -174,6 +175,10 @@ def land_files(
         con.execute(f"set memory_limit = '{memory_limit}'")
     with transaction(con):  # one commit for the hash cache's new rows, not one per file
         hashes = [sha256_cached(con, path) for _, path in work]
+    # The readers build millions of short-lived, acyclic containers (freed by reference
+    # counting): the cyclic collector only re-walks them, ~8% of the CPU on a large file.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         for (fs, path), sha in zip(work, hashes, strict=True):
             if bar is not None:
@@ -197,6 +202,8 @@ def land_files(
             if bar is not None:
                 bar.update()
     finally:
+        if collecting:
+            gc.enable()
         if bar is not None:
             bar.close()
         if previous_limit is not None:
