@@ -14,7 +14,6 @@
 -- depends_on: {{ ref('stg_erp__stock_locations') }}
 -- depends_on: {{ ref('stg_returns_saas__returns') }}
 -- depends_on: {{ ref('stg_returns_saas__return_line_items') }}
--- depends_on: {{ ref('stg_amazon__returns') }}
 -- depends_on: {{ ref('stg_wms__receipts') }}
 
 -- What the raw rows landed since the last build can have changed (macros/returns_incremental.sql):
@@ -32,7 +31,7 @@
 {%- set prev = {} %}
 {%- set reason = namespace(full=none, watermark=none) %}
 {%- if execute %}
-    {%- for name in ['int_returns_linked', 'int_receipts_linked', 'int_dispositions_mapped', 'int_credits_unioned', 'int_return_stock_moves_joined'] %}
+    {%- for name in ['int_return_orders_joined', 'int_returns_linked', 'int_receipts_linked', 'int_dispositions_mapped', 'int_credits_unioned', 'int_return_stock_moves_joined'] %}
         {%- set rel = adapter.get_relation(database=target.database, schema='intermediate', identifier=name) %}
         {%- if rel is none %}{% set reason.full = 'no previous ' ~ name %}{% endif %}
         {%- do prev.update({name: rel}) %}
@@ -95,7 +94,7 @@ saas_changed as (
     where {{ since }} and return_id is not null
 ),
 
-saas_versions as (
+saas_versions as materialized (
     select * from {{ source('raw', 'returns_saas_webhooks') }}
     where return_id in (select return_id from saas_changed)
 ),
@@ -114,16 +113,26 @@ currencies_changed as (
     select distinct id from {{ source('raw', 'erp_currency_currency') }} where {{ since }}
 ),
 
-locations_changed as (
-    with recursive under (id, depth) as (
-        select distinct id, 0 from {{ source('raw', 'erp_stock_location') }} where {{ since }}
-        union
-        select l.location_id, under.depth + 1
-        from {{ ref('stg_erp__stock_locations') }} as l
-        inner join under on l.parent_location_id = under.id
-        where under.depth < 4
-    )
-    select distinct id from under
+locations_changed as materialized (
+    with changed as (
+        select distinct id from {{ source('raw', 'erp_stock_location') }} where {{ since }}
+    ),
+
+    parents as materialized (
+        select location_id, parent_location_id from {{ ref('stg_erp__stock_locations') }}
+        where (select count(*) from changed) > 0
+    ),
+
+    level1 as (select location_id as id from parents where parent_location_id in (select id from changed)),
+    level2 as (select location_id as id from parents where parent_location_id in (select id from level1)),
+    level3 as (select location_id as id from parents where parent_location_id in (select id from level2)),
+    level4 as (select location_id as id from parents where parent_location_id in (select id from level3))
+
+    select id from changed
+    union select id from level1
+    union select id from level2
+    union select id from level3
+    union select id from level4
 ),
 
 dimension_moves as (
@@ -169,7 +178,7 @@ invoice_origin_lines as (
 
 -- sales whose return lines may have changed: the changed sales, the sales any version of a
 -- changed (or move- or note-referenced) line belonged to, and returns of a changed original order
-sales_touched as (
+sales_touched as materialized (
     select id from sales_changed
     union
     select sale from {{ source('raw', 'erp_sale_line') }}
@@ -201,6 +210,11 @@ inspections_changed as (
     select distinct inspection_id from {{ source('raw', 'wms_inspections') }} where {{ since }}
 ),
 
+sale_versions as materialized (
+    select id, reference from {{ source('raw', 'erp_sale_sale') }}
+    where id in (select id from sales_touched)
+),
+
 direct_rmas as (
     select {{ normalize_rma('rma') }} as rma from saas_versions
     union
@@ -208,8 +222,7 @@ direct_rmas as (
     union
     select {{ normalize_rma('request_id') }} from {{ source('raw', 'b2b_credit_requests') }} where {{ since }}
     union
-    select {{ normalize_rma('reference') }} from {{ source('raw', 'erp_sale_sale') }}
-    where id in (select id from sales_touched)
+    select {{ normalize_rma('reference') }} from sale_versions
 ),
 
 -- returns the previous build linked a changed record to
@@ -231,14 +244,14 @@ direct_keys as (
 ),
 
 -- round 1: the returns the changed records touch directly
-returns_1 as (
-    select rma as rma_normalized from direct_rmas where rma is not null
+returns_1 as materialized (
+    select rma as rma_normalized from direct_rmas
     union
     select rma_normalized from {{ prev.int_returns_linked }} where return_key in (select return_key from direct_keys)
 ),
 
 -- the identities those returns have now (channel and ERP rows of their RMAs) or had before
-identities as (
+identities as materialized (
     select tracking_normalized, shopify_order_id
     from {{ prev.int_returns_linked }}
     where rma_normalized in (select rma_normalized from returns_1)
@@ -247,12 +260,12 @@ identities as (
     from {{ ref('stg_returns_saas__returns') }}
     where rma_normalized in (select rma_normalized from returns_1)
     union
-    select tracking_normalized, cast(null as bigint)
-    from {{ ref('stg_amazon__returns') }}
-    where rma_normalized in (select rma_normalized from returns_1)
+    select {{ normalize_rma('tracking_id') }}, cast(null as bigint)
+    from {{ source('raw', 'amazon_returns') }}  -- every version: the view's dedup is not needed
+    where {{ normalize_rma('amazon_rma_id') }} in (select rma_normalized from returns_1)
 ),
 
-receipts_touched as (
+receipts_touched as materialized (
     select receipt_id from receipts_changed
     union
     select receipt_id from {{ source('raw', 'wms_inspections') }}
@@ -269,6 +282,11 @@ receipts_touched as (
     where return_key in (select {{ surrogate_key('return', ['rma_normalized']) }} from returns_1)
 ),
 
+receipt_versions as materialized (
+    select receipt_id, rma_number, tracking_number from {{ source('raw', 'wms_receipts') }}
+    where receipt_id in (select receipt_id from receipts_touched)
+),
+
 -- round 2: the returns those receipts linked to before, or may link to now
 receipt_returns as (
     select r.rma_normalized
@@ -276,16 +294,11 @@ receipt_returns as (
     inner join {{ prev.int_returns_linked }} as r on r.return_key = pr.return_key
     where pr.receipt_id in (select receipt_id from receipts_touched)
     union
-    select {{ normalize_rma('rma_number') }}
-    from {{ source('raw', 'wms_receipts') }}
-    where receipt_id in (select receipt_id from receipts_touched)
+    select {{ normalize_rma('rma_number') }} from receipt_versions
     union
     select r.rma_normalized
     from {{ prev.int_returns_linked }} as r
-    where r.tracking_normalized in (
-        select {{ normalize_rma('tracking_number') }} from {{ source('raw', 'wms_receipts') }}
-        where receipt_id in (select receipt_id from receipts_touched)
-    )
+    where r.tracking_normalized in (select {{ normalize_rma('tracking_number') }} from receipt_versions)
 ),
 
 -- Shopify refunds: changed, or linked (before or now) through a touched return's line items or
@@ -302,7 +315,7 @@ refund_versions as (
     where id is not null
 ),
 
-refunds_touched as (
+refunds_touched as materialized (
     select id from refunds_changed
     union
     select id from refund_versions
@@ -333,11 +346,16 @@ refund_returns as (
 ),
 
 -- ERP credit notes with a line from a touched return's lines: the returns of all their lines
+-- (a return order of a touched return: one the previous build had under its RMA, or a changed one)
 touched_sale_lines as (
-    select lines.sale_line_id
-    from {{ ref('stg_erp__sale_lines') }} as lines
-    inner join {{ ref('stg_erp__sales') }} as sales on sales.sale_id = lines.sale_id
-    where {{ normalize_rma('sales.reference') }} in (select rma_normalized from returns_1)
+    select sale_line_id
+    from {{ ref('stg_erp__sale_lines') }}
+    where sale_id in (
+        select sale_id from {{ prev.int_return_orders_joined }}
+        where rma_normalized in (select rma_normalized from returns_1)
+        union
+        select id from sales_touched
+    )
 ),
 
 notes_touched as (
