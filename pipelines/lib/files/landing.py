@@ -173,13 +173,13 @@ def land_files(
     if memory_limit:
         previous_limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
         con.execute(f"set memory_limit = '{memory_limit}'")
-    with transaction(con):  # one commit for the hash cache's new rows, not one per file
-        hashes = [sha256_cached(con, path) for _, path in work]
-    # The readers build millions of short-lived, acyclic containers (freed by reference
-    # counting): the cyclic collector only re-walks them, ~8% of the CPU on a large file.
     collecting = gc.isenabled()
-    gc.disable()
     try:
+        with transaction(con):  # one commit for the hash cache's new rows, not one per file
+            hashes = [sha256_cached(con, path) for _, path in work]
+        # The readers build millions of short-lived, acyclic containers (freed by reference
+        # counting): the cyclic collector only re-walks them, ~8% of the CPU on a large file.
+        gc.disable()
         for (fs, path), sha in zip(work, hashes, strict=True):
             if bar is not None:
                 bar.set_postfix_str(path.relative_to(landing).as_posix(), refresh=False)
