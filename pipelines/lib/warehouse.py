@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -131,23 +132,33 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> Any:
+    """The single value of a one-row query, with the result fully consumed.
+
+    DuckDB 2's Python client keeps a result open after `fetchone()` and then refuses
+    `register()` and `sql()` on the connection ("unfinished result"); `fetchall()` closes it.
+    """
+    return con.execute(sql, params or []).fetchall()[0][0]
+
+
 def write_dead_letters(con: duckdb.DuckDBPyConnection, letters: Iterable[DeadLetter]) -> int:
     """Record dead letters (idempotent by source and position); returns how many were new."""
     rows = [(d.source, d.position, d.raw, d.error) for d in letters]
     if not rows:
         return 0
-    before = con.execute("select count(*) from meta.dead_letters").fetchone()[0]
+    before = scalar(con, "select count(*) from meta.dead_letters")
     con.executemany(
         "insert or ignore into meta.dead_letters values (?, ?, ?, ?, current_timestamp)", rows
     )
-    return con.execute("select count(*) from meta.dead_letters").fetchone()[0] - before
+    return scalar(con, "select count(*) from meta.dead_letters") - before
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     return bool(
-        con.execute(
+        scalar(
+            con,
             "select count(*) from information_schema.tables "
             "where table_schema = ? and table_name = ?",
             [schema, table],
-        ).fetchone()[0]
+        )
     )

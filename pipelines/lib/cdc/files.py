@@ -35,7 +35,7 @@ from pipelines.lib.cdc.land import (
     load_connectors,
 )
 from pipelines.lib.filehash import sha256_cached
-from pipelines.lib.warehouse import DeadLetter, utcnow
+from pipelines.lib.warehouse import DeadLetter, scalar, utcnow
 
 LEDGER_SOURCE = "file"  # meta.stream_offsets source of records read from files
 FILES_SOURCE = "cdc"  # meta.files_landed source
@@ -153,9 +153,7 @@ def land_cdc_files(
         for path in paths:
             rel = path.relative_to(landing_dir).as_posix()
             sha = sha256_cached(con, path)  # re-read only if size, mtime or inode changed
-            done = con.execute(
-                "select count(*) from meta.files_landed where sha256 = ?", [sha]
-            ).fetchone()[0]
+            done = scalar(con, "select count(*) from meta.files_landed where sha256 = ?", [sha])
             if done:
                 bar.update(path.stat().st_size)
                 summary.files_skipped.append(rel)

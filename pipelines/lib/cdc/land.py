@@ -44,7 +44,13 @@ from pipelines.lib.cdc.decode import (
     parse_key,
 )
 from pipelines.lib.contracts import CDC_BY_TOPIC, CDC_META_COLUMNS, CdcTable
-from pipelines.lib.warehouse import DeadLetter, transaction, utcnow, write_dead_letters
+from pipelines.lib.warehouse import (
+    DeadLetter,
+    scalar,
+    transaction,
+    utcnow,
+    write_dead_letters,
+)
 
 DEAD_LETTER_SOURCE = "cdc"
 CONNECTORS_FILE = Path("cdc") / "connectors.json"
@@ -542,5 +548,5 @@ def landed_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Rows per raw CDC table (for summaries and tests)."""
     out = {}
     for t in CDC_BY_TOPIC.values():
-        out[t.raw_table] = con.execute(f"select count(*) from raw.{t.raw_table}").fetchone()[0]
+        out[t.raw_table] = scalar(con, f"select count(*) from raw.{t.raw_table}")
     return out
