@@ -141,6 +141,27 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None)
     return con.execute(sql, params or []).fetchall()[0][0]
 
 
+LANDING_MEMORY_LIMIT = "128MB"  # DuckDB's share while landing: ingestion's goal is 512 MB in all
+
+
+@contextmanager
+def memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[None]:
+    """Lower DuckDB's `memory_limit` on `con` for a block, restored afterwards (None: no change).
+
+    DuckDB's buffer pool otherwise grows to 80% of RAM as raw tables are written; with a limit
+    it writes out (or spills) what does not fit, and landing keeps a flat footprint.
+    """
+    if not limit:
+        yield
+        return
+    previous = scalar(con, "select current_setting('memory_limit')")
+    con.execute(f"set memory_limit = '{limit}'")
+    try:
+        yield
+    finally:
+        con.execute(f"set memory_limit = '{previous}'")
+
+
 def write_dead_letters(con: duckdb.DuckDBPyConnection, letters: Iterable[DeadLetter]) -> int:
     """Record dead letters (idempotent by source and position); returns how many were new."""
     rows = [(d.source, d.position, d.raw, d.error) for d in letters]

@@ -35,7 +35,13 @@ from pipelines.lib.cdc.land import (
     load_connectors,
 )
 from pipelines.lib.filehash import sha256_cached
-from pipelines.lib.warehouse import DeadLetter, scalar, utcnow
+from pipelines.lib.warehouse import (
+    LANDING_MEMORY_LIMIT,
+    DeadLetter,
+    memory_limit,
+    scalar,
+    utcnow,
+)
 
 LEDGER_SOURCE = "file"  # meta.stream_offsets source of records read from files
 FILES_SOURCE = "cdc"  # meta.files_landed source
@@ -149,7 +155,11 @@ def land_cdc_files(
         connectors = load_connectors(landing_dir)
     summary = FilesSummary()
     paths = cdc_files(landing_dir)
-    with _progress(paths, progress, "cdc files") as bar, gc_paused():
+    with (
+        _progress(paths, progress, "cdc files") as bar,
+        gc_paused(),
+        memory_limit(con, LANDING_MEMORY_LIMIT),
+    ):
         for path in paths:
             rel = path.relative_to(landing_dir).as_posix()
             sha = sha256_cached(con, path)  # re-read only if size, mtime or inode changed

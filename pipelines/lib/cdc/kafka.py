@@ -480,7 +480,10 @@ def consume(
         start = dict(start)
     total = BatchResult.empty()
     bar = None
-    with warehouse.connection(settings.db_path) as con:
+    with (
+        warehouse.connection(settings.db_path) as con,
+        warehouse.memory_limit(con, warehouse.LANDING_MEMORY_LIMIT),
+    ):
         plan = _Plan(
             bootstrap=bootstrap,
             group=settings.kafka_group,

@@ -32,11 +32,19 @@ from pipelines.lib.contracts import FILE_SOURCES, FileSource
 from pipelines.lib.filehash import sha256_cached, sha256_of
 from pipelines.lib.files.delimited import ContractViolation, land_delimited, read_header
 from pipelines.lib.files.ndjson import land_ndjson
-from pipelines.lib.warehouse import DeadLetter, transaction, utcnow, write_dead_letters
+from pipelines.lib.warehouse import (
+    LANDING_MEMORY_LIMIT,
+    DeadLetter,
+    transaction,
+    utcnow,
+    write_dead_letters,
+)
+from pipelines.lib.warehouse import memory_limit as limited_memory
 
 QUARANTINE_DIR = "_quarantine"
-MEMORY_LIMIT = "128MB"  # DuckDB's share while landing (goal: ingestion within 512 MB; its buffer
-#                          pool fills up to it: 256 MB cost ~60 MB more RSS, no less CPU)
+# DuckDB's share while landing (goal: ingestion within 512 MB; its buffer pool fills up to it:
+# 256 MB cost ~60 MB more RSS, no less CPU)
+MEMORY_LIMIT = LANDING_MEMORY_LIMIT
 BATCH_ROWS = 20_000  # rows per Arrow batch: bounds memory (DuckDB reads each batch once)
 BATCH_BYTES = 4 << 20  # ...or this much input per batch, whichever comes first (a 4 MB batch of
 #                        webhooks is ~5,000 rows and ~40 MB of Python objects)
@@ -169,45 +177,40 @@ def land_files(
 
         bar = tqdm(total=len(work), desc="landing files", unit="file", file=sys.stderr)
     done = landed_hashes(con)
-    previous_limit = None
-    if memory_limit:
-        previous_limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
-        con.execute(f"set memory_limit = '{memory_limit}'")
     collecting = gc.isenabled()
     try:
-        with transaction(con):  # one commit for the hash cache's new rows, not one per file
-            hashes = [sha256_cached(con, path) for _, path in work]
-        # The readers build millions of short-lived, acyclic containers (freed by reference
-        # counting): the cyclic collector only re-walks them, ~8% of the CPU on a large file.
-        gc.disable()
-        for (fs, path), sha in zip(work, hashes, strict=True):
-            if bar is not None:
-                bar.set_postfix_str(path.relative_to(landing).as_posix(), refresh=False)
-            summary = summaries[fs.raw_table]
-            if sha in done:
-                summary.files_skipped += 1
-            else:
-                _land_one(
-                    con,
-                    fs,
-                    landing,
-                    path,
-                    sha,
-                    ingested_at,
-                    (batch_rows, batch_bytes),
-                    summary,
-                    fast_path,
-                )
-                done.add(sha)
-            if bar is not None:
-                bar.update()
+        with limited_memory(con, memory_limit):
+            with transaction(con):  # one commit for the hash cache's new rows, not one per file
+                hashes = [sha256_cached(con, path) for _, path in work]
+            # The readers build millions of short-lived, acyclic containers (freed by reference
+            # counting): the cyclic collector only re-walks them, ~8% of the CPU on a large file.
+            gc.disable()
+            for (fs, path), sha in zip(work, hashes, strict=True):
+                if bar is not None:
+                    bar.set_postfix_str(path.relative_to(landing).as_posix(), refresh=False)
+                summary = summaries[fs.raw_table]
+                if sha in done:
+                    summary.files_skipped += 1
+                else:
+                    _land_one(
+                        con,
+                        fs,
+                        landing,
+                        path,
+                        sha,
+                        ingested_at,
+                        (batch_rows, batch_bytes),
+                        summary,
+                        fast_path,
+                    )
+                    done.add(sha)
+                if bar is not None:
+                    bar.update()
     finally:
         if collecting:
             gc.enable()
         if bar is not None:
             bar.close()
-        if previous_limit is not None:
-            con.execute(f"set memory_limit = '{previous_limit}'")
     return summaries
 
 
