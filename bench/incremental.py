@@ -148,6 +148,12 @@ def prepare_base(landing: Path, work: Path, events: int, as_of: str) -> tuple[Pa
     return base_landing, base / "warehouse.duckdb", held
 
 
+def scope_text(scope: dict[str, int], returns: int) -> str:
+    if "full" in scope or "return" not in scope:
+        return "every return recomputed"
+    return f"{scope['return']:,} of {returns:,} returns recomputed"
+
+
 def touched_scope(db: Path) -> dict[str, int]:
     """What the incremental dbt models recomputed (`intermediate.int_returns_touched`: rows per
     kind; a `full` row means everything)."""
@@ -258,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             if dbt_el and dbt_fixed
             else ""
         )
-        + f"; {figures['incremental_scope'].get('return', 'all')} returns recomputed"
+        + f"; {scope_text(figures['incremental_scope'], args.returns)}"
         f"; report = answer key ({len(expected):,})"
     )
     emit(line, summary, append=not args.no_append)
