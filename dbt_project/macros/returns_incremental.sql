@@ -58,11 +58,12 @@ from {{ ref('int_returns_touched') }}
 
 {#- True when this build must recompute every row of an incremental model (also at parse time). -#}
 {% macro returns_scope_is_full() -%}
-    {%- if not execute or model.resource_type == 'unit_test' or this is none or not is_incremental() -%}
+    {%- if not execute or flags.WHICH not in ['run', 'build', 'retry'] or model.resource_type == 'unit_test'
+            or this is none or not is_incremental() -%}
         {{ return(true) }}
     {%- endif -%}
     {%- set touched = ref('int_returns_touched') -%}
-    {%- if touched is none -%}
+    {%- if touched is none or load_relation(touched) is none -%}
         {{ return(true) }}
     {%- endif -%}
     {%- set result = run_query("select count(*) from " ~ touched ~ " where kind = 'full'") -%}

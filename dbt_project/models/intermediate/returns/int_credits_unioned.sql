@@ -110,14 +110,9 @@ erp as (
     where return_key is not null and {{ in_touched('return_key', 'return', full) }}
 ),
 
-saas_lines as (
-    select provider_line_item_id, return_line_key, return_key, sku
-    from {{ ref('int_channel_return_lines_unioned') }} as lines
-    inner join {{ ref('stg_returns_saas__return_line_items') }} as items
-        on items.rma_normalized = lines.rma_normalized
-        and items.channel_sku = lines.channel_sku
-    where lines.source_system = 'returns_saas' and items.provider_line_item_id is not null
-    qualify row_number() over (partition by provider_line_item_id order by return_key) = 1
+-- the refund line items view deduplicates the whole raw refunds file rows on every read: read once
+refund_items as materialized (
+    select * from {{ ref('stg_shopify__refund_line_items') }}
 ),
 
 refunds as (
@@ -133,7 +128,7 @@ refunds as (
             )
             or refund_id in (
                 select items.refund_id
-                from {{ ref('stg_shopify__refund_line_items') }} as items
+                from refund_items as items
                 inner join {{ ref('stg_returns_saas__return_line_items') }} as saas
                     on saas.provider_line_item_id = items.line_item_id
                 where {{ in_touched('saas.rma_normalized', 'rma', full) }}
@@ -142,8 +137,20 @@ refunds as (
     {%- endif %}
 ),
 
-refund_items as (
-    select * from {{ ref('stg_shopify__refund_line_items') }}
+
+saas_lines as (
+    select provider_line_item_id, return_line_key, return_key, sku
+    from {{ ref('int_channel_return_lines_unioned') }} as lines
+    inner join {{ ref('stg_returns_saas__return_line_items') }} as items
+        on items.rma_normalized = lines.rma_normalized
+        and items.channel_sku = lines.channel_sku
+    where lines.source_system = 'returns_saas' and items.provider_line_item_id is not null
+    {%- if not full %}
+        and items.provider_line_item_id in (
+            select line_item_id from refund_items where refund_id in (select refund_id from refunds)
+        )
+    {%- endif %}
+    qualify row_number() over (partition by provider_line_item_id order by return_key) = 1
 ),
 
 saas_orders as (

@@ -30,7 +30,9 @@
 {%- set models = returns_incremental_models() %}
 {%- set prev = {} %}
 {%- set reason = namespace(full=none, watermark=none) %}
-{%- if execute %}
+{#- the scope is computed only when models are built (not by compile, show or docs generate) -#}
+{%- set building = execute and flags.WHICH in ['run', 'build', 'retry'] %}
+{%- if building %}
     {%- for name in ['int_return_orders_joined', 'int_returns_linked', 'int_receipts_linked', 'int_dispositions_mapped', 'int_credits_unioned', 'int_return_stock_moves_joined'] %}
         {%- set rel = adapter.get_relation(database=target.database, schema='intermediate', identifier=name) %}
         {%- if rel is none %}{% set reason.full = 'no previous ' ~ name %}{% endif %}
@@ -40,7 +42,12 @@
         select md5(coalesce((select string_agg(t::varchar, '|' order by t::varchar) from {{ ref('reason_map') }} as t), '')
             || '#' || coalesce((select string_agg(t::varchar, '|' order by t::varchar) from {{ ref('disposition_map') }} as t), ''))
     {%- endset %}
-    {%- set fingerprint = run_query(fingerprint_sql).columns[0].values()[0] %}
+    {%- if load_relation(ref('reason_map')) is none or load_relation(ref('disposition_map')) is none %}
+        {%- set fingerprint = '' %}
+        {%- set reason.full = 'no seeds yet' %}
+    {%- else %}
+        {%- set fingerprint = run_query(fingerprint_sql).columns[0].values()[0] %}
+    {%- endif %}
     {%- if adapter.get_relation(database=target.database, schema='intermediate', identifier='_incremental_state') is none %}
         {%- set reason.full = 'no watermarks yet' %}
     {%- endif %}
@@ -68,7 +75,7 @@
     {%- endif %}
 {%- else %}
     {%- set fingerprint = '' %}
-    {%- set reason.full = 'parse' %}
+    {%- set reason.full = 'not a build' %}
 {%- endif %}
 {%- set all_raw = ['erp_sale_sale', 'erp_sale_line', 'erp_account_invoice', 'erp_account_invoice_line', 'erp_stock_move', 'erp_stock_location', 'erp_stock_shipment_out_return', 'erp_product_product', 'erp_currency_currency', 'erp_party_party', 'wms_receipts', 'wms_inspections', 'returns_saas_webhooks', 'shopify_refunds', 'amazon_returns', 'b2b_credit_requests', 'sku_crosswalk', 'warehouse_crosswalk'] %}
 {%- set since = "_ingested_at > '" ~ reason.watermark ~ "'::timestamptz" %}
