@@ -18,8 +18,9 @@
 
 -- What the raw rows landed since the last build can have changed (macros/returns_incremental.sql):
 -- one row per touched return (`kind` return, `key` = return_key), ERP sale (return order), WMS
--- receipt, WMS inspection and Shopify refund, or one `full` row when everything must be recomputed. Every row carries the
--- watermark the incremental models record after their build and the seeds' fingerprint.
+-- receipt, WMS inspection and Shopify refund, or one `full` row when everything must be
+-- recomputed. Every row carries the watermark the incremental models record after their build
+-- and the seeds' fingerprint.
 --
 -- A changed record touches every return it belonged to or may belong to now: all the RMAs any
 -- version of it in the raw change log names, and the return the previous build linked it to.
@@ -65,7 +66,7 @@
             select
                 (select count(*) from {{ source('raw', 'sku_crosswalk') }} where _ingested_at > '{{ reason.watermark }}')
                 + (select count(*) from {{ source('raw', 'warehouse_crosswalk') }} where _ingested_at > '{{ reason.watermark }}')
-                {%- for t in ['erp_sale_sale', 'erp_sale_line', 'erp_account_invoice', 'erp_account_invoice_line', 'erp_stock_move', 'wms_receipts', 'wms_inspections'] %}
+                {%- for t in ['erp_sale_sale', 'erp_sale_line', 'erp_account_invoice', 'erp_account_invoice_line', 'erp_stock_move', 'erp_stock_location', 'erp_product_product', 'erp_currency_currency', 'wms_receipts', 'wms_inspections'] %}
                 + (select count(*) from {{ source('raw', t) }} where _op = 't' and _ingested_at > '{{ reason.watermark }}')
                 {%- endfor %}
         {%- endset %}
