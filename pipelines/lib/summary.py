@@ -17,6 +17,7 @@ def collect(settings: Settings) -> dict:
         tables = con.execute(
             "select table_schema, table_name from information_schema.tables "
             "where table_schema in ('raw', 'staging', 'intermediate', 'marts', 'recon') "
+            "and not starts_with(table_name, '_') "  # bookkeeping, e.g. _incremental_state
             "order by 1, 2"
         ).fetchall()
         for schema, name in tables:
