@@ -39,6 +39,7 @@ from bench._common import (
     stage_ingest,
     work_dir,
 )
+from pipelines.lib.warehouse import LANDING_MEMORY_LIMIT
 
 NAME = "ingest_memory"
 GOAL_MB = 512.0
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         "ingest_s": secs,
         "events_per_s": round(counts["events"] / secs["median"]),
         "landed": info,
-        "duckdb_memory_limit": args.duckdb_memory_limit or "default",
+        "duckdb_memory_limit": args.duckdb_memory_limit
+        or f"landing default ({LANDING_MEMORY_LIMIT})",
         "goal_mb": GOAL_MB,
         "goal_size": args.returns >= GOAL_RETURNS,
         "goal_met": args.returns >= GOAL_RETURNS and peak["max"] <= GOAL_MB,
