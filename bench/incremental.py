@@ -98,14 +98,15 @@ def hold_back(landing: Path, events: int, late_dir: Path) -> int:
         share = max(0, min(share, n - 1))  # keep at least one line: the base file still lands
         if share == 0:
             continue
-        with open(path, "rb") as fh:
-            lines = fh.readlines()
         rel = path.relative_to(landing)
         late = late_dir / rel.with_name(rel.stem + LATE + rel.suffix)
         late.parent.mkdir(parents=True, exist_ok=True)
-        late.write_bytes(b"".join(lines[n - share :]))
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(b"".join(lines[: n - share]))
+        # streamed: a file read whole (GBs at 1,000,000 returns) would stay in this process's
+        # RSS, and every stage forked afterwards starts with it in its ru_maxrss
+        with open(path, "rb") as src, open(tmp, "wb") as kept, open(late, "wb") as cut:
+            for number, line in enumerate(src):
+                (kept if number < n - share else cut).write(line)
         before = path.stat()
         os.replace(tmp, path)
         # the cut file keeps the drop's time, as if written then: a file modified within the
