@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from decimal import Decimal as D
 from pathlib import Path
@@ -22,7 +19,7 @@ import duckdb
 import pytest
 
 from pipelines.lib import warehouse
-from pipelines.settings import DBT_PROJECT_DIR
+from tests.dbt.cli import dbt
 from tests.dbt.landscape import INGESTED, RawWriter, land_batch, land_clean, noisy_batches
 
 AS_OF = "2026-03-20T00:00:00+00:00"
@@ -41,28 +38,17 @@ MARTS = (
 def dbt_build(db: Path, work: Path, *extra: str, tests: bool = True) -> None:
     """`dbt build` of seeds and every layer but recon (the reconciliation engineer's area) on
     `db`, with the data and unit tests unless `tests` is false."""
-    dbt = str(Path(sys.executable).with_name("dbt"))
-    env = {**os.environ, "RETURNSYNC_DB": str(db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
-    cmd = [
-        dbt,
+    dbt(
+        db,
+        work,
         "build",
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-        "--target-path",
-        str(work / "target"),
-        "--log-path",
-        str(work / "logs"),
         "--exclude",
         "path:models/recon",
         *([] if tests else ["resource_type:test", "resource_type:unit_test"]),
         "--vars",
         json.dumps({"as_of": AS_OF}),
         *extra,
-    ]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=work)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    )
 
 
 def snapshot(db: Path, exclude: tuple[str, ...] = ()) -> dict[str, list[tuple]]:

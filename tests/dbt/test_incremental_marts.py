@@ -12,10 +12,7 @@ really have been scoped (no `full` row in `int_returns_touched`).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +20,7 @@ import duckdb
 
 from pipelines.lib import warehouse
 from pipelines.lib.contracts import CDC_TABLES
-from pipelines.settings import DBT_PROJECT_DIR
+from tests.dbt.cli import dbt
 
 MARTS = (
     "returns",
@@ -45,19 +42,10 @@ LANDED = datetime(2026, 11, 2, tzinfo=UTC)
 
 def build(db: Path, work: Path, as_of: str, *extra: str) -> None:
     """`dbt build` of seeds and models (recon included), no tests."""
-    dbt = str(Path(sys.executable).with_name("dbt"))
-    env = {**os.environ, "RETURNSYNC_DB": str(db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
-    cmd = [
-        dbt,
+    dbt(
+        db,
+        work,
         "build",
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-        "--target-path",
-        str(work / "target"),
-        "--log-path",
-        str(work / "logs"),
         "--resource-type",
         "seed",
         "--resource-type",
@@ -65,9 +53,7 @@ def build(db: Path, work: Path, as_of: str, *extra: str) -> None:
         "--vars",
         json.dumps({"as_of": as_of}),
         *extra,
-    ]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=work)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    )
 
 
 def land_batch(db: Path, source: Path, batch: int) -> int:
