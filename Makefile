@@ -21,10 +21,13 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 # The environment, from the lock file; re-synced whenever pyproject.toml or the lock change.
+# --compile-bytecode: uv writes no .pyc by default, and with PYTHONDONTWRITEBYTECODE set (as on
+# this machine) Python never writes them either, so every process compiled every module it
+# imported: 1.7 s of each dbt start, 1 s of each Dagster start, 0.3 s of each Kafka fetcher.
 $(BIN)/.installed: pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync -q --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $@
 
@@ -65,7 +68,7 @@ kafka-stop: ## Stop the background broker
 .venv-erp/.installed: erp/requirements.lock
 	@test -x .venv-erp/bin/python || $(PYTHON) -m venv .venv-erp
 	@.venv-erp/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	.venv-erp/bin/uv pip sync -q --python .venv-erp/bin/python erp/requirements.lock
+	.venv-erp/bin/uv pip sync -q --compile-bytecode --python .venv-erp/bin/python erp/requirements.lock
 	@touch $@
 
 erp-install: .venv-erp/.installed ## The Tryton server's own environment (.venv-erp)
