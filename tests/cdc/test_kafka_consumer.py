@@ -169,3 +169,27 @@ def test_not_configured_is_a_clear_error(tmp_path):
     settings = Settings.from_env(env={}, base_dir=tmp_path)
     with pytest.raises(ValueError, match="RETURNSYNC_KAFKA_BOOTSTRAP"):
         kafka.consume(settings)
+
+
+def test_a_cut_batch_keeps_a_prefix_of_each_partition():
+    """When the prefetch children together reach max_records, the batch that crosses it is cut
+    to its first records: each partition keeps consecutive reads from its start."""
+    from array import array
+
+    batch = [
+        ("t", 0, array("q", [5, 6, 7]), [b"k5", b"k6", b"k7"], [b"v5", b"v6", b"v7"]),
+        ("t", 1, array("q", [0, 1]), [None, None], [b"w0", b"w1"]),
+    ]
+    cut = kafka._head(batch, 4)
+    assert [(t, p, list(o), v) for t, p, o, _, v in cut] == [
+        ("t", 0, [5, 6, 7], [b"v5", b"v6", b"v7"]),
+        ("t", 1, [0], [b"w0"]),
+    ]
+    assert kafka._head(batch, 2)[0][2].tolist() == [5, 6] and len(kafka._head(batch, 2)) == 1
+    records = kafka._records(cut)
+    assert [(r.partition, r.offset, r.value) for r in records] == [
+        (0, 5, b"v5"),
+        (0, 6, b"v6"),
+        (0, 7, b"v7"),
+        (1, 0, b"w0"),
+    ]

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import re
 import sys
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,7 +45,8 @@ CLIENT_ID = "returnsync"
 BATCH_SIZE = 20_000  # records per DuckDB transaction (at most)
 BOOTSTRAP_TIMEOUT_MS = 10_000  # kafka-python 3.0 waits 30 s by default for an unreachable broker
 POLL_TIMEOUT_MS = 500
-CHILD_SILENCE_S = 300.0  # the prefetch child is presumed stuck after this long without a word
+CHILD_SILENCE_S = 300.0  # a prefetch child is presumed stuck after this long without a word
+FETCH_PROCESSES = 3  # prefetch children; each polls its share of the partitions
 MAX_IDLE_POLLS = 60  # ~30 s without a record while short of the end offsets: give up the run
 
 TopicPartitionKey = tuple[str, int]
@@ -182,8 +186,10 @@ def _ledger(con) -> dict[TopicPartitionKey, int]:
 
 # -- consuming -----------------------------------------------------------------------------------
 
-# A record on its way from the fetcher to land_batch: (topic, partition, offset, key, value).
-RawRecord = tuple[str, int, int, bytes | None, bytes | None]
+# Records on their way from the fetcher to land_batch, by column: one chunk per partition and
+# poll, (topic, partition, offsets, keys, values). Columns cost a third of what a tuple per record
+# costs to pickle through the prefetch pipe, and half to unpickle.
+Chunk = tuple[str, int, array, list, list]
 
 
 class _Record(NamedTuple):
@@ -212,6 +218,8 @@ class _Plan:
     deadline: float | None  # time.monotonic() value (system-wide on Linux, so fork-safe)
     batch_size: int
     bootstrap_timeout_ms: int
+    shard: int = 0  # this fetcher reads partitions shard, shard + shards, ... of the sorted list
+    shards: int = 1
 
 
 class _Fetcher:
@@ -234,7 +242,7 @@ class _Fetcher:
     def open(self) -> int:
         """Assign and seek; returns how many records the run expects to read."""
         plan, consumer = self.plan, self.consumer
-        self.tps = _partitions(consumer, plan.pattern, plan.topics)
+        self.tps = _partitions(consumer, plan.pattern, plan.topics)[plan.shard :: plan.shards]
         if not self.tps:
             return 0
         consumer.assign(self.tps)
@@ -271,7 +279,7 @@ class _Fetcher:
         # clamp into what the log holds (retention may have deleted the start)
         return {tp: min(max(o, begin[tp]), ends[tp]) for tp, o in positions.items()}
 
-    def batches(self) -> Iterator[tuple[list[RawRecord], dict[TopicPartitionKey, int]]]:
+    def batches(self) -> Iterator[tuple[list[Chunk], dict[TopicPartitionKey, int]]]:
         """Micro-batches until caught up to the end offsets, max_records or the deadline."""
         plan, consumer = self.plan, self.consumer
         done = 0
@@ -285,12 +293,13 @@ class _Fetcher:
             if want <= 0:
                 return
             batch, last = _poll_batch(consumer, want, plan.deadline)
-            idle = 0 if batch else idle + 1
+            n = sum(len(chunk[2]) for chunk in batch)
+            idle = 0 if n else idle + 1
             for tp in list(self.pending):
                 if consumer.position(tp) >= self.ends[tp]:
                     self.pending.discard(tp)
-            if batch:
-                done += len(batch)
+            if n:
+                done += n
                 yield batch, last
 
     def commit(self, offsets: Mapping[TopicPartitionKey, int]) -> None:
@@ -315,31 +324,57 @@ class _Fetcher:
 
 def _poll_batch(
     consumer, want: int, deadline: float | None
-) -> tuple[list[RawRecord], dict[TopicPartitionKey, int]]:
+) -> tuple[list[Chunk], dict[TopicPartitionKey, int]]:
     """Up to `want` records from one or a few polls; also each partition's next offset."""
-    batch: list[RawRecord] = []
+    batch: list[Chunk] = []
     last: dict[TopicPartitionKey, int] = {}
-    while len(batch) < want:
+    got = 0
+    while got < want:
         if deadline is not None and time.monotonic() >= deadline:
             break
-        polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=want - len(batch))
+        polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=want - got)
         if not polled:
             break
         for tp, messages in polled.items():
-            topic, partition = tp.topic, tp.partition
-            batch.extend((topic, partition, m.offset, m.key, m.value) for m in messages)
-            last[(topic, partition)] = messages[-1].offset + 1
+            offsets = array("q", [m.offset for m in messages])
+            keys = [m.key for m in messages]
+            values = [m.value for m in messages]
+            batch.append((tp.topic, tp.partition, offsets, keys, values))
+            last[(tp.topic, tp.partition)] = offsets[-1] + 1
+            got += len(offsets)
     return batch, last
 
 
-# -- the fetcher in a child process (prefetch) --------------------------------------------------
+def _records(batch: list[Chunk]) -> list[_Record]:
+    records: list[_Record] = []
+    for topic, partition, offsets, keys, values in batch:
+        records.extend(map(_Record, repeat(topic), repeat(partition), offsets, keys, values))
+    return records
+
+
+def _head(batch: list[Chunk], n: int) -> list[Chunk]:
+    """The first n records of a batch (per partition, still a run of its consecutive reads)."""
+    out = []
+    for topic, partition, offsets, keys, values in batch:
+        if n <= 0:
+            break
+        out.append((topic, partition, offsets[:n], keys[:n], values[:n]))
+        n -= len(offsets)
+    return out
+
+
+# -- the fetchers in child processes (prefetch) -------------------------------------------------
 #
 # kafka-python decodes record batches in Python, and so does the Debezium decoder: in one process
-# they take turns. With `prefetch`, a forked child polls Kafka while the parent decodes and writes
-# DuckDB, so the two use both cores. The child never touches DuckDB; it hands the parent raw
-# records through a pipe (at most about one batch ahead: the pipe is the back-pressure) and commits
-# consumer-group offsets when the parent says a batch is in DuckDB. If the parent dies (SIGKILL),
-# the child gets SIGKILL too (PR_SET_PDEATHSIG) or a broken pipe, and exits.
+# they take turns. With `prefetch`, forked children poll Kafka while the parent decodes and writes
+# DuckDB. There are FETCH_PROCESSES of them, each with every third partition: one child alone
+# polled more slowly than the parent landed, and cannot poll while it sends. On 300,000 events in
+# 3 partitions (bench/ingest.py) one child landed at 0.57x the bare consume, two at 0.61x (one of
+# them had two partitions), three at 0.65-0.70x. A child never touches DuckDB; it hands the
+# parent raw records through a pipe (at most about one batch ahead: the pipe is the
+# back-pressure), commits consumer-group offsets when the parent says a batch is in DuckDB, and
+# stops early when told to (the run's max_records was reached by the children together). If the
+# parent dies (SIGKILL), the children get SIGKILL too (PR_SET_PDEATHSIG) or a broken pipe.
 
 
 def _die_with_parent() -> None:
@@ -365,9 +400,12 @@ def _fetch_child(conn, parent_end, plan: _Plan) -> None:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
             return
         conn.send(("open", todo))
+        stopped = False
         for batch, last in fetcher.batches():
-            while conn.poll():
-                _child_command(conn.recv(), fetcher)
+            while conn.poll() and not stopped:
+                stopped = _child_command(conn.recv(), fetcher)
+            if stopped:
+                break
             conn.send(("batch", batch, last))
         conn.send(("end",))
         while True:  # final commits, until the parent closes
@@ -386,61 +424,117 @@ def _fetch_child(conn, parent_end, plan: _Plan) -> None:
         conn.close()
 
 
-def _child_command(message: tuple, fetcher: _Fetcher) -> None:
+def _child_command(message: tuple, fetcher: _Fetcher) -> bool:
+    """Carry out a command from the parent; True if it says stop."""
     if message[0] == "commit":
         fetcher.commit(message[1])
+    return message[0] == "stop"
 
 
-class _ChildFetcher:
-    """The parent's end of `_fetch_child`: the same interface as `_Fetcher`."""
+class _Child:
+    """One forked `_fetch_child` and the parent's end of its pipe."""
 
-    def __init__(self, plan: _Plan) -> None:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("fork")
+    def __init__(self, ctx, plan: _Plan) -> None:
         self.conn, child_end = ctx.Pipe()
         self.proc = ctx.Process(target=_fetch_child, args=(child_end, self.conn, plan), daemon=True)
         self.proc.start()
         child_end.close()
 
-    def _recv(self) -> tuple:
+    def recv(self) -> tuple:
         try:
-            if not self.conn.poll(CHILD_SILENCE_S):  # it reports at least every idle poll
-                self.proc.kill()
-                raise RuntimeError(
-                    f"the Kafka fetch process said nothing for {CHILD_SILENCE_S:.0f} s; stopped it"
-                )
             message = self.conn.recv()
         except EOFError:
-            raise RuntimeError("the Kafka fetch process ended unexpectedly") from None
+            raise RuntimeError("a Kafka fetch process ended unexpectedly") from None
         if message[0] == "unavailable":
             raise KafkaUnavailableError(message[1])
         if message[0] == "error":
             raise RuntimeError(f"Kafka fetch failed: {message[1]}")
         return message
 
-    def open(self) -> int:
-        return self._recv()[1]
+    def send(self, *message: Any) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(message)
 
-    def batches(self) -> Iterator[tuple[list[RawRecord], dict[TopicPartitionKey, int]]]:
-        while True:
-            message = self._recv()
-            if message[0] == "end":
-                return
-            yield message[1], message[2]
+
+class _ChildFetchers:
+    """The parent's side of the prefetch children: the same interface as `_Fetcher`.
+
+    Batches are taken from whichever child has one ready. The children share the run's
+    `max_records`: once their batches reach it, the batch that crosses it is cut and the children
+    are told to stop (what they had already polled is read and dropped)."""
+
+    def __init__(self, plan: _Plan, processes: int) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self.max_records = plan.max_records or None  # 0: no limit
+        self.children: list[_Child] = []
+        for shard in range(processes):
+            shard_plan = dataclasses.replace(plan, shard=shard, shards=processes)
+            self.children.append(_Child(ctx, shard_plan))
+        self.owner: dict[TopicPartitionKey, _Child] = {}  # who reads each partition
+
+    def _ready(self, children: list[_Child]) -> list[_Child]:
+        from multiprocessing.connection import wait
+
+        by_conn = {child.conn: child for child in children}
+        ready = wait(list(by_conn), timeout=CHILD_SILENCE_S)  # each reports every idle poll
+        if not ready:
+            for child in children:
+                child.proc.kill()
+            raise RuntimeError(
+                f"a Kafka fetch process said nothing for {CHILD_SILENCE_S:.0f} s; stopped it"
+            )
+        return [by_conn[conn] for conn in ready]
+
+    def open(self) -> int:
+        todo = sum(child.recv()[1] for child in self.children)
+        return min(todo, self.max_records) if self.max_records else todo
+
+    def batches(self) -> Iterator[tuple[list[Chunk], dict[TopicPartitionKey, int]]]:
+        live = list(self.children)
+        left = self.max_records
+        while live:
+            for child in self._ready(live):
+                message = child.recv()
+                if message[0] == "end":
+                    live.remove(child)
+                    continue
+                batch, last = message[1], message[2]
+                if left is not None:
+                    if left <= 0:
+                        continue  # polled before the stop arrived: dropped, read next run
+                    n = sum(len(chunk[2]) for chunk in batch)
+                    if n >= left:
+                        batch = _head(batch, left)
+                        last = {(c[0], c[1]): c[2][-1] + 1 for c in batch}
+                        for other in self.children:
+                            other.send("stop")
+                    left -= min(n, left)
+                for part in last:
+                    self.owner[part] = child
+                yield batch, last
 
     def commit(self, offsets: Mapping[TopicPartitionKey, int]) -> None:
-        with contextlib.suppress(OSError):
-            self.conn.send(("commit", dict(offsets)))
+        by_child: dict[int, tuple[_Child, dict]] = {}
+        for part, offset in offsets.items():
+            if (child := self.owner.get(part)) is not None:
+                by_child.setdefault(id(child), (child, {}))[1][part] = offset
+        for child, parts in by_child.values():
+            child.send("commit", parts)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.conn.send(("close",))
-        self.proc.join(timeout=30)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
-        self.conn.close()
+        # Closing our end after "close" also frees a child blocked sending a batch nobody will
+        # read (the run failed): its send fails and it exits; a child in its final-commit loop
+        # still reads the commits and the "close" already in the pipe.
+        for child in self.children:
+            child.send("close")
+            child.conn.close()
+        for child in self.children:
+            child.proc.join(timeout=30)
+            if child.proc.is_alive():
+                child.proc.kill()
+                child.proc.join()
 
 
 def consume(
@@ -467,7 +561,8 @@ def consume(
     `settings.kafka_max_records`, 0 = no limit), after `max_seconds`, or once every partition has
     reached the end offset it had when the run started. Each micro-batch (at most `batch_size`
     records) is one DuckDB transaction; its offsets are committed to the consumer group after it.
-    With `prefetch` (default) a forked child process polls Kafka while this one lands.
+    With `prefetch` (default) FETCH_PROCESSES forked child processes poll Kafka while this one
+    lands.
     """
     from pipelines.lib import warehouse
 
@@ -497,15 +592,15 @@ def consume(
             batch_size=batch_size,
             bootstrap_timeout_ms=bootstrap_timeout_ms,
         )
-        fetcher = _ChildFetcher(plan) if prefetch else _Fetcher(plan)
+        fetcher = _ChildFetchers(plan, FETCH_PROCESSES) if prefetch else _Fetcher(plan)
         try:
             todo = fetcher.open()
             if progress:
                 from tqdm import tqdm
 
                 bar = tqdm(total=todo, desc="kafka -> raw", unit="rec", file=sys.stderr)
-            for raw, last in fetcher.batches():
-                records = list(map(_Record._make, raw))
+            for batch, last in fetcher.batches():
+                records = _records(batch)
                 result = land_batch(
                     con,
                     records,
