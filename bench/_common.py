@@ -188,11 +188,13 @@ def landscape(
 
     Returns (path, seconds spent simulating now, or None when it came from the cache). The
     cache key is the directory name; a `.complete` marker is written last, so an interrupted
-    generation is redone.
+    generation is redone. The marker lists every file's size: a cache that was written to since
+    (runs must only ever see a hard-linked copy) is refused, not silently measured.
     """
     key = f"landscape-r{returns}-s{seed}-{as_of.replace(':', '').replace('-', '')}"
     path = cache_dir / key
     if (path / ".complete").exists():
+        check_unaltered(path)
         return path, None
     path.parent.mkdir(parents=True, exist_ok=True)
     log(f"simulating {returns:,} returns (seed {seed}) into {path} (cached for later runs)")
@@ -213,8 +215,38 @@ def landscape(
         env=child_env(),
     )
     marker = {"date": now_utc(), "simulate_s": round(run.seconds, 2), "load1": os.getloadavg()[0]}
+    marker["files"] = file_sizes(path)
     (path / ".complete").write_text(json.dumps(marker) + "\n")
     return path, run.seconds
+
+
+def file_sizes(landing: Path) -> dict[str, int]:
+    """Every file under a landing directory (but the marker) and its size in bytes."""
+    return {
+        str(p.relative_to(landing)): p.stat().st_size
+        for p in sorted(landing.rglob("*"))
+        if p.is_file() and p.name != ".complete"
+    }
+
+
+def check_unaltered(landing: Path) -> None:
+    """Exit if a cached landscape's files differ from those it was simulated with. A marker
+    written before the list existed gets it now (the cache is trusted once)."""
+    marker_path = landing / ".complete"
+    marker = json.loads(marker_path.read_text())
+    now = file_sizes(landing)
+    if "files" not in marker:
+        marker["files"] = now
+        marker_path.write_text(json.dumps(marker) + "\n")
+        return
+    was = marker["files"]
+    changed = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
+    if changed:
+        raise SystemExit(
+            f"the cached landscape {landing} was altered after it was simulated "
+            f"({len(changed)} files added, removed or resized, e.g. {changed[:3]}); a run must "
+            "only ever see a hard-linked copy. Delete the directory to simulate it again."
+        )
 
 
 def cached_simulate_seconds(landing: Path) -> float | None:
@@ -256,12 +288,15 @@ def landscape_counts(landing: Path) -> dict[str, int]:
 def link_copy(src: Path, dst: Path) -> Path:
     """A hard-linked copy of a landing directory (instant, no extra space).
 
-    Landing may move a file into `_quarantine/`; on a linked copy that leaves the cache intact.
+    Landing may move a file into `_quarantine/`, and the incremental benchmark replaces files
+    with shorter ones; on a linked copy that leaves the cache intact. `src` is resolved first:
+    `cp -a` copies a symlink as a symlink, so a cache reached through one (a clone whose
+    `.cache/bench` links to another checkout's) was once written through, and lost lines.
     """
     if dst.exists():
         shutil.rmtree(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["cp", "-al", str(src), str(dst)], check=True)
+    subprocess.run(["cp", "-al", str(Path(src).resolve()), str(dst)], check=True)
     return dst
 
 
