@@ -186,6 +186,7 @@ def test_a_cut_batch_keeps_a_prefix_of_each_partition():
         ("t", 1, [0], [b"w0"]),
     ]
     assert kafka._head(batch, 2)[0][2].tolist() == [5, 6] and len(kafka._head(batch, 2)) == 1
+    assert kafka._next_offsets(cut) == {("t", 0): 8, ("t", 1): 1}  # what is committed for lag
     records = kafka._records(cut)
     assert [(r.partition, r.offset, r.value) for r in records] == [
         (0, 5, b"v5"),

@@ -279,7 +279,7 @@ class _Fetcher:
         # clamp into what the log holds (retention may have deleted the start)
         return {tp: min(max(o, begin[tp]), ends[tp]) for tp, o in positions.items()}
 
-    def batches(self) -> Iterator[tuple[list[Chunk], dict[TopicPartitionKey, int]]]:
+    def batches(self) -> Iterator[list[Chunk]]:
         """Micro-batches until caught up to the end offsets, max_records or the deadline."""
         plan, consumer = self.plan, self.consumer
         done = 0
@@ -292,15 +292,15 @@ class _Fetcher:
                 want = min(want, plan.max_records - done)
             if want <= 0:
                 return
-            batch, last = _poll_batch(consumer, want, plan.deadline)
-            n = sum(len(chunk[2]) for chunk in batch)
+            batch = _poll_batch(consumer, want, plan.deadline)
+            n = _count(batch)
             idle = 0 if n else idle + 1
             for tp in list(self.pending):
                 if consumer.position(tp) >= self.ends[tp]:
                     self.pending.discard(tp)
             if n:
                 done += n
-                yield batch, last
+                yield batch
 
     def commit(self, offsets: Mapping[TopicPartitionKey, int]) -> None:
         """Consumer-group commit after the DuckDB commit: lag monitoring only, failures ok."""
@@ -322,12 +322,9 @@ class _Fetcher:
         self.consumer.close(autocommit=False)
 
 
-def _poll_batch(
-    consumer, want: int, deadline: float | None
-) -> tuple[list[Chunk], dict[TopicPartitionKey, int]]:
-    """Up to `want` records from one or a few polls; also each partition's next offset."""
+def _poll_batch(consumer, want: int, deadline: float | None) -> list[Chunk]:
+    """Up to `want` records from one or a few polls."""
     batch: list[Chunk] = []
-    last: dict[TopicPartitionKey, int] = {}
     got = 0
     while got < want:
         if deadline is not None and time.monotonic() >= deadline:
@@ -340,9 +337,17 @@ def _poll_batch(
             keys = [m.key for m in messages]
             values = [m.value for m in messages]
             batch.append((tp.topic, tp.partition, offsets, keys, values))
-            last[(tp.topic, tp.partition)] = offsets[-1] + 1
             got += len(offsets)
-    return batch, last
+    return batch
+
+
+def _count(batch: list[Chunk]) -> int:
+    return sum(len(offsets) for _, _, offsets, _, _ in batch)
+
+
+def _next_offsets(batch: list[Chunk]) -> dict[TopicPartitionKey, int]:
+    """Each partition's offset after the batch (its chunks are in reading order)."""
+    return {(topic, partition): offsets[-1] + 1 for topic, partition, offsets, _, _ in batch}
 
 
 def _records(batch: list[Chunk]) -> list[_Record]:
@@ -401,12 +406,12 @@ def _fetch_child(conn, parent_end, plan: _Plan) -> None:
             return
         conn.send(("open", todo))
         stopped = False
-        for batch, last in fetcher.batches():
+        for batch in fetcher.batches():
             while conn.poll() and not stopped:
                 stopped = _child_command(conn.recv(), fetcher)
             if stopped:
                 break
-            conn.send(("batch", batch, last))
+            conn.send(("batch", batch))
         conn.send(("end",))
         while True:  # final commits, until the parent closes
             message = conn.recv()
@@ -491,7 +496,7 @@ class _ChildFetchers:
         todo = sum(child.recv()[1] for child in self.children)
         return min(todo, self.max_records) if self.max_records else todo
 
-    def batches(self) -> Iterator[tuple[list[Chunk], dict[TopicPartitionKey, int]]]:
+    def batches(self) -> Iterator[list[Chunk]]:
         live = list(self.children)
         left = self.max_records
         while live:
@@ -500,20 +505,19 @@ class _ChildFetchers:
                 if message[0] == "end":
                     live.remove(child)
                     continue
-                batch, last = message[1], message[2]
+                batch = message[1]
                 if left is not None:
                     if left <= 0:
                         continue  # polled before the stop arrived: dropped, read next run
-                    n = sum(len(chunk[2]) for chunk in batch)
+                    n = _count(batch)
                     if n >= left:
                         batch = _head(batch, left)
-                        last = {(c[0], c[1]): c[2][-1] + 1 for c in batch}
                         for other in self.children:
                             other.send("stop")
                     left -= min(n, left)
-                for part in last:
-                    self.owner[part] = child
-                yield batch, last
+                for topic, partition, *_ in batch:
+                    self.owner[(topic, partition)] = child
+                yield batch
 
     def commit(self, offsets: Mapping[TopicPartitionKey, int]) -> None:
         by_child: dict[int, tuple[_Child, dict]] = {}
@@ -599,7 +603,7 @@ def consume(
                 from tqdm import tqdm
 
                 bar = tqdm(total=todo, desc="kafka -> raw", unit="rec", file=sys.stderr)
-            for batch, last in fetcher.batches():
+            for batch in fetcher.batches():
                 records = _records(batch)
                 result = land_batch(
                     con,
@@ -608,7 +612,8 @@ def consume(
                     connectors=connectors,
                     retry_dead_letters=retry_dead_letters,
                 )
-                fetcher.commit(last)  # after the DuckDB commit: for lag monitoring only
+                # after the DuckDB commit: for lag monitoring only
+                fetcher.commit(_next_offsets(batch))
                 total = total.merge(result)
                 if bar is not None:
                     bar.update(len(records))
