@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         s: {
             "s": spread([r[s].seconds for r in runs]),
             "cpu_s": spread([r[s].cpu_seconds for r in runs]),
-            "peak_rss_mb": round(max(r[s].peak_rss_mb for r in runs)),
+            "peak_rss_mb": spread([r[s].peak_rss_mb for r in runs], 0),
         }
         for s in STAGES
     }

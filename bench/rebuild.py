@@ -113,9 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         s: {
             "s": spread([r[s].seconds for r in runs]),
             "cpu_s": spread([r[s].cpu_seconds for r in runs]),
-            "peak_rss_mb": round(max(r[s].peak_rss_mb for r in runs)),
             # per run: the ingest stage is the process bench/memory.py measures
-            "peak_rss_mb_runs": spread([r[s].peak_rss_mb for r in runs], 0),
+            "peak_rss_mb": spread([r[s].peak_rss_mb for r in runs], 0),
             "share": round(
                 sum(r[s].seconds for r in runs) / sum(r[t].seconds for r in runs for t in STAGES),
                 3,
@@ -163,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     shares = ", ".join(
         f"{s} {stages[s]['share']:.0%} ({fmt_spread(stages[s]['s'], digits=1)}, "
-        f"{fmt_spread(stages[s]['peak_rss_mb_runs'], 'MB', digits=0)})"
+        f"{fmt_spread(stages[s]['peak_rss_mb'], 'MB', digits=0)})"
         for s in STAGES
     )
     sim = "cached" if simulate_now is None else "generated now"
