@@ -172,25 +172,30 @@ def test_not_configured_is_a_clear_error(tmp_path):
 
 
 def test_a_cut_batch_keeps_a_prefix_of_each_partition():
-    """When the prefetch children together reach max_records, the batch that crosses it is cut
-    to its first records: each partition keeps consecutive reads from its start."""
+    """When the prefetch children together reach max_records, the decoded batch that crosses it
+    is cut to its first records: each partition keeps consecutive reads from its start, rows and
+    dead letters alike, and the ledger's next offsets follow the cut."""
     from array import array
 
+    from pipelines.lib.cdc.land import decode_batch
+
+    events = [sale_line_event(i) for i in (5, 6, 7)]
     batch = [
-        ("t", 0, array("q", [5, 6, 7]), [b"k5", b"k6", b"k7"], [b"v5", b"v6", b"v7"]),
-        ("t", 1, array("q", [0, 1]), [None, None], [b"w0", b"w1"]),
+        (TOPIC, 0, array("q", [5, 6, 7]), [e["key"] for e in events], [e["value"] for e in events]),
+        (TOPIC, 1, array("q", [0, 1]), [None, None], [b"not json", b"{also not"]),
     ]
-    cut = kafka._head(batch, 4)
-    assert [(t, p, list(o), v) for t, p, o, _, v in cut] == [
-        ("t", 0, [5, 6, 7], [b"v5", b"v6", b"v7"]),
-        ("t", 1, [0], [b"w0"]),
-    ]
-    assert kafka._head(batch, 2)[0][2].tolist() == [5, 6] and len(kafka._head(batch, 2)) == 1
-    assert kafka._next_offsets(cut) == {("t", 0): 8, ("t", 1): 1}  # what is committed for lag
-    records = kafka._records(cut)
-    assert [(r.partition, r.offset, r.value) for r in records] == [
-        (0, 5, b"v5"),
-        (0, 6, b"v6"),
-        (0, 7, b"v7"),
-        (1, 0, b"w0"),
-    ]
+    decoded = decode_batch(kafka._records(batch), connectors={})
+    assert decoded.count == 5 and decoded.skipped == 0
+    assert decoded.tables["erp_sale_line"]["_offset"].to_pylist() == [5, 6, 7]
+    assert [letter.position for _, _, letter in decoded.letters] == [f"{TOPIC}:1:0", f"{TOPIC}:1:1"]
+
+    cut = decoded.head(4)
+    assert [(t, p, list(o)) for t, p, o in cut.chunks] == [(TOPIC, 0, [5, 6, 7]), (TOPIC, 1, [0])]
+    assert cut.count == 4 and cut.tables["erp_sale_line"].num_rows == 3
+    assert [letter.position for _, _, letter in cut.letters] == [f"{TOPIC}:1:0"]
+    assert cut.next_offsets() == {(TOPIC, 0): 8, (TOPIC, 1): 1}  # the ledger and the lag commit
+
+    two = decoded.head(2)
+    assert [(p, list(o)) for _, p, o in two.chunks] == [(0, [5, 6])] and not two.letters
+    assert two.tables["erp_sale_line"]["_offset"].to_pylist() == [5, 6]
+    assert two.next_offsets() == {(TOPIC, 0): 7}

@@ -2,8 +2,9 @@
 
 - `consume`: a bounded run. Partitions of the topics matching `settings.kafka_topic_pattern` are
   assigned by hand (no group rebalancing) and sought to the DuckDB stream ledger's positions
-  (source `kafka`), never to Kafka's committed offsets. Micro-batches are landed with
-  `land.land_batch`, each in one DuckDB transaction with its ledger positions; only after that
+  (source `kafka`), never to Kafka's committed offsets. Micro-batches are decoded with
+  `land.decode_batch` (in the prefetch children) and landed with `land.land_decoded`, each in one
+  DuckDB transaction with its ledger positions; only after that
   commit are the offsets committed to the consumer group, for lag monitoring. A run stops at
   `max_records`, at `max_seconds`, or when it has caught up to the end offsets taken at its start.
 - `end_offsets`, `lag`, `consumer_lag`: what the lag sensor and the asset metadata read. They never
@@ -34,7 +35,9 @@ from typing import Any, NamedTuple
 
 from pipelines.lib.cdc.land import (
     BatchResult,
-    land_batch,
+    DecodedBatch,
+    decode_batch,
+    land_decoded,
     load_connectors,
     resume_offsets,
 )
@@ -186,14 +189,13 @@ def _ledger(con) -> dict[TopicPartitionKey, int]:
 
 # -- consuming -----------------------------------------------------------------------------------
 
-# Records on their way from the fetcher to land_batch, by column: one chunk per partition and
-# poll, (topic, partition, offsets, keys, values). Columns cost a third of what a tuple per record
-# costs to pickle through the prefetch pipe, and half to unpickle.
+# Records as polled, by column: one chunk per partition and poll, (topic, partition, offsets,
+# keys, values).
 Chunk = tuple[str, int, array, list, list]
 
 
 class _Record(NamedTuple):
-    """A record with `KafkaRecord`'s fields, as land_batch reads them; ~5x cheaper to build than
+    """A record with `KafkaRecord`'s fields, as decode_batch reads them; ~5x cheaper to build than
     the frozen dataclass, which matters at 10^5 records per second."""
 
     topic: str
@@ -218,12 +220,14 @@ class _Plan:
     deadline: float | None  # time.monotonic() value (system-wide on Linux, so fork-safe)
     batch_size: int
     bootstrap_timeout_ms: int
+    connectors: Mapping[str, dict]  # decimal modes per topic prefix, for the decoder
     shard: int = 0  # this fetcher reads partitions shard, shard + shards, ... of the sorted list
     shards: int = 1
 
 
 class _Fetcher:
-    """The Kafka side of a run: assign, seek, poll micro-batches, commit offsets for lag."""
+    """The Kafka side of a run: assign, seek, poll and decode micro-batches, commit offsets for
+    lag."""
 
     def __init__(self, plan: _Plan) -> None:
         self.plan = plan
@@ -279,8 +283,9 @@ class _Fetcher:
         # clamp into what the log holds (retention may have deleted the start)
         return {tp: min(max(o, begin[tp]), ends[tp]) for tp, o in positions.items()}
 
-    def batches(self) -> Iterator[list[Chunk]]:
-        """Micro-batches until caught up to the end offsets, max_records or the deadline."""
+    def batches(self) -> Iterator[DecodedBatch]:
+        """Decoded micro-batches until caught up to the end offsets, max_records or the
+        deadline."""
         plan, consumer = self.plan, self.consumer
         done = 0
         idle = 0  # consecutive polls without records: a partition that cannot be read ends it
@@ -300,7 +305,7 @@ class _Fetcher:
                     self.pending.discard(tp)
             if n:
                 done += n
-                yield batch
+                yield decode_batch(_records(batch), plan.connectors)
 
     def commit(self, offsets: Mapping[TopicPartitionKey, int]) -> None:
         """Consumer-group commit after the DuckDB commit: lag monitoring only, failures ok."""
@@ -345,11 +350,6 @@ def _count(batch: list[Chunk]) -> int:
     return sum(len(offsets) for _, _, offsets, _, _ in batch)
 
 
-def _next_offsets(batch: list[Chunk]) -> dict[TopicPartitionKey, int]:
-    """Each partition's offset after the batch (its chunks are in reading order)."""
-    return {(topic, partition): offsets[-1] + 1 for topic, partition, offsets, _, _ in batch}
-
-
 def _records(batch: list[Chunk]) -> list[_Record]:
     records: list[_Record] = []
     for topic, partition, offsets, keys, values in batch:
@@ -357,29 +357,19 @@ def _records(batch: list[Chunk]) -> list[_Record]:
     return records
 
 
-def _head(batch: list[Chunk], n: int) -> list[Chunk]:
-    """The first n records of a batch (per partition, still a run of its consecutive reads)."""
-    out = []
-    for topic, partition, offsets, keys, values in batch:
-        if n <= 0:
-            break
-        out.append((topic, partition, offsets[:n], keys[:n], values[:n]))
-        n -= len(offsets)
-    return out
-
-
 # -- the fetchers in child processes (prefetch) -------------------------------------------------
 #
 # kafka-python decodes record batches in Python, and so does the Debezium decoder: in one process
-# they take turns. With `prefetch`, forked children poll Kafka while the parent decodes and writes
-# DuckDB. There are FETCH_PROCESSES of them, each with every third partition: one child alone
-# polled more slowly than the parent landed, and cannot poll while it sends. On 300,000 events in
-# 3 partitions (bench/ingest.py) one child landed at 0.57x the bare consume, two at 0.61x (one of
-# them had two partitions), three at 0.65-0.70x. A child never touches DuckDB; it hands the
-# parent raw records through a pipe (at most about one batch ahead: the pipe is the
-# back-pressure), commits consumer-group offsets when the parent says a batch is in DuckDB, and
-# stops early when told to (the run's max_records was reached by the children together). If the
-# parent dies (SIGKILL), the children get SIGKILL too (PR_SET_PDEATHSIG) or a broken pipe.
+# they take turns. With `prefetch`, forked children poll Kafka and decode the Debezium envelopes
+# while the parent writes DuckDB. There are FETCH_PROCESSES of them, each with every third
+# partition. On 300,000 events in 3 partitions (bench/ingest.py), with children that only
+# polled and a parent that decoded: one child landed at 0.57x the bare consume, two at 0.61x,
+# three at 0.65-0.70x, with the parent busy 2.4 s of a 3.7 s run. A child never touches DuckDB;
+# it hands the parent decoded batches (`land.DecodedBatch`: Arrow tables and dead letters)
+# through a pipe (at most about one batch ahead: the pipe is the back-pressure), commits
+# consumer-group offsets when the parent says a batch is in DuckDB, and stops early when told to
+# (the run's max_records was reached by the children together). If the parent dies (SIGKILL),
+# the children get SIGKILL too (PR_SET_PDEATHSIG) or a broken pipe.
 
 
 def _die_with_parent() -> None:
@@ -496,7 +486,7 @@ class _ChildFetchers:
         todo = sum(child.recv()[1] for child in self.children)
         return min(todo, self.max_records) if self.max_records else todo
 
-    def batches(self) -> Iterator[list[Chunk]]:
+    def batches(self) -> Iterator[DecodedBatch]:
         live = list(self.children)
         left = self.max_records
         while live:
@@ -505,17 +495,17 @@ class _ChildFetchers:
                 if message[0] == "end":
                     live.remove(child)
                     continue
-                batch = message[1]
+                batch: DecodedBatch = message[1]
                 if left is not None:
                     if left <= 0:
                         continue  # polled before the stop arrived: dropped, read next run
-                    n = _count(batch)
+                    n = batch.count
                     if n >= left:
-                        batch = _head(batch, left)
+                        batch = batch.head(left)
                         for other in self.children:
                             other.send("stop")
                     left -= min(n, left)
-                for topic, partition, *_ in batch:
+                for topic, partition, _ in batch.chunks:
                     self.owner[(topic, partition)] = child
                 yield batch
 
@@ -565,8 +555,8 @@ def consume(
     `settings.kafka_max_records`, 0 = no limit), after `max_seconds`, or once every partition has
     reached the end offset it had when the run started. Each micro-batch (at most `batch_size`
     records) is one DuckDB transaction; its offsets are committed to the consumer group after it.
-    With `prefetch` (default) FETCH_PROCESSES forked child processes poll Kafka while this one
-    lands.
+    With `prefetch` (default) FETCH_PROCESSES forked child processes poll Kafka and decode while
+    this one lands.
     """
     from pipelines.lib import warehouse
 
@@ -595,6 +585,7 @@ def consume(
             deadline=deadline,
             batch_size=batch_size,
             bootstrap_timeout_ms=bootstrap_timeout_ms,
+            connectors=connectors,
         )
         fetcher = _ChildFetchers(plan, FETCH_PROCESSES) if prefetch else _Fetcher(plan)
         try:
@@ -604,19 +595,14 @@ def consume(
 
                 bar = tqdm(total=todo, desc="kafka -> raw", unit="rec", file=sys.stderr)
             for batch in fetcher.batches():
-                records = _records(batch)
-                result = land_batch(
-                    con,
-                    records,
-                    source=SOURCE,
-                    connectors=connectors,
-                    retry_dead_letters=retry_dead_letters,
+                result = land_decoded(
+                    con, batch, source=SOURCE, retry_dead_letters=retry_dead_letters
                 )
                 # after the DuckDB commit: for lag monitoring only
-                fetcher.commit(_next_offsets(batch))
+                fetcher.commit(batch.next_offsets())
                 total = total.merge(result)
                 if bar is not None:
-                    bar.update(len(records))
+                    bar.update(batch.count)
                 if on_batch is not None:
                     on_batch(result)
         finally:

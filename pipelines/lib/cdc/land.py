@@ -1,14 +1,16 @@
 """Land Kafka records of Debezium change events in `raw.<prefix>_<table>` (DESIGN §3).
 
 `land_batch` is the one way CDC rows enter the warehouse, for Kafka and for the NDJSON files alike.
-In one DuckDB transaction it
+It is two steps, so that the Kafka prefetch children can decode while the lander writes:
 
-1. skips records at positions already landed (in the raw table or in the dead letters), cheaply:
-   per (topic, partition) only offsets below the ledger's high-water mark can have landed, and only
-   those are anti-joined against the raw table;
-2. decodes the rest into column lists and appends one Arrow table per raw table;
-3. records undecodable records as dead letters (source `cdc`, position `topic:partition:offset`);
-4. advances `meta.stream_offsets` for (source, topic, partition) to max(offset) + 1, never back.
+- `decode_batch` (no warehouse) decodes the records into one Arrow table per raw table, and the
+  undecodable ones into dead letters (source `cdc`, position `topic:partition:offset`);
+- `land_decoded`, in one DuckDB transaction,
+  1. skips records at positions already landed (in the raw table or in the dead letters),
+     cheaply: per (topic, partition) only offsets below the ledger's high-water mark can have
+     landed, and only those are looked up;
+  2. appends the Arrow tables and records the dead letters;
+  3. advances `meta.stream_offsets` for (source, topic, partition) to max(offset) + 1, never back.
 
 Replaying a topic from offset 0 therefore changes nothing.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import json
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -29,6 +32,7 @@ import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.lib.cdc.decode import (
     DECIMAL_MODES,
@@ -252,13 +256,6 @@ class _TableBuffer:
         self.records: list[KafkaRecord | ParsedRecord] = []
         self.rows: list[tuple] = []
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def max_changed_ms(self) -> int | None:
-        values = [r[5] for r in self.rows if r[5] is not None]
-        return max(values) if values else None
-
     def to_arrow(self) -> pa.Table:
         recs = self.records
         columns = list(zip(*self.rows, strict=True))
@@ -273,17 +270,91 @@ class _TableBuffer:
         return pa.Table.from_arrays(arrays, names=[*_META_ORDER, *self.table.columns])
 
 
-def _write_table(con: duckdb.DuckDBPyConnection, buf: _TableBuffer, ingested_at: datetime) -> None:
-    arrow = buf.to_arrow()
-    view = f"__cdc_{buf.table.raw_table}"
-    cols = [*_META_ORDER, *buf.table.columns]
+Position = tuple[str, int, int]  # (topic, partition, offset)
+
+
+def _positions(table: pa.Table) -> Iterator[Position]:
+    return zip(
+        table["_topic"].to_pylist(),
+        table["_partition"].to_pylist(),
+        table["_offset"].to_pylist(),
+        strict=True,
+    )
+
+
+def _keep_rows(table: pa.Table, keep: Callable[[Position], bool]) -> pa.Table:
+    """The rows whose position passes `keep` (a replay's or a cut's slow path, not the usual)."""
+    return table.filter(pa.array([keep(pos) for pos in _positions(table)], pa.bool_()))
+
+
+@dataclass
+class DecodedBatch:
+    """A batch of records decoded without the warehouse: what `land_decoded` writes.
+
+    `decode_batch` makes it, in the landing process or in a Kafka prefetch child (so that the
+    lander only writes DuckDB). Picklable: the rows are Arrow tables. Every record of the batch
+    is exactly one of: a row of `tables`, a dead letter in `letters`, or a repeat of a position
+    already in the batch (`skipped`, the first wins).
+    """
+
+    chunks: list[tuple[str, int, array]]  # (topic, partition, offsets): every record, in order
+    tables: dict[str, pa.Table]  # raw table -> decoded rows (with _topic, _partition, _offset)
+    letters: list[tuple[Position, str, DeadLetter]]  # (position, raw table or topic, letter)
+
+    @property
+    def count(self) -> int:
+        """Records in the batch (rows, dead letters and repeats)."""
+        return sum(len(offsets) for _, _, offsets in self.chunks)
+
+    @property
+    def skipped(self) -> int:
+        """Repeated positions within the batch."""
+        rows = sum(t.num_rows for t in self.tables.values())
+        return self.count - rows - len(self.letters)
+
+    def next_offsets(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> the offset after the batch's highest: the ledger's next."""
+        out: dict[tuple[str, int], int] = {}
+        for topic, partition, offsets in self.chunks:
+            part, high = (topic, partition), max(offsets) + 1
+            if out.get(part, -1) < high:
+                out[part] = high
+        return out
+
+    def head(self, n: int) -> DecodedBatch:
+        """The first n records in reading order. A partition's offsets must increase in it, as
+        they do in a Kafka batch: each partition keeps a prefix of its reads."""
+        chunks = []
+        last: dict[tuple[str, int], int] = {}  # the highest offset kept, per partition
+        for topic, partition, offsets in self.chunks:
+            if n <= 0:
+                break
+            kept = offsets[:n]
+            chunks.append((topic, partition, kept))
+            last[(topic, partition)] = kept[-1]
+            n -= len(kept)
+
+        def keep(pos: Position) -> bool:
+            return pos[2] <= last.get((pos[0], pos[1]), -1)
+
+        return DecodedBatch(
+            chunks=chunks,
+            tables={name: _keep_rows(t, keep) for name, t in self.tables.items()},
+            letters=[letter for letter in self.letters if keep(letter[0])],
+        )
+
+
+def _write_table(
+    con: duckdb.DuckDBPyConnection, raw_table: str, arrow: pa.Table, ingested_at: datetime
+) -> None:
+    view = f"__cdc_{raw_table}"
+    cols = arrow.column_names
     target = ", ".join(f'"{c}"' for c in [*cols, "_ingested_at"])
     select = ", ".join(f'"{c}"' for c in cols)
     con.register(view, arrow)
     try:
         con.execute(
-            f"insert into raw.{buf.table.raw_table} ({target}) "
-            f"select {select}, ?::timestamptz from {view}",
+            f"insert into raw.{raw_table} ({target}) select {select}, ?::timestamptz from {view}",
             [ingested_at],
         )
     finally:
@@ -297,6 +368,10 @@ def _unexpected(exc: Exception) -> str:
 
 def _position(rec: KafkaRecord) -> str:
     return f"{rec.topic}:{rec.partition}:{rec.offset}"
+
+
+def _position_text(pos: Position) -> str:
+    return f"{pos[0]}:{pos[1]}:{pos[2]}"
 
 
 def _raw_text(rec: KafkaRecord | ParsedRecord) -> str | None:
@@ -317,40 +392,40 @@ def _high_water(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, int], int]:
 
 
 def _already_landed(
-    con: duckdb.DuckDBPyConnection, candidates: Sequence[KafkaRecord]
-) -> tuple[set[tuple[str, int, int]], set[tuple[str, int, int]]]:
-    """Of records below the high-water mark: positions in raw tables, positions in dead letters."""
-    in_raw: set[tuple[str, int, int]] = set()
-    in_dead: set[tuple[str, int, int]] = set()
+    con: duckdb.DuckDBPyConnection, candidates: set[Position]
+) -> tuple[set[Position], set[Position]]:
+    """Of positions below the high-water mark: those in raw tables, those in dead letters."""
+    in_raw: set[Position] = set()
+    in_dead: set[Position] = set()
     if not candidates:
         return in_raw, in_dead
-    by_table: dict[str, list[KafkaRecord]] = defaultdict(list)
-    for rec in candidates:
-        table = CDC_BY_TOPIC.get(rec.topic)
+    by_table: dict[str, list[Position]] = defaultdict(list)
+    for pos in candidates:
+        table = CDC_BY_TOPIC.get(pos[0])
         if table is not None:
-            by_table[table.raw_table].append(rec)
-    for raw_table, recs in by_table.items():
+            by_table[table.raw_table].append(pos)
+    for raw_table, positions in by_table.items():
+        topics, partitions, offsets = zip(*positions, strict=True)
         cand = pa.table(
             {
-                "topic": pa.array([r.topic for r in recs], pa.string()),
-                "partition": pa.array([r.partition for r in recs], pa.int32()),
-                "offset": pa.array([r.offset for r in recs], pa.int64()),
+                "topic": pa.array(topics, pa.string()),
+                "partition": pa.array(partitions, pa.int32()),
+                "offset": pa.array(offsets, pa.int64()),
             }
         )
-        lo, hi = min(r.offset for r in recs), max(r.offset for r in recs)
         con.register("__cdc_candidates", cand)
         try:
             rows = con.execute(
                 f"select distinct r._topic, r._partition, r._offset from raw.{raw_table} r "
                 "join __cdc_candidates c on r._offset = c.offset and r._partition = c.partition "
                 "and r._topic = c.topic where r._offset between ? and ?",
-                [lo, hi],
+                [min(offsets), max(offsets)],
             ).fetchall()
         finally:
             con.unregister("__cdc_candidates")
         in_raw.update(rows)
-    positions = pa.table({"position": pa.array([_position(r) for r in candidates], pa.string())})
-    con.register("__cdc_positions", positions)
+    texts = pa.table({"position": pa.array([_position_text(p) for p in candidates], pa.string())})
+    con.register("__cdc_positions", texts)
     try:
         rows = con.execute(
             "select d.position from meta.dead_letters d join __cdc_positions p "
@@ -382,48 +457,34 @@ def _advance_ledger(
     )
 
 
-def land_batch(
-    con: duckdb.DuckDBPyConnection,
-    records: Sequence[KafkaRecord | ParsedRecord],
-    *,
-    source: str,
-    connectors: Mapping[str, dict],
-    retry_dead_letters: bool = False,
-    extra_dead_letters: Iterable[DeadLetter] = (),
-    in_transaction: Callable[[duckdb.DuckDBPyConnection, BatchResult], None] | None = None,
-) -> BatchResult:
-    """Decode and land one batch of Kafka records, atomically with its ledger positions.
+def decode_batch(
+    records: Sequence[KafkaRecord | ParsedRecord], connectors: Mapping[str, dict]
+) -> DecodedBatch:
+    """Decode one batch of records into Arrow rows per raw table and dead letters.
 
-    `source` names the stream ledger (`kafka` or `file`). `connectors` maps topic prefixes to
-    connector settings (`decimal.handling.mode` for bare envelopes; `load_connectors`).
-
-    With `retry_dead_letters` (replay), positions that are dead letters are decoded again; those
-    that decode now land and their dead letter is removed (the raw row now holds the record), the
-    rest keep their dead letter. Otherwise a dead-lettered position is skipped like a landed one.
-
-    `extra_dead_letters` (e.g. unreadable lines of a file) and `in_transaction` (e.g. the file
-    ledger) are written in the same transaction.
+    Needs no warehouse: `land_decoded` later skips what already landed. `connectors` maps topic
+    prefixes to connector settings (`decimal.handling.mode` for bare envelopes;
+    `load_connectors`). A position repeated within the batch is decoded once (the first wins).
     """
-    ingested_at = utcnow()
-    result = BatchResult.empty()
-    with gc_paused(), transaction(con):
-        # 1. positions: group by partition, dedupe within the batch, skip what already landed
+    with gc_paused():
+        # positions: reading-order chunks, and the records by partition without repeats
+        chunks: list[tuple[str, int, list[int]]] = []
         by_part: dict[tuple[str, int], list] = {}
         last_part = None
         group: list = []
+        chunk: list[int] = []
         for rec in records:
             part = (rec.topic, rec.partition)
             if part != last_part:
                 group = by_part.setdefault(part, [])
+                chunk = []
+                chunks.append((rec.topic, rec.partition, chunk))
                 last_part = part
             group.append(rec)
-        hwm = _high_water(con)
-        next_offsets: dict[tuple[str, int], int] = {}
+            chunk.append(rec.offset)
         unique: list[KafkaRecord | ParsedRecord] = []
-        below: list[KafkaRecord | ParsedRecord] = []
-        for part, group in by_part.items():
+        for group in by_part.values():
             offsets = [r.offset for r in group]
-            next_offsets[part] = max(offsets) + 1
             if len(set(offsets)) != len(offsets):  # the same position twice: the first wins
                 seen: set[int] = set()
                 kept = []
@@ -431,38 +492,18 @@ def land_batch(
                     if r.offset not in seen:
                         seen.add(r.offset)
                         kept.append(r)
-                result.skipped += len(group) - len(kept)
                 group = kept
-            high = hwm.get(part, 0)
-            if min(offsets) < high:  # only these can have landed before
-                below.extend(r for r in group if r.offset < high)
             unique.extend(group)
-        in_raw, in_dead = _already_landed(con, below)
-        retried: set[tuple[str, int, int]] = set()
-        if in_raw or in_dead:
-            todo = []
-            for rec in unique:
-                pos = (rec.topic, rec.partition, rec.offset)
-                if pos in in_raw or (pos in in_dead and not retry_dead_letters):
-                    result.skipped += 1
-                elif pos in in_dead:
-                    retried.add(pos)
-                    todo.append(rec)
-                else:
-                    todo.append(rec)
-        else:
-            todo = unique
 
-        # 2. decode into rows, one buffer per raw table
+        # decode into rows, one buffer per raw table
         decoders: dict[str, TableDecoder | None] = {}
         buffers: dict[str, _TableBuffer] = {}
-        letters: list[DeadLetter] = list(extra_dead_letters)
-        letter_tables: list[str | None] = [None] * len(letters)
+        letters: list[tuple[Position, str, DeadLetter]] = []
         current = None
         decoder = None
         buf_recs: list = []
         buf_rows: list = []
-        for rec in todo:
+        for rec in unique:
             topic = rec.topic
             if topic != current:
                 current = topic
@@ -493,25 +534,67 @@ def land_batch(
                 row = decoder.decode(key, value)
             except Exception as exc:  # a record never stops the batch
                 reason = str(exc) if isinstance(exc, DecodeError) else _unexpected(exc)
-                letters.append(
-                    DeadLetter(DEAD_LETTER_SOURCE, _position(rec), _raw_text(rec), reason)
-                )
-                known = (rec.topic, rec.partition, rec.offset) in retried
-                letter_tables.append(
-                    None if known else decoder.table.raw_table if decoder else topic
-                )
+                letter = DeadLetter(DEAD_LETTER_SOURCE, _position(rec), _raw_text(rec), reason)
+                label = decoder.table.raw_table if decoder else topic
+                letters.append(((rec.topic, rec.partition, rec.offset), label, letter))
                 continue
             buf_recs.append(rec)
             buf_rows.append(row)
 
-        # 3. write rows, dead letters, ledger
+        tables = {}
         for buf in buffers.values():
-            if not buf.rows:  # every record of the topic was a dead letter
+            if buf.rows:  # else every record of the topic was a dead letter
+                name = buf.table.raw_table
+                arrow = buf.to_arrow()
+                tables[name] = pa.concat_tables([tables[name], arrow]) if name in tables else arrow
+    return DecodedBatch(
+        chunks=[(t, p, array("q", offsets)) for t, p, offsets in chunks],
+        tables=tables,
+        letters=letters,
+    )
+
+
+def land_decoded(
+    con: duckdb.DuckDBPyConnection,
+    decoded: DecodedBatch,
+    *,
+    source: str,
+    retry_dead_letters: bool = False,
+    extra_dead_letters: Iterable[DeadLetter] = (),
+    in_transaction: Callable[[duckdb.DuckDBPyConnection, BatchResult], None] | None = None,
+) -> BatchResult:
+    """Land one decoded batch, atomically with its ledger positions (see `land_batch`)."""
+    ingested_at = utcnow()
+    result = BatchResult.empty()
+    with gc_paused(), transaction(con):
+        # 1. skip what already landed: only positions below the high-water mark can have
+        hwm = _high_water(con)
+        below: set[Position] = set()
+        for topic, partition, offsets in decoded.chunks:
+            high = hwm.get((topic, partition), 0)
+            if min(offsets) < high:
+                below.update((topic, partition, o) for o in offsets if o < high)
+        in_raw, in_dead = _already_landed(con, below)
+        drop: set[Position] = set()
+        retried: set[Position] = set()
+        for pos in in_raw | in_dead:
+            if pos in in_raw or not retry_dead_letters:
+                drop.add(pos)
+            else:
+                retried.add(pos)
+        tables, letters = decoded.tables, decoded.letters
+        if drop:
+            tables = {n: _keep_rows(t, lambda pos: pos not in drop) for n, t in tables.items()}
+            letters = [letter for letter in letters if letter[0] not in drop]
+        result.skipped = decoded.skipped + len(drop)
+
+        # 2. write rows, dead letters, ledger
+        for name, table in tables.items():
+            if not table.num_rows:
                 continue
-            _write_table(con, buf, ingested_at)
-            name = buf.table.raw_table
-            result.landed[name] = result.landed.get(name, 0) + len(buf)
-            max_ms = buf.max_changed_ms()
+            _write_table(con, name, table, ingested_at)
+            result.landed[name] = result.landed.get(name, 0) + table.num_rows
+            max_ms = pc.max(table["_changed_at"].cast(pa.int64())).as_py()
             if max_ms is not None:
                 at = EPOCH + timedelta(milliseconds=max_ms)
                 prev = result.changed_at_by_table.get(name)
@@ -520,10 +603,10 @@ def land_batch(
             result.max_changed_at = max(result.changed_at_by_table.values())
         if retried:
             recovered = [
-                _position(r)
-                for buf in buffers.values()
-                for r in buf.records
-                if (r.topic, r.partition, r.offset) in retried
+                _position_text(pos)
+                for table in tables.values()
+                for pos in _positions(table)
+                if pos in retried
             ]
             if recovered:
                 con.executemany(
@@ -531,17 +614,54 @@ def land_batch(
                     [(DEAD_LETTER_SOURCE, p) for p in recovered],
                 )
                 result.recovered = len(recovered)
-        if letters:
-            result.dead_letters = write_dead_letters(con, letters)
-            for name in letter_tables:
+        new_letters = list(extra_dead_letters)
+        labels: list[str | None] = [None] * len(new_letters)
+        for pos, label, letter in letters:
+            new_letters.append(letter)
+            labels.append(None if pos in retried else label)  # a retried one is no new letter
+        if new_letters:
+            result.dead_letters = write_dead_letters(con, new_letters)
+            for name in labels:
                 if name is not None:
                     result.dead_letters_by_table[name] = (
                         result.dead_letters_by_table.get(name, 0) + 1
                     )
-        _advance_ledger(con, source, next_offsets)
+        _advance_ledger(con, source, decoded.next_offsets())
         if in_transaction is not None:
             in_transaction(con, result)
     return result
+
+
+def land_batch(
+    con: duckdb.DuckDBPyConnection,
+    records: Sequence[KafkaRecord | ParsedRecord],
+    *,
+    source: str,
+    connectors: Mapping[str, dict],
+    retry_dead_letters: bool = False,
+    extra_dead_letters: Iterable[DeadLetter] = (),
+    in_transaction: Callable[[duckdb.DuckDBPyConnection, BatchResult], None] | None = None,
+) -> BatchResult:
+    """Decode and land one batch of Kafka records, atomically with its ledger positions.
+
+    `source` names the stream ledger (`kafka` or `file`). `connectors` maps topic prefixes to
+    connector settings (`decimal.handling.mode` for bare envelopes; `load_connectors`).
+
+    With `retry_dead_letters` (replay), positions that are dead letters are decoded again; those
+    that decode now land and their dead letter is removed (the raw row now holds the record), the
+    rest keep their dead letter. Otherwise a dead-lettered position is skipped like a landed one.
+
+    `extra_dead_letters` (e.g. unreadable lines of a file) and `in_transaction` (e.g. the file
+    ledger) are written in the same transaction.
+    """
+    return land_decoded(
+        con,
+        decode_batch(records, connectors),
+        source=source,
+        retry_dead_letters=retry_dead_letters,
+        extra_dead_letters=extra_dead_letters,
+        in_transaction=in_transaction,
+    )
 
 
 def landed_counts(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
