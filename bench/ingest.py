@@ -9,10 +9,12 @@ envelopes with `precise` decimals):
    checks, raw rows and ledger in one transaction per micro-batch, group commits for lag).
 
 Prints one JSON line {name, figures, reference, ratio, versions, date} and appends a row to
-bench/RESULTS.md. Goal (issue 4): ratio >= 0.7 and >= 50,000 landed events/s.
+bench/RESULTS.md. Goal (issue 4): ratio >= 0.7 and >= 50,000 landed events/s on one core.
 
     .venv/bin/python bench/ingest.py                        # starts its own broker
     .venv/bin/python bench/ingest.py --bootstrap 127.0.0.1:9092 --events 500000
+    # one core: a broker pinned elsewhere (taskset -c 1 make kafka), this process on core 0
+    taskset -c 0 .venv/bin/python bench/ingest.py --bootstrap 127.0.0.1:9092
 """
 
 from __future__ import annotations
@@ -202,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
             "broker_cpu_s_during_bare": spread(runs["bare_broker_cpu"] or [float("nan")]),
             "load_average_1m": round(os.getloadavg()[0], 2),
             "cpus": os.cpu_count(),
+            # cores this process may run on (`taskset -c 0 ...` for the one-core figure)
+            "cpus_usable": len(os.sched_getaffinity(0)),
+            "external_broker": args.bootstrap is not None,
         },
         "reference": "kafka-python bare consume (poll only, crc32c), same topic, same run",
         "ratio": round(landed_eps / bare_eps, 3),
@@ -239,6 +244,10 @@ def record(line: dict) -> None:
         f"{fmt_spread(f['broker_cpu_s_during_bare'], '')}; "
         f"load {f['load_average_1m']} on {f['cpus']} cores"
     )
+    if f["cpus_usable"] < f["cpus"]:
+        figures += f", this process pinned to {f['cpus_usable']} of them"
+        if f["external_broker"]:
+            figures += " (the broker outside it)"
     versions = ", ".join(f"{k} {v}" for k, v in line["versions"].items())
     with RESULTS.open("a") as out:
         out.write(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import gc
 import json
 import re
 import sys
@@ -383,6 +384,9 @@ def _die_with_parent() -> None:
 def _fetch_child(conn, parent_end, plan: _Plan) -> None:
     parent_end.close()
     _die_with_parent()
+    # The garbage collector's full collections would walk every object inherited from the
+    # parent (and copy the pages it touches): 0.5 of 5.5 CPU-s of children on 300,000 events.
+    gc.freeze()
     fetcher = None
     try:
         try:
