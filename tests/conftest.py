@@ -22,6 +22,21 @@ pytest_plugins = sorted(
 )
 
 
+# Conformance samples written by others (Debezium, Shopify, Amazon), read-only beside the checkout.
+SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+def pytest_configure(config) -> None:
+    """Stop before collection with a clear message when the shared samples are not there: some
+    test modules read them at import, which would otherwise fail with a bare traceback."""
+    if not SHARED_FIXTURES.is_dir():
+        raise pytest.UsageError(
+            f"the shared conformance samples are missing: {SHARED_FIXTURES} "
+            "(the tests read ../shared/fixtures beside the checkout; clone returnsync next to "
+            "the shared/ directory, as CI does)"
+        )
+
+
 @pytest.fixture(scope="session")
 def dbt_manifest() -> Path:
     """The dbt manifest, parsed once per run (the dbt assets read it when they are imported)."""
