@@ -365,7 +365,8 @@ def _records(batch: list[Chunk]) -> list[_Record]:
 # while the parent writes DuckDB. There are FETCH_PROCESSES of them, each with every third
 # partition. On 300,000 events in 3 partitions (bench/ingest.py), with children that only
 # polled and a parent that decoded: one child landed at 0.57x the bare consume, two at 0.61x,
-# three at 0.65-0.70x, with the parent busy 2.4 s of a 3.7 s run. A child never touches DuckDB;
+# three at 0.65-0.70x, with the parent busy 2.4 s of a 3.7 s run; with the children decoding
+# too, 0.75-0.77x, the parent busy 0.7 s (0.87-0.95x with gc.freeze). A child never touches DuckDB;
 # it hands the parent decoded batches (`land.DecodedBatch`: Arrow tables and dead letters)
 # through a pipe (at most about one batch ahead: the pipe is the back-pressure), commits
 # consumer-group offsets when the parent says a batch is in DuckDB, and stops early when told to
