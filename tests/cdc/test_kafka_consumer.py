@@ -175,16 +175,12 @@ def test_a_cut_batch_keeps_a_prefix_of_each_partition():
     """When the prefetch children together reach max_records, the decoded batch that crosses it
     is cut to its first records: each partition keeps consecutive reads from its start, rows and
     dead letters alike, and the ledger's next offsets follow the cut."""
-    from array import array
+    from pipelines.lib.cdc.land import KafkaRecord, decode_batch
 
-    from pipelines.lib.cdc.land import decode_batch
-
-    events = [sale_line_event(i) for i in (5, 6, 7)]
-    batch = [
-        (TOPIC, 0, array("q", [5, 6, 7]), [e["key"] for e in events], [e["value"] for e in events]),
-        (TOPIC, 1, array("q", [0, 1]), [None, None], [b"not json", b"{also not"]),
-    ]
-    decoded = decode_batch(kafka._records(batch), connectors={})
+    events = {o: sale_line_event(o) for o in (5, 6, 7)}
+    records = [KafkaRecord(TOPIC, 0, o, e["key"], e["value"]) for o, e in events.items()]
+    records += [KafkaRecord(TOPIC, 1, o, None, v) for o, v in ((0, b"not json"), (1, b"{also not"))]
+    decoded = decode_batch(records, connectors={})
     assert decoded.count == 5 and decoded.skipped == 0
     assert decoded.tables["erp_sale_line"]["_offset"].to_pylist() == [5, 6, 7]
     assert [letter.position for _, _, letter in decoded.letters] == [f"{TOPIC}:1:0", f"{TOPIC}:1:1"]

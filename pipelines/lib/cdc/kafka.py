@@ -27,12 +27,10 @@ import json
 import re
 import sys
 import time
-from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import repeat
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from pipelines.lib.cdc.land import (
     BatchResult,
@@ -190,21 +188,6 @@ def _ledger(con) -> dict[TopicPartitionKey, int]:
 
 # -- consuming -----------------------------------------------------------------------------------
 
-# Records as polled, by column: one chunk per partition and poll, (topic, partition, offsets,
-# keys, values).
-Chunk = tuple[str, int, array, list, list]
-
-
-class _Record(NamedTuple):
-    """A record with `KafkaRecord`'s fields, as decode_batch reads them; ~5x cheaper to build than
-    the frozen dataclass, which matters at 10^5 records per second."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
 
 @dataclass(frozen=True)
 class _Plan:
@@ -299,14 +282,13 @@ class _Fetcher:
             if want <= 0:
                 return
             batch = _poll_batch(consumer, want, plan.deadline)
-            n = _count(batch)
-            idle = 0 if n else idle + 1
+            idle = 0 if batch else idle + 1
             for tp in list(self.pending):
                 if consumer.position(tp) >= self.ends[tp]:
                     self.pending.discard(tp)
-            if n:
-                done += n
-                yield decode_batch(_records(batch), plan.connectors)
+            if batch:
+                done += len(batch)
+                yield decode_batch(batch, plan.connectors)
 
     def commit(self, offsets: Mapping[TopicPartitionKey, int]) -> None:
         """Consumer-group commit after the DuckDB commit: lag monitoring only, failures ok."""
@@ -328,34 +310,19 @@ class _Fetcher:
         self.consumer.close(autocommit=False)
 
 
-def _poll_batch(consumer, want: int, deadline: float | None) -> list[Chunk]:
-    """Up to `want` records from one or a few polls."""
-    batch: list[Chunk] = []
-    got = 0
-    while got < want:
+def _poll_batch(consumer, want: int, deadline: float | None) -> list:
+    """Up to `want` records from one or a few polls: kafka-python's `ConsumerRecord`s, which
+    `decode_batch` reads as they are (topic, partition, offset, key, value)."""
+    batch: list = []
+    while len(batch) < want:
         if deadline is not None and time.monotonic() >= deadline:
             break
-        polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=want - got)
+        polled = consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=want - len(batch))
         if not polled:
             break
-        for tp, messages in polled.items():
-            offsets = array("q", [m.offset for m in messages])
-            keys = [m.key for m in messages]
-            values = [m.value for m in messages]
-            batch.append((tp.topic, tp.partition, offsets, keys, values))
-            got += len(offsets)
+        for messages in polled.values():
+            batch.extend(messages)
     return batch
-
-
-def _count(batch: list[Chunk]) -> int:
-    return sum(len(offsets) for _, _, offsets, _, _ in batch)
-
-
-def _records(batch: list[Chunk]) -> list[_Record]:
-    records: list[_Record] = []
-    for topic, partition, offsets, keys, values in batch:
-        records.extend(map(_Record, repeat(topic), repeat(partition), offsets, keys, values))
-    return records
 
 
 # -- the fetchers in child processes (prefetch) -------------------------------------------------
@@ -515,11 +482,11 @@ class _ChildFetchers:
                 yield batch
 
     def commit(self, offsets: Mapping[TopicPartitionKey, int]) -> None:
-        by_child: dict[int, tuple[_Child, dict]] = {}
+        by_child: dict[_Child, dict[TopicPartitionKey, int]] = {}
         for part, offset in offsets.items():
             if (child := self.owner.get(part)) is not None:
-                by_child.setdefault(id(child), (child, {}))[1][part] = offset
-        for child, parts in by_child.values():
+                by_child.setdefault(child, {})[part] = offset
+        for child, parts in by_child.items():
             child.send("commit", parts)
 
     def close(self) -> None:
