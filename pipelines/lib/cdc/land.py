@@ -366,11 +366,8 @@ def _unexpected(exc: Exception) -> str:
     return f"value: undecodable ({type(exc).__name__}: {exc})"
 
 
-def _position(rec: KafkaRecord) -> str:
-    return f"{rec.topic}:{rec.partition}:{rec.offset}"
-
-
 def _position_text(pos: Position) -> str:
+    """A dead letter's position: `topic:partition:offset`."""
     return f"{pos[0]}:{pos[1]}:{pos[2]}"
 
 
@@ -534,9 +531,10 @@ def decode_batch(
                 row = decoder.decode(key, value)
             except Exception as exc:  # a record never stops the batch
                 reason = str(exc) if isinstance(exc, DecodeError) else _unexpected(exc)
-                letter = DeadLetter(DEAD_LETTER_SOURCE, _position(rec), _raw_text(rec), reason)
+                pos = (rec.topic, rec.partition, rec.offset)
+                letter = DeadLetter(DEAD_LETTER_SOURCE, _position_text(pos), _raw_text(rec), reason)
                 label = decoder.table.raw_table if decoder else topic
-                letters.append(((rec.topic, rec.partition, rec.offset), label, letter))
+                letters.append((pos, label, letter))
                 continue
             buf_recs.append(rec)
             buf_rows.append(row)
