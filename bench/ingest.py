@@ -13,7 +13,7 @@ bench/RESULTS.md. Goal (issue 4): ratio >= 0.7 and >= 50,000 landed events/s on 
 
     .venv/bin/python bench/ingest.py                        # starts its own broker
     .venv/bin/python bench/ingest.py --bootstrap 127.0.0.1:9092 --events 500000
-    # one core: a broker pinned elsewhere (taskset -c 1 make kafka), this process on core 0
+    # one core: a broker pinned elsewhere (taskset -c 1 make kafka-start), this on core 0
     taskset -c 0 .venv/bin/python bench/ingest.py --bootstrap 127.0.0.1:9092
 """
 
