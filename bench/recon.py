@@ -18,8 +18,8 @@ must find the same mismatching keys.
    stores `return_key = md5('return|' || rma)`; the key strings are fetched for the mismatches
    only. Against `datacompy.PolarsCompare` + `all_mismatch()` + the unique rows of each side
    (the keys it reports). Measured beside it for context: the same comparison joined on the key
-   string (the rules' SQL as written) and DuckDB's bare full outer join on the key string
-   (count only).
+   string (the rules' SQL as written; every repeat checks that both give exactly the same rows)
+   and DuckDB's bare full outer join on the key string (count only).
 2. incremental: 10,000 ERP credits change; our SQL re-reconciles only those keys (delete their
    mismatches, insert the new ones, one transaction), against datacompy's full compare of the
    changed tables (what its users run every day). The arrival (not timed) gives the changed
