@@ -36,7 +36,7 @@ runs in its own environment (`.cache/bench/datacompy-venv`, created on first use
 bench/requirements-datacompy.txt with uv), in a child process, on Parquet exports of the same
 tables; loading them is timed apart and not counted. Goals: full >= 4x, incremental >= 50x.
 
-    .venv/bin/python bench/recon.py                    # 1,000,000 rows, 3 repeats
+    .venv/bin/python bench/recon.py                    # 1,000,000 rows, 5 repeats
     .venv/bin/python bench/recon.py --rows 20000 --repeats 1 --no-append
 """
 
@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         "--rows", type=int, default=1_000_000, help="rows per table (default 1,000,000)"
     )
     parser.add_argument("--returns", type=int, help="alias of --rows (for the smoke test)")
-    parser.add_argument("--repeats", type=int, default=3, help="measured runs (default 3)")
+    parser.add_argument("--repeats", type=int, default=5, help="measured runs (default 5)")
     parser.add_argument("--no-append", action="store_true", help="no RESULTS.md row")
     args = parser.parse_args(argv)
     rows = args.returns or args.rows
