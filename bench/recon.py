@@ -157,14 +157,15 @@ def change(con, rows: int, n: int = CHANGED_KEYS) -> list[str]:
 
 # --- returnsync's reconciliation SQL -----------------------------------------------------------
 
-# The rules' comparison as written, joined on the key string: what the full compare was until
-# 2026-11-26, measured beside the keyed one for context. {extra} adds output columns.
+# The rules' comparison of two sets of rows, joined on {key}: `rma_number` (the key string, the
+# rules' SQL as written, what the full compare was until 2026-11-26) or `key_md5` (the stored
+# 128-bit key). {extra} adds output columns.
 MISMATCH_SELECT = """
 select
-    coalesce(c.rma_number, e.rma_number) as rma_number,{extra}
+    coalesce(c.{key}, e.{key}) as {key},{extra}
     case
-        when e.rma_number is null then 'refund_without_credit'
-        when c.rma_number is null then 'credit_without_refund'
+        when e.{key} is null then 'refund_without_credit'
+        when c.{key} is null then 'credit_without_refund'
         when c.currency <> e.currency then 'currency_mismatch'
         else 'credit_amount_mismatch'
     end as rule,
@@ -172,40 +173,22 @@ select
     e.amount as actual,
     e.amount - c.amount as amount_delta
 from {refunds} as c
-full outer join {credits} as e on c.rma_number = e.rma_number
-where c.rma_number is null
-   or e.rma_number is null
+full outer join {credits} as e on c.{key} = e.{key}
+where c.{key} is null
+   or e.{key} is null
    or c.currency <> e.currency
    or abs(e.amount - c.amount) > {tolerance}
 """
 
-# The same comparison joined on the stored 128-bit key `key_md5` (the md5 of the key as a
-# number, DuckDB's md5_number: production identifies a return the same way, return_key =
+# The full compare joins on the stored 128-bit key `key_md5` (the md5 of the key as a number,
+# DuckDB's md5_number: production identifies a return the same way, return_key =
 # md5('return|' || rma), so this is the identity the rules already join on). The join reads no
 # key string: decoding the 1M strings of each side cost 18 CPU-ms per side (DuckDB stores them
 # FSST-compressed). The strings are fetched only for the mismatches, from the side that has the
 # key, by the same integer key.
 FULL_RECON = """
 create or replace table mismatches as
-with keyed as materialized (
-    select
-        coalesce(c.key_md5, e.key_md5) as key_md5,
-        case
-            when e.key_md5 is null then 'refund_without_credit'
-            when c.key_md5 is null then 'credit_without_refund'
-            when c.currency <> e.currency then 'currency_mismatch'
-            else 'credit_amount_mismatch'
-        end as rule,
-        c.amount as expected,
-        e.amount as actual,
-        e.amount - c.amount as amount_delta
-    from channel_refunds as c
-    full outer join erp_credits as e on c.key_md5 = e.key_md5
-    where c.key_md5 is null
-       or e.key_md5 is null
-       or c.currency <> e.currency
-       or abs(e.amount - c.amount) > {tolerance}
-)
+with keyed as materialized ({keyed})
 select
     coalesce(r.rma_number, x.rma_number) as rma_number,
     m.key_md5, m.rule, m.expected, m.actual, m.amount_delta
@@ -217,16 +200,21 @@ left join erp_credits as x
 """
 
 
+def whole_tables(key: str, tolerance: Decimal) -> str:
+    """The comparison of the two whole tables, joined on `key`."""
+    return MISMATCH_SELECT.format(
+        refunds="channel_refunds", credits="erp_credits", key=key, tolerance=tolerance, extra=""
+    )
+
+
 def full_recon(con, tolerance: Decimal) -> None:
     """Every key: the mismatch table rebuilt from the two whole tables."""
-    con.execute(FULL_RECON.format(tolerance=tolerance))
+    con.execute(FULL_RECON.format(keyed=whole_tables("key_md5", tolerance)))
 
 
 def full_recon_by_string(con, tolerance: Decimal) -> None:
     """The same, joined on the key string (into `mismatches_by_string`), for context."""
-    sql = MISMATCH_SELECT.format(
-        refunds="channel_refunds", credits="erp_credits", tolerance=tolerance, extra=""
-    )
+    sql = whole_tables("rma_number", tolerance)
     con.execute(f"create or replace table mismatches_by_string as {sql}")
 
 
@@ -293,6 +281,7 @@ def incremental_recon_plain(con, tolerance: Decimal) -> None:
         MISMATCH_SELECT.format(
             refunds="(select * from channel_refunds semi join changed_keys using (rma_number))",
             credits="(select * from erp_credits semi join changed_keys using (rma_number))",
+            key="rma_number",
             tolerance=tolerance,
             extra="\n    coalesce(c.key_md5, e.key_md5) as key_md5,",
         ),
