@@ -185,18 +185,21 @@ where c.{key} is null
 # md5('return|' || rma), so this is the identity the rules already join on). The join reads no
 # key string: decoding the 1M strings of each side cost 18 CPU-ms per side (DuckDB stores them
 # FSST-compressed). The strings are fetched only for the mismatches, from the side that has the
-# key, by the same integer key.
+# key, by the same integer key: one inner join per side, each given only its own mismatches, so
+# the Bloom filter pushed into the ERP side's scan holds the ~2,000 credit-only keys, not all
+# ~28,600 (5% faster in an A/B loop than two left joins with the rule in the join condition).
 FULL_RECON = """
 create or replace table mismatches as
 with keyed as materialized ({keyed})
-select
-    coalesce(r.rma_number, x.rma_number) as rma_number,
-    m.key_md5, m.rule, m.expected, m.actual, m.amount_delta
+select r.rma_number, m.key_md5, m.rule, m.expected, m.actual, m.amount_delta
 from keyed as m
-left join channel_refunds as r
-    on r.key_md5 = m.key_md5 and m.rule <> 'credit_without_refund'
-left join erp_credits as x
-    on x.key_md5 = m.key_md5 and m.rule = 'credit_without_refund'
+join channel_refunds as r on r.key_md5 = m.key_md5
+where m.rule <> 'credit_without_refund'
+union all
+select x.rma_number, m.key_md5, m.rule, m.expected, m.actual, m.amount_delta
+from keyed as m
+join erp_credits as x on x.key_md5 = m.key_md5
+where m.rule = 'credit_without_refund'
 """
 
 
