@@ -20,27 +20,16 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.lib.migrations import migrate
+
 RACY_NS = 2_000_000_000  # a file modified this recently (vs. the hash time) is hashed every time
-
-TABLE_DDL = """
-create schema if not exists meta;
-create table if not exists meta.file_hashes (
-    path      varchar     primary key,  -- absolute path
-    size      bigint      not null,
-    mtime_ns  bigint      not null,
-    inode     ubigint     not null,
-    sha256    varchar     not null,
-    hashed_at timestamptz not null
-);
-"""
-
 
 _ENSURED: weakref.WeakSet = weakref.WeakSet()  # connections known to have the table
 
 
 def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
     """Create `meta.file_hashes` if missing (idempotent)."""
-    con.execute(TABLE_DDL)
+    migrate(con)
 
 
 def sha256_of(path: Path | str) -> str:

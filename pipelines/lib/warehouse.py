@@ -19,53 +19,7 @@ from typing import Any
 import duckdb
 
 from pipelines.lib.contracts import all_raw_tables
-
-META_DDL = """
-create schema if not exists raw;
-create schema if not exists meta;
-
--- Stream ledger: for each (source, topic, partition) the next offset to read. Written in the
--- same transaction as the raw rows it covers; a restart resumes from here, never from memory.
-create table if not exists meta.stream_offsets (
-    source      varchar     not null,   -- 'kafka' or 'file'
-    topic       varchar     not null,
-    "partition" integer     not null,
-    next_offset bigint      not null,
-    updated_at  timestamptz not null,
-    primary key (source, topic, "partition")
-);
-
--- File ledger: one row per landed file (by content hash); a re-dropped file is skipped.
-create table if not exists meta.files_landed (
-    sha256       varchar     primary key,
-    source       varchar     not null,
-    path         varchar     not null,
-    rows_landed  bigint      not null,
-    dead_letters bigint      not null,
-    landed_at    timestamptz not null
-);
-
--- Files whose header does not match their contract, kept whole with the reason.
-create table if not exists meta.quarantine (
-    sha256           varchar     primary key,
-    source           varchar     not null,
-    path             varchar     not null,
-    quarantined_path varchar     not null,
-    reason           varchar     not null,
-    quarantined_at   timestamptz not null
-);
-
--- Every record that could not be decoded or parsed, with its position and the reason.
--- (source, position) is unique, so replaying a topic or a file never adds a second row.
-create table if not exists meta.dead_letters (
-    source    varchar     not null,  -- e.g. 'cdc', 'shopify', 'amazon'
-    position  varchar     not null,  -- 'topic:partition:offset' or 'sha256:row_number'
-    raw       varchar,               -- the record's bytes (utf-8, replaced) or the row's text
-    error     varchar     not null,
-    failed_at timestamptz not null,
-    primary key (source, position)
-);
-"""
+from pipelines.lib.migrations import migrate
 
 
 @dataclass(frozen=True)
@@ -90,11 +44,12 @@ def connect(db_path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConn
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the `meta` tables and every raw table of the contracts, if missing.
+    """Bring the `meta` state up to date (`migrations`) and create every raw table of the
+    contracts, if missing.
 
     Raw tables exist even before anything landed, so dbt's sources always resolve.
     """
-    con.execute(META_DDL)
+    migrate(con)
     for ddl in all_raw_tables().values():
         con.execute(ddl)
 

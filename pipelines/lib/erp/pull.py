@@ -42,34 +42,12 @@ import pyarrow as pa
 
 from pipelines.lib.contracts import CDC_META_COLUMNS, CDC_TABLES, CdcTable
 from pipelines.lib.erp.base import ErpAdapter
+from pipelines.lib.migrations import migrate
 from pipelines.lib.warehouse import DeadLetter, transaction, utcnow, write_dead_letters
 
 DEAD_LETTER_SOURCE = "erp_pull"
 PULL_PARTITION = -1
 DEFAULT_OVERLAP = timedelta(minutes=5)
-
-PULL_DDL = """
-create schema if not exists meta;
-
--- One row per pulled record version: (model, id, version time). A re-pull lands nothing.
-create table if not exists meta.erp_pull_ledger (
-    model       varchar     not null,   -- Tryton model, e.g. sale.sale
-    record_id   bigint      not null,
-    version_at  timestamp   not null,   -- write_date, or create_date if never written (UTC)
-    raw_table   varchar     not null,
-    "offset"    bigint      not null,   -- the row's _offset in raw.<raw_table> (_partition -1)
-    pulled_at   timestamptz not null,
-    primary key (model, record_id, version_at)
-);
-
--- Per model, the largest version time pulled so far (the next pull starts there, less overlap).
-create table if not exists meta.erp_pull_watermarks (
-    model        varchar     primary key,
-    watermark    timestamp,
-    rows_landed  bigint      not null,   -- total over all pulls
-    last_pull_at timestamptz not null
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -146,7 +124,7 @@ class PullSummary:
 
 
 def ensure_pull_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(PULL_DDL)
+    migrate(con)
 
 
 def pull_erp(

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 
 import duckdb
 
+from pipelines.lib.migrations import migrate
+
 # The eleven rules of DESIGN §5 and their fixed severity (also in the dbt models: a unit test
 # checks that the two agree).
 SEVERITY: dict[str, str] = {
@@ -76,36 +78,6 @@ REPORT_COLUMNS: tuple[str, ...] = (  # the report's columns: DESIGN §5's first,
     "acknowledged_by",
 )
 
-DDL = f"""
-create schema if not exists recon;
-create table if not exists {MISMATCHES_TABLE} (
-    mismatch_id     varchar primary key,
-    rule            varchar not null,
-    severity        varchar not null,
-    rma_number      varchar,
-    sku             varchar,
-    warehouse       varchar,
-    location        varchar,
-    expected        varchar,
-    actual          varchar,
-    amount_delta    decimal(18,4),
-    qty_delta       decimal(18,3),
-    first_seen_at   timestamptz not null,
-    last_seen_at    timestamptz not null,
-    status          varchar not null,
-    resolved_at     timestamptz,
-    acknowledged_at timestamptz,
-    acknowledged_by varchar
-);
--- append-only: one row per status change (opened, resolved, reopened, acknowledged)
-create table if not exists {HISTORY_TABLE} (
-    mismatch_id varchar not null,
-    status      varchar not null,
-    changed_at  timestamptz not null,
-    changed_by  varchar not null
-);
-"""
-
 
 @dataclass(frozen=True)
 class MergeSummary:
@@ -121,7 +93,7 @@ class MergeSummary:
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create `recon.mismatches` and its history if missing (never replaced)."""
-    con.execute(DDL)
+    migrate(con)
 
 
 def _as_utc(value: datetime | str) -> datetime:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import duckdb
 
+from pipelines.lib.migrations import migrate
+
 ADJUSTMENTS = "writeback.adjustments"
 ATTEMPTS = "writeback.attempts"
 EXCEPTIONS = "writeback.exceptions"
@@ -25,60 +27,10 @@ EXCEPTIONS = "writeback.exceptions"
 STATUSES: tuple[str, ...] = ("planned", "approved", "rejected", "sent", "exception")
 ACTIONS: tuple[str, ...] = ("credit_note", "stock_move")
 
-DDL = f"""
-create schema if not exists writeback;
-create table if not exists {ADJUSTMENTS} (
-    adjustment_id   varchar primary key,
-    idempotency_key varchar not null unique,
-    mismatch_id     varchar not null,
-    rule            varchar not null,
-    rma_number      varchar,
-    sku             varchar,
-    action          varchar not null,      -- credit_note | stock_move
-    payload         json not null,         -- what the ERP adapter is called with
-    amount          decimal(18,4),         -- money credited (credit note) or value moved (stock)
-    quantity        decimal(18,3),         -- units credited or moved
-    currency        varchar,
-    status          varchar not null,      -- planned | approved | rejected | sent | exception
-    approved_by     varchar,               -- `auto` or a person; also who rejected
-    approved_at     timestamptz,           -- when approved or rejected
-    decided_reason  varchar,               -- why (auto limits, a person's reason, obsolete...)
-    erp_document    json,                  -- {{model, id, number, state}} once sent
-    in_flight_since timestamptz,           -- a push is (or was, before a crash) working on it
-    sent_at         timestamptz,
-    created_at      timestamptz not null,
-    updated_at      timestamptz not null
-);
-create table if not exists {ATTEMPTS} (
-    adjustment_id varchar not null,
-    attempt       integer not null,       -- 1, 2, ... per adjustment across pushes
-    "at"          timestamptz not null,  -- quoted: AT is reserved in DuckDB
-    outcome       varchar not null,       -- created | found | transient_error | permanent_error
-                                          -- | exhausted | auth_error | obsolete | error
-    message       varchar,
-    primary key (adjustment_id, attempt)
-);
-create table if not exists {EXCEPTIONS} (
-    exception_id  varchar primary key,
-    mismatch_id   varchar not null,
-    adjustment_id varchar,                -- null: the mismatch has no automatic fix
-    rule          varchar not null,
-    rma_number    varchar,
-    sku           varchar,
-    reason        varchar not null,
-    message       varchar,                -- the ERP's own message, when it refused
-    status        varchar not null,       -- open | closed
-    created_at    timestamptz not null,
-    updated_at    timestamptz not null,
-    closed_at     timestamptz,
-    closed_reason varchar
-);
-"""
-
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the `writeback` schema and its tables if missing (never replaced)."""
-    con.execute(DDL)
+    migrate(con)
 
 
 def tables_exist(con: duckdb.DuckDBPyConnection) -> bool:

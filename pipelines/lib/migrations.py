@@ -1,0 +1,258 @@
+"""Migrations of the state that cannot be rebuilt from raw (DESIGN §12).
+
+`raw` can be landed again and every dbt layer rebuilt from it, but the ledgers (which positions
+and files landed), the dead letters, the mismatch lifecycle with its acknowledgements, and the
+write-back adjustments with their attempt log are history: losing or rewriting them loses the
+audit trail. Their schema changes only here, as numbered migrations:
+
+- `meta.schema_migrations` records each applied version; `migrate()` applies the missing ones in
+  order, each in its own transaction with its row, so an interrupted upgrade resumes.
+- Migration 1 is the schema as it stood before this module (every statement `if not exists`), so
+  an older warehouse opens with its history intact and is simply marked as at version 1.
+- A new schema change is a new `Migration` appended to `MIGRATIONS` with the next version; never
+  edit one that has shipped. A test opens a warehouse written by the baseline DDL alone and checks
+  that its rows survive every migration.
+
+The modules that use these tables (`warehouse`, `filehash`, `erp.pull`, `recon.lifecycle`,
+`writeback.schema`) call `migrate()` instead of carrying DDL of their own.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import duckdb
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str  # one or more statements
+
+
+BASELINE = """
+-- ledgers, dead letters, quarantine (pipelines/lib/warehouse.py)
+create schema if not exists raw;
+create schema if not exists meta;
+
+-- Stream ledger: for each (source, topic, partition) the next offset to read. Written in the
+-- same transaction as the raw rows it covers; a restart resumes from here, never from memory.
+create table if not exists meta.stream_offsets (
+    source      varchar     not null,   -- 'kafka' or 'file'
+    topic       varchar     not null,
+    "partition" integer     not null,
+    next_offset bigint      not null,
+    updated_at  timestamptz not null,
+    primary key (source, topic, "partition")
+);
+
+-- File ledger: one row per landed file (by content hash); a re-dropped file is skipped.
+create table if not exists meta.files_landed (
+    sha256       varchar     primary key,
+    source       varchar     not null,
+    path         varchar     not null,
+    rows_landed  bigint      not null,
+    dead_letters bigint      not null,
+    landed_at    timestamptz not null
+);
+
+-- Files whose header does not match their contract, kept whole with the reason.
+create table if not exists meta.quarantine (
+    sha256           varchar     primary key,
+    source           varchar     not null,
+    path             varchar     not null,
+    quarantined_path varchar     not null,
+    reason           varchar     not null,
+    quarantined_at   timestamptz not null
+);
+
+-- Every record that could not be decoded or parsed, with its position and the reason.
+-- (source, position) is unique, so replaying a topic or a file never adds a second row.
+create table if not exists meta.dead_letters (
+    source    varchar     not null,  -- e.g. 'cdc', 'shopify', 'amazon'
+    position  varchar     not null,  -- 'topic:partition:offset' or 'sha256:row_number'
+    raw       varchar,               -- the record's bytes (utf-8, replaced) or the row's text
+    error     varchar     not null,
+    failed_at timestamptz not null,
+    primary key (source, position)
+);
+
+-- the file hash cache (pipelines/lib/filehash.py)
+create schema if not exists meta;
+create table if not exists meta.file_hashes (
+    path      varchar     primary key,  -- absolute path
+    size      bigint      not null,
+    mtime_ns  bigint      not null,
+    inode     ubigint     not null,
+    sha256    varchar     not null,
+    hashed_at timestamptz not null
+);
+
+-- the ERP pull ledger (pipelines/lib/erp/pull.py)
+create schema if not exists meta;
+
+-- One row per pulled record version: (model, id, version time). A re-pull lands nothing.
+create table if not exists meta.erp_pull_ledger (
+    model       varchar     not null,   -- Tryton model, e.g. sale.sale
+    record_id   bigint      not null,
+    version_at  timestamp   not null,   -- write_date, or create_date if never written (UTC)
+    raw_table   varchar     not null,
+    "offset"    bigint      not null,   -- the row's _offset in raw.<raw_table> (_partition -1)
+    pulled_at   timestamptz not null,
+    primary key (model, record_id, version_at)
+);
+
+-- Per model, the largest version time pulled so far (the next pull starts there, less overlap).
+create table if not exists meta.erp_pull_watermarks (
+    model        varchar     primary key,
+    watermark    timestamp,
+    rows_landed  bigint      not null,   -- total over all pulls
+    last_pull_at timestamptz not null
+);
+
+-- the mismatch lifecycle (pipelines/lib/recon/lifecycle.py)
+create schema if not exists recon;
+create table if not exists recon.mismatches (
+    mismatch_id     varchar primary key,
+    rule            varchar not null,
+    severity        varchar not null,
+    rma_number      varchar,
+    sku             varchar,
+    warehouse       varchar,
+    location        varchar,
+    expected        varchar,
+    actual          varchar,
+    amount_delta    decimal(18,4),
+    qty_delta       decimal(18,3),
+    first_seen_at   timestamptz not null,
+    last_seen_at    timestamptz not null,
+    status          varchar not null,
+    resolved_at     timestamptz,
+    acknowledged_at timestamptz,
+    acknowledged_by varchar
+);
+-- append-only: one row per status change (opened, resolved, reopened, acknowledged)
+create table if not exists recon.mismatch_history (
+    mismatch_id varchar not null,
+    status      varchar not null,
+    changed_at  timestamptz not null,
+    changed_by  varchar not null
+);
+
+-- write-back (pipelines/lib/writeback/schema.py)
+create schema if not exists writeback;
+create table if not exists writeback.adjustments (
+    adjustment_id   varchar primary key,
+    idempotency_key varchar not null unique,
+    mismatch_id     varchar not null,
+    rule            varchar not null,
+    rma_number      varchar,
+    sku             varchar,
+    action          varchar not null,      -- credit_note | stock_move
+    payload         json not null,         -- what the ERP adapter is called with
+    amount          decimal(18,4),         -- money credited (credit note) or value moved (stock)
+    quantity        decimal(18,3),         -- units credited or moved
+    currency        varchar,
+    status          varchar not null,      -- planned | approved | rejected | sent | exception
+    approved_by     varchar,               -- `auto` or a person; also who rejected
+    approved_at     timestamptz,           -- when approved or rejected
+    decided_reason  varchar,               -- why (auto limits, a person's reason, obsolete...)
+    erp_document    json,                  -- {model, id, number, state} once sent
+    in_flight_since timestamptz,           -- a push is (or was, before a crash) working on it
+    sent_at         timestamptz,
+    created_at      timestamptz not null,
+    updated_at      timestamptz not null
+);
+create table if not exists writeback.attempts (
+    adjustment_id varchar not null,
+    attempt       integer not null,       -- 1, 2, ... per adjustment across pushes
+    "at"          timestamptz not null,  -- quoted: AT is reserved in DuckDB
+    outcome       varchar not null,       -- created | found | transient_error | permanent_error
+                                          -- | exhausted | auth_error | obsolete | error
+    message       varchar,
+    primary key (adjustment_id, attempt)
+);
+create table if not exists writeback.exceptions (
+    exception_id  varchar primary key,
+    mismatch_id   varchar not null,
+    adjustment_id varchar,                -- null: the mismatch has no automatic fix
+    rule          varchar not null,
+    rma_number    varchar,
+    sku           varchar,
+    reason        varchar not null,
+    message       varchar,                -- the ERP's own message, when it refused
+    status        varchar not null,       -- open | closed
+    created_at    timestamptz not null,
+    updated_at    timestamptz not null,
+    closed_at     timestamptz,
+    closed_reason varchar
+);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "baseline: ledgers, dead letters, file hashes, lifecycle, write-back", BASELINE),
+)
+
+LEDGER_DDL = """
+create schema if not exists meta;
+create table if not exists meta.schema_migrations (
+    version    integer     primary key,
+    name       varchar     not null,
+    applied_at timestamptz not null
+);
+"""
+
+_MIGRATED: weakref.WeakSet = weakref.WeakSet()  # connections already at the latest version
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The highest applied migration (0 for a warehouse that has none recorded)."""
+    con.execute(LEDGER_DDL)
+    return con.execute("select coalesce(max(version), 0) from meta.schema_migrations").fetchall()[
+        0
+    ][0]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply every migration the warehouse has not had yet; returns the versions applied.
+
+    Cheap after the first call on a connection. Inside a caller's open transaction the
+    statements join it; otherwise each migration commits on its own, with its ledger row.
+    """
+    if con in _MIGRATED:
+        return []
+    done = current_version(con)
+    applied = []
+    joined = False  # applied inside a caller's transaction, which may still roll back
+    for migration in MIGRATIONS:
+        if migration.version <= done:
+            continue
+        own = _begin(con)
+        joined = joined or not own
+        try:
+            con.execute(migration.sql)
+            con.execute(
+                "insert into meta.schema_migrations values (?, ?, current_timestamp)",
+                [migration.version, migration.name],
+            )
+        except BaseException:
+            if own:
+                con.execute("rollback")
+            raise
+        if own:
+            con.execute("commit")
+        applied.append(migration.version)
+    if not joined:
+        _MIGRATED.add(con)
+    return applied
+
+
+def _begin(con: duckdb.DuckDBPyConnection) -> bool:
+    """Start a transaction unless one is open; True when this call started it."""
+    try:
+        con.execute("begin transaction")
+    except duckdb.TransactionException:
+        return False
+    return True
