@@ -14,6 +14,7 @@ from decimal import Decimal
 import dagster as dg
 
 from pipelines.lib.recon.lifecycle import RULES, SEVERITY
+from pipelines.lib.stages import mark
 from pipelines.resources import SettingsResource
 
 CURRENT_KEY = dg.AssetKey(["recon", "recon_mismatches_current"])
@@ -55,6 +56,7 @@ def mismatches(context: dg.AssetExecutionContext, settings: SettingsResource):
     from pipelines.lib.recon.report import CHECK_COLUMNS, amount_at_risk, to_markdown
     from pipelines.lib.warehouse import connection
 
+    mark("recon")
     resolved = settings.get()
     with connection(resolved.db_path) as con:
         summary = apply_lifecycle(con)
@@ -109,6 +111,7 @@ def mismatch_report(context: dg.AssetExecutionContext, settings: SettingsResourc
     from pipelines.lib.recon.report import amount_at_risk, rule_summary, to_csv, to_markdown
     from pipelines.lib.warehouse import connection
 
+    mark("report")
     resolved = settings.get()
     with connection(resolved.db_path, read_only=True) as con:
         rows = list_mismatches(con, status="open")
@@ -117,7 +120,7 @@ def mismatch_report(context: dg.AssetExecutionContext, settings: SettingsResourc
     path = resolved.data_dir / "reports" / f"mismatches_{stamp}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
-    tmp.write_text(to_csv(rows))
+    tmp.write_text(to_csv(rows), encoding="utf-8")  # spreadsheet-safe (pipelines.lib.csvsafe)
     tmp.replace(path)
     summary = rule_summary(rows)
     summary_md = to_markdown(

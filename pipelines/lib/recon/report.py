@@ -2,17 +2,17 @@
 
 Only the columns of `lifecycle.REPORT_COLUMNS` are ever formatted: rule, RMA, product, warehouse,
 quantities and amounts. No customer data exists in `recon.mismatches`, so none can leak here.
+CSV is written by the one spreadsheet-safe writer, `pipelines.lib.csvsafe` (DESIGN §11).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
+from pipelines.lib.csvsafe import rows_to_csv
 from pipelines.lib.recon.lifecycle import REPORT_COLUMNS, RULES, SEVERITY
 
 FORMATS: tuple[str, ...] = ("csv", "md", "json")
@@ -43,12 +43,9 @@ def _text(value: object) -> str:
 
 
 def to_csv(rows: Iterable[dict], columns: Sequence[str] = REPORT_COLUMNS) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_text(row.get(c)) for c in columns])
-    return out.getvalue()
+    """Spreadsheet-safe CSV (`pipelines.lib.csvsafe`): a text cell that a spreadsheet would run
+    as a formula (a SKU `=HYPERLINK(...)` from a B2B file) starts with `'`; numbers stay."""
+    return rows_to_csv(columns, ([_text(row.get(c)) for c in columns] for row in rows))
 
 
 def _md_cell(value: object) -> str:
