@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets.dbt import returnsync_dbt_assets
 from pipelines.lib.publish import publish
+from pipelines.lib.stages import mark
 from pipelines.resources import SettingsResource
 
 MISMATCHES = dg.AssetKey(["recon", "mismatches"])  # the mismatch lifecycle (assets/recon.py)
@@ -22,6 +23,7 @@ MISMATCHES = dg.AssetKey(["recon", "mismatches"])  # the mismatch lifecycle (ass
 def analyst_published(
     context: dg.AssetExecutionContext, settings: SettingsResource
 ) -> dg.MaterializeResult:
+    mark("publish")
     resolved = settings.get()
     result = publish(resolved.db_path, resolved.analyst_db_path)
     if result.withheld_columns:

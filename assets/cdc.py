@@ -13,6 +13,7 @@ from datetime import datetime
 import dagster as dg
 
 from pipelines.lib.contracts import CDC_PREFIXES, CDC_TABLES, CdcTable
+from pipelines.lib.stages import mark
 from pipelines.resources import SettingsResource
 
 GROUP = "landing"
@@ -90,6 +91,7 @@ def cdc_landing(context: dg.AssetExecutionContext, settings: SettingsResource):
     from pipelines.lib.cdc.files import land_cdc_files
     from pipelines.lib.warehouse import connection
 
+    mark("landing")
     resolved = settings.get()
     lag: dict[str, dict[str, int]] = {}
     mode_metadata: dict = {}

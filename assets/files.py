@@ -8,6 +8,7 @@ rows it landed as an asset check (a sample of failing rows shows keys and the fa
 import dagster as dg
 
 from pipelines.lib.contracts import FILE_SOURCES, FileSource
+from pipelines.lib.stages import mark
 from pipelines.resources import SettingsResource
 
 GROUP = "landing"
@@ -90,6 +91,7 @@ def build_file_asset(fs: FileSource) -> dg.AssetsDefinition:
         from pipelines.lib.files import land_files
         from pipelines.lib.warehouse import connection
 
+        mark("landing")
         resolved = settings.get()
         with connection(resolved.db_path) as con:
             summary = land_files(con, resolved.landing_dir, sources=[fs.raw_table])[fs.raw_table]

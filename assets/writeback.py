@@ -14,6 +14,7 @@ ERP credentials come only from the environment (Settings); they are never config
 import dagster as dg
 from pydantic import Field
 
+from pipelines.lib.stages import mark
 from pipelines.resources import SettingsResource
 
 ADJUSTMENTS_KEY = dg.AssetKey(["writeback", "adjustments"])
@@ -38,6 +39,7 @@ def adjustments(context: dg.AssetExecutionContext, settings: SettingsResource):
     from pipelines.lib.writeback import list_adjustments, list_open_exceptions, plan_adjustments
     from pipelines.lib.writeback.schema import EXCEPTION_COLUMNS, LIST_COLUMNS
 
+    mark("planning")
     resolved = settings.get()
     with connection(resolved.db_path) as con:
         summary = plan_adjustments(con)
