@@ -17,7 +17,8 @@ MISMATCHES = dg.AssetKey(["recon", "mismatches"])  # the mismatch lifecycle (ass
     description=(
         "Read-only DuckDB file with the marts and reconciliation tables for analysts "
         "(RETURNSYNC_ANALYST_DB), replaced atomically after every build so readers never block "
-        "a run and never see a half-written version."
+        "a run and never see a half-written version. Customer free text is published only as "
+        "its mapped code (reason_raw stays in the warehouse)."
     ),
 )
 def analyst_published(
@@ -31,12 +32,18 @@ def analyst_published(
             "columns that look like personal data were not published: "
             + ", ".join(result.withheld_columns)
         )
+    if result.removed_leftovers:
+        context.log.info(
+            "removed the temporary files of an interrupted publish: "
+            + ", ".join(result.removed_leftovers)
+        )
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(result.path)),
             "tables": len(result.tables),
             "rows": dg.MetadataValue.json(result.tables),
             "withheld_columns": dg.MetadataValue.json(result.withheld_columns),
+            "free_text_columns": dg.MetadataValue.json(result.free_text_columns),
         }
     )
 

@@ -5,12 +5,37 @@ lock error. Analysts never open the warehouse: after every successful build the 
 reconciliation tables are copied into a new DuckDB file that is then renamed over the published
 one (`os.replace`, atomic on POSIX). A reader that has the old file open keeps reading the old
 version, a new connection sees the new one, and neither ever blocks a run.
+
+What is published (DESIGN §12: no raw or personal data, free text only as its mapped code):
+- Only the tables of the `marts` and `recon` schemas, plus `main.published`; nothing of `raw`,
+  `staging`, `intermediate`, `meta`, `ledger` or any other schema.
+- Withheld as personal data (`PERSONAL_DATA_COLUMN`, the last guard; the marts have none today):
+  names, e-mail, phone, address and payload columns.
+- Withheld as free text (`FREE_TEXT_COLUMN`), decided per column of today's marts and recon:
+  - `marts.return_lines.reason_raw`: the return reason as the customer or channel gave it (Shopify
+    and the returns SaaS let the customer type it). Published as `reason`, the code mapped by the
+    `reason_map` seed (unknown reasons are `other`).
+  - `marts.dispositions.disposition_raw`: the WMS's own disposition text, published as the mapped
+    `disposition`.
+  - any `*_raw`, `note(s)`, `comment(s)`, `message`, `memo`, `remark(s)` or `free_text` column a
+    later model adds (an acknowledgement note, for instance).
+  Kept after review: `recon.mismatches.expected`/`actual` (quantities, amounts, currency codes or
+  fixed words the rules write), `sku`/`channel_sku`/`lot`/`serial`/`tracking_number`/`order_ref`/
+  `rma_number*` (identifiers, not prose), `channel_status` (a channel's status code),
+  `acknowledged_by`/`changed_by` (the user name of the person or process that acted, which finance
+  needs for the audit trail; DESIGN §11). The raw values stay in the warehouse.
+
+A publish killed half-way leaves `.<name>.<pid>.tmp` (and `.tmp.wal`) beside the target;
+`remove_leftovers` (run at the start of every publish) deletes those whose process is gone or that
+are more than an hour old.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,12 +53,70 @@ PERSONAL_DATA_COLUMN = re.compile(
 )
 
 
+# Free text a person typed, and raw values that have a mapped code beside them (see above).
+FREE_TEXT_COLUMN = re.compile(
+    r"(^|_)raw$|(^|_)(notes?|comments?|message|memo|remarks?|free_text)($|_)"
+)
+
+# a staging file of `publish` (or its WAL / spill directory): `.<target name>.<pid>.tmp[.wal]`
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.tmp(?:\.wal|\.tmp)?$")
+LEFTOVER_MAX_AGE_S = 3600
+
+
 @dataclass
 class PublishResult:
     path: Path
     tables: dict[str, int] = field(default_factory=dict)  # "schema.table" -> rows
-    withheld_columns: list[str] = field(default_factory=list)  # "schema.table.column"
+    withheld_columns: list[str] = field(default_factory=list)  # personal data: schema.table.col
+    free_text_columns: list[str] = field(default_factory=list)  # published as their mapped code
+    removed_leftovers: list[str] = field(default_factory=list)  # of interrupted publishes
     published_at: datetime | None = None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def remove_leftovers(target: Path, max_age_s: float = LEFTOVER_MAX_AGE_S) -> list[Path]:
+    """Delete the staging files an interrupted publish of `target` left behind: those whose
+    process is no longer alive, or that are older than `max_age_s` (a reused pid). A publish in
+    progress in another live process keeps its files. Returns what was removed."""
+    removed: list[Path] = []
+    try:
+        candidates = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for path in candidates:
+        match = _STAGING.match(path.name)
+        if not match or match["name"] != target.name:
+            continue
+        pid = int(match["pid"])
+        try:
+            age = now - path.lstat().st_mtime
+        except OSError:
+            continue
+        if age <= max_age_s and (pid == os.getpid() or _pid_alive(pid)):
+            continue  # a publish in progress (this process's own, in another thread, included)
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
 
 
 def publish(warehouse: Path, target: Path) -> PublishResult:
@@ -43,9 +126,11 @@ def publish(warehouse: Path, target: Path) -> PublishResult:
     `recon.recon_run`, the one reconciliation time of the build).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    result = PublishResult(path=target, published_at=datetime.now(UTC))
+    result.removed_leftovers = [p.name for p in remove_leftovers(target)]
     staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     staging.unlink(missing_ok=True)
-    result = PublishResult(path=target, published_at=datetime.now(UTC))
+    staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
     con = duckdb.connect(str(staging))
     try:
         con.execute("attach ? as warehouse (read_only)", [str(warehouse)])
@@ -58,6 +143,8 @@ def publish(warehouse: Path, target: Path) -> PublishResult:
             con.execute(f"create schema if not exists {schema}")
         for schema, table in tables:
             columns = _publishable_columns(con, schema, table, result)
+            if not columns:
+                continue
             select = ", ".join(f'"{c}"' for c in columns)
             con.execute(
                 f'create table {schema}."{table}" as '
@@ -77,6 +164,7 @@ def publish(warehouse: Path, target: Path) -> PublishResult:
     except BaseException:
         con.close()
         staging.unlink(missing_ok=True)
+        staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
         raise
     con.close()
     staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
@@ -104,6 +192,8 @@ def _publishable_columns(con, schema: str, table: str, result: PublishResult) ->
     for name in names:
         if PERSONAL_DATA_COLUMN.search(name.lower()):
             result.withheld_columns.append(f"{schema}.{table}.{name}")
+        elif FREE_TEXT_COLUMN.search(name.lower()):
+            result.free_text_columns.append(f"{schema}.{table}.{name}")
         else:
             kept.append(name)
     return kept
