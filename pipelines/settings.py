@@ -6,10 +6,16 @@ Every setting comes from an environment variable with a default that works in em
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from pipelines.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -29,7 +35,10 @@ ENV_VARS: dict[str, tuple[str, str | None]] = {
     "erp_user": ("RETURNSYNC_ERP_USER", None),
     "erp_password": ("RETURNSYNC_ERP_PASSWORD", None),
     "erp_pull": ("RETURNSYNC_ERP_PULL", "false"),
+    "lock_wait_s": ("RETURNSYNC_LOCK_WAIT_S", "120"),
 }
+
+AS_OF_MAX_AHEAD = timedelta(days=1)  # `--as-of` may be at most this far in the future
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,7 @@ class Settings:
     erp_user: str | None
     erp_password: str | None = field(default=None, repr=False)
     erp_pull: bool = False
+    lock_wait_s: float = 120.0
 
     @classmethod
     def from_env(
@@ -56,6 +66,8 @@ class Settings:
     ) -> Settings:
         """Resolve settings from `env` (default: `os.environ`); non-None keyword overrides win.
 
+        A value that cannot be used (a number that is not one, an ERP URL that is not an http(s)
+        URL) is a `ConfigError` naming the variable, raised before anything is done.
         Relative paths are resolved against `base_dir` (default: the current directory), so the
         DuckDB path handed to dbt is always absolute (STACK_NOTES: dbt resolves relative paths
         against its own working directory).
@@ -71,11 +83,15 @@ class Settings:
             raw[name] = (raw[name] or "").replace("{data_dir}", str(data_dir))
         try:
             max_records = int(raw["kafka_max_records"] or 0)
-        except ValueError as exc:
-            raise ValueError(
+        except ValueError:
+            raise ConfigError(
                 "RETURNSYNC_KAFKA_MAX_RECORDS must be a whole number, "
                 f"got {raw['kafka_max_records']!r}"
-            ) from exc
+            ) from None
+        if max_records < 0:
+            raise ConfigError(
+                f"RETURNSYNC_KAFKA_MAX_RECORDS must not be negative, got {max_records}"
+            )
         return cls(
             data_dir=data_dir,
             db_path=_abs(raw["db_path"], base),
@@ -85,11 +101,12 @@ class Settings:
             kafka_group=raw["kafka_group"] or "returnsync",
             kafka_topic_pattern=raw["kafka_topic_pattern"] or "",
             kafka_max_records=max_records,
-            erp_url=raw["erp_url"] or None,
+            erp_url=check_erp_url(raw["erp_url"]),
             erp_database=raw["erp_database"] or None,
             erp_user=raw["erp_user"] or None,
             erp_password=raw["erp_password"] or None,
             erp_pull=_flag("RETURNSYNC_ERP_PULL", raw["erp_pull"]),
+            lock_wait_s=_seconds("RETURNSYNC_LOCK_WAIT_S", raw["lock_wait_s"]),
         )
 
     @property
@@ -107,7 +124,71 @@ def _flag(var: str, value: str | None) -> bool:
         return True
     if text in ("", "0", "false", "no", "off"):
         return False
-    raise ValueError(f"{var} must be true or false, got {value!r}")
+    raise ConfigError(f"{var} must be true or false, got {value!r}")
+
+
+def _seconds(var: str, value: str | None) -> float:
+    try:
+        seconds = float((value or "").strip())
+    except ValueError:
+        raise ConfigError(f"{var} must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"{var} must be a number of seconds, 0 or more, got {value!r}")
+    return seconds
+
+
+def lock_wait_seconds(env: Mapping[str, str] | None = None) -> float:
+    """RETURNSYNC_LOCK_WAIT_S alone (the warehouse reads it on every connect)."""
+    env = os.environ if env is None else env
+    var, default = ENV_VARS["lock_wait_s"]
+    return _seconds(var, env.get(var) or default)
+
+
+def check_erp_url(value: str | None) -> str | None:
+    """The ERP URL if it is an http(s) URL with a host (None when unset), else a `ConfigError`.
+
+    The message never repeats a `user:password@` part of the URL.
+    """
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(text)
+        _ = parts.port  # a port that is not a number raises ValueError
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok or any(c.isspace() for c in text):
+        shown = re.sub(r"//[^/?#]*@", "//***@", text)  # never show user:password@
+        raise ConfigError(
+            "RETURNSYNC_ERP_URL must be an http(s) URL such as http://127.0.0.1:8000, "
+            f"got {shown!r}"
+        )
+    return text
+
+
+def parse_as_of(value: str | None, now: datetime | None = None) -> datetime | None:
+    """`--as-of` checked before anything runs: ISO-8601 with or without an offset (UTC if none),
+    at most `AS_OF_MAX_AHEAD` after `now`. None stays None (the run uses its start time)."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ConfigError(
+            f"--as-of {value!r} is not an ISO-8601 time (e.g. 2026-11-01T00:00:00Z)"
+        ) from None
+    now = now or datetime.now(UTC)
+    if parsed > now + AS_OF_MAX_AHEAD:
+        raise ConfigError(
+            f"--as-of {value!r} is more than a day in the future (now is "
+            f"{now.replace(microsecond=0).isoformat()}): a typo?"
+        )
+    return parsed
 
 
 def _abs(value: str | None, base: Path) -> Path:

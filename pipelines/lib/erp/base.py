@@ -9,7 +9,9 @@ Errors are typed so the push job can decide without parsing messages:
 - `ErpPermanentError`: the ERP refused the document (validation): retrying cannot help, a person
   must look (exception queue), the ERP's own message is kept;
 - `ErpAuthError`: credentials or address are wrong; the message names what (URL, database, user)
-  and never contains the password.
+  and never contains the password. It is an `ErpUnavailable` (exit code 4 at the CLI);
+- `ErpConfigError` (an `ErpAuthError` and a `ConfigError`, exit code 2): a setting is missing or
+  the URL is not a URL, so nothing was tried.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+
+from pipelines.errors import EXIT_USAGE, ConfigError, ErpUnavailable
 
 T = TypeVar("T")
 
@@ -43,8 +47,14 @@ class ErpPermanentError(ErpError):
         self.erp_message = erp_message or message
 
 
-class ErpAuthError(ErpError):
+class ErpAuthError(ErpError, ErpUnavailable):
     """Wrong URL, database, user or password. The message never contains the password."""
+
+
+class ErpConfigError(ErpAuthError, ConfigError):
+    """The ERP settings are missing or malformed (no call was made)."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from pipelines.errors import ConfigError
 from pipelines.lib.erp.base import (
     CreditLine,
     DocumentKind,
     ErpAuthError,
+    ErpConfigError,
     ErpDocument,
     ErpPermanentError,
     ErpTransientError,
@@ -124,6 +126,12 @@ class TrytonClient:
     def __init__(
         self, url: str, database: str, user: str, password: str, *, timeout: float = 30
     ) -> None:
+        from pipelines.settings import check_erp_url
+
+        try:
+            check_erp_url(url)
+        except ConfigError as exc:
+            raise ErpConfigError(str(exc)) from None
         self.url = _without_userinfo(url.rstrip("/"))
         self.database = database
         self.user = user
@@ -307,7 +315,7 @@ class TrytonAdapter:
             if not value
         ]
         if missing:
-            raise ErpAuthError(f"ERP credentials are not configured: set {', '.join(missing)}")
+            raise ErpConfigError(f"ERP credentials are not configured: set {', '.join(missing)}")
         return cls(TrytonClient(url, database, user, password, timeout=timeout))
 
     @classmethod
@@ -320,6 +328,11 @@ class TrytonAdapter:
 
     def __repr__(self) -> str:
         return f"TrytonAdapter({self.client!r})"
+
+    def check(self) -> None:
+        """Log in: `ErpTransientError` if Tryton cannot be reached, `ErpAuthError` if it refuses
+        the credentials. Callers check before anything changes state (push, pull)."""
+        self.client.login()
 
     # -- lookups ---------------------------------------------------------------------------------
 

@@ -19,6 +19,10 @@ mismatch supersedes it (the old one is rejected by `auto`); once a push tried on
 may exist) or sent it, nothing new is planned until the mismatch has resolved once (the ERP
 document came back through ingestion). Planned adjustments whose mismatch stops being open are
 rejected by `auto`.
+
+While a landing source is stale (`pipelines.lib.source_status`, DESIGN §12), planning does nothing
+at all: the mismatches of a partial run may be phantoms of the missing source, so nothing is
+planned, auto-approved, superseded or rejected until every source lands again.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 
 import duckdb
 
+from pipelines.lib.source_status import describe, stale_sources
 from pipelines.lib.writeback.schema import ADJUSTMENTS, ATTEMPTS, EXCEPTIONS, ensure_tables
 
 STOCK_RULES: tuple[str, ...] = ("receipt_not_posted", "posted_qty_mismatch")
@@ -76,6 +81,7 @@ class PlanSummary:
     exceptions_opened: int = 0  # mismatches newly in the exception queue
     exceptions_closed: int = 0  # planning exceptions closed (mismatch gone, or now fixable)
     adjustment_ids: list[str] = field(default_factory=list)
+    skipped_reason: str | None = None  # nothing planned: e.g. a source is stale
 
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
@@ -373,10 +379,16 @@ def plan_adjustments(
     now: datetime | None = None,
     limits: Limits | None = None,
 ) -> PlanSummary:
-    """Plan adjustments for the open mismatches in one transaction; idempotent."""
+    """Plan adjustments for the open mismatches in one transaction; idempotent.
+
+    Nothing at all while a landing source is stale (`summary.skipped_reason` says which)."""
     ensure_tables(con)
     when = now or datetime.now(UTC)
     summary = PlanSummary()
+    stale = stale_sources(con)
+    if stale:
+        summary.skipped_reason = f"stale source(s): {describe(stale)}"
+        return summary
     proposals = propose(con)
     limits = limits or read_limits(con)
     resolved_sql = (
