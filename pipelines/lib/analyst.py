@@ -123,12 +123,14 @@ def check(con: duckdb.DuckDBPyConnection, query: str) -> None:
     if not statements:
         raise QueryError("nothing to run: the input holds no SQL statement")
     for statement in statements:
+        word = _first_word(statement.query)
         try:
             kind = statement.type
         except ValueError as exc:  # a type the Python API does not know (UPDATE EXTENSIONS)
-            raise QueryError(READ_ONLY) from exc
-        if kind == _ST.PRAGMA and _first_word(statement.query) == "import":
-            raise QueryError(FILES_REFUSED)  # IMPORT DATABASE parses as a PRAGMA
+            known = word in ("update", "install", "load", "force")
+            raise QueryError(EXTENSIONS_REFUSED if known else READ_ONLY) from exc
+        if kind == _ST.PRAGMA and word != "pragma":  # IMPORT DATABASE, COPY FROM DATABASE
+            raise QueryError(FILES_REFUSED if word in ("import", "copy") else READ_ONLY)
         if kind not in _ALLOWED:
             raise QueryError(_REFUSALS.get(kind, READ_ONLY))
 
