@@ -72,11 +72,23 @@ def cell(value: object) -> str:
 
 
 def write_rows(out: TextIO, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    """Write a header and rows (sequences of values) as CSV to `out`."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([escape(str(c)) for c in columns])
+    """Write a header and rows (sequences of values) as CSV to `out`, lines ending in `\n`.
+
+    Python's csv module quotes a field only for the characters of its own line terminator, so a
+    `\n` terminator would leave a bare `\r` unquoted (and a reader splits the row there): rows
+    are formatted with `\r\n`, which quotes both, and end in `\n`."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def emit(values: list[str]) -> None:
+        writer.writerow(values)
+        out.write(buffer.getvalue()[:-2] + "\n")
+        buffer.seek(0)
+        buffer.truncate()
+
+    emit([escape(str(c)) for c in columns])
     for row in rows:
-        writer.writerow([cell(v) for v in row])
+        emit([cell(v) for v in row])
 
 
 def rows_to_csv(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
