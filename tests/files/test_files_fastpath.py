@@ -57,7 +57,7 @@ WEBHOOK_LINES = [
     webhook(17, total='"1e5"'),
     webhook(18, price="1E2"),
     webhook(19, qty="true"),
-    webhook(20, customer="NaN"),
+    webhook(20, customer="NaN"),  # not JSON: a dead letter (orjson, for CDC, refuses it too)
     webhook(21, customer='"\\ud800"'),
     webhook(22, tail=',"signature":"abc","retries":[1,2.0]'),
     webhook(23, tail=',"signature":"abc","webhook_id":"w-dup"'),  # duplicate key: last wins
@@ -152,8 +152,8 @@ def test_tricky_lines_give_identical_rows_and_dead_letters(tmp_path):
     write_lines(landing / "shopify" / "refunds.ndjson", SHOPIFY_LINES)
     fast, slow = land_both(tmp_path, landing)
     assert fast == slow
-    assert (len(fast["returns_saas_webhooks"]), len(fast["shopify_refunds"])) == (20, 9)
-    assert len(fast["dead_letters"]) == 23
+    assert (len(fast["returns_saas_webhooks"]), len(fast["shopify_refunds"])) == (19, 9)
+    assert len(fast["dead_letters"]) == 24
     extras = [row[3] for row in fast["returns_saas_webhooks"]]  # _extra: exact JSON numbers
     assert '{"signature":"abc","retries":[1,2.0]}' in extras
 

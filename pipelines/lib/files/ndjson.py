@@ -2,17 +2,26 @@
 
 One JSON object per line. Each line is converted against the contract's column types (nested
 STRUCT lists included); a line that is not JSON, not an object, misses a required field or holds a
-value of the wrong type goes to the dead letters with the reason, and the rest of the file lands.
-Rows are collected in column lists and inserted as one Arrow table per batch.
+value of the wrong type or out of its type's range goes to the dead letters with the reason, and
+the rest of the file lands: no line stops a run (DESIGN §12). Rows are collected in column lists
+and inserted as one Arrow table per batch.
+
+Encodings (`ndjson_lines`, also used for the CDC files): a UTF-8 byte order mark is stripped (at
+the start of the file or of any line); a file that starts with a UTF-16 (or UTF-32) byte order mark
+is decoded as such; any other line that is not valid UTF-8 is the dead letter
+`invalid_encoding: …`. Accounting: every non-blank line is exactly one landed row or one dead
+letter (`LineCounts`); blank (whitespace-only) lines are counted apart and land nothing.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 
@@ -53,7 +62,88 @@ def _lone_surrogate(obj: Any) -> bool:
         json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8")
     except UnicodeEncodeError:
         return True
+    except RecursionError:  # too deep to check here: the reference converter decides
+        return False
     return False
+
+
+# -- lines and encodings (NDJSON drops and CDC files) ---------------------------------------------
+
+BOM_UTF8 = codecs.BOM_UTF8
+_WIDE_BOMS = (  # UTF-32 first: its little-endian mark begins with UTF-16's
+    (codecs.BOM_UTF32_LE, "utf-32-le", "UTF-32"),
+    (codecs.BOM_UTF32_BE, "utf-32-be", "UTF-32"),
+    (codecs.BOM_UTF16_LE, "utf-16-le", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "utf-16-be", "UTF-16"),
+)
+_BAD_WIDE = "returnsync.bad-wide-text"
+# An undecodable UTF-16/32 sequence becomes a lone surrogate, which no UTF-8 line can hold: the
+# line is then refused by the UTF-8 check like any other invalid line (`invalid_encoding`).
+codecs.register_error(_BAD_WIDE, lambda exc: ("\udcff", exc.end))
+
+
+@dataclass
+class LineCounts:
+    """How the lines of one file were read: `lines_read` (non-blank lines, each exactly one landed
+    row, dead letter or skipped duplicate) and `blank_lines` (whitespace only: nothing lands)."""
+
+    lines_read: int = 0
+    blank_lines: int = 0
+    encoding: str = "UTF-8"  # as found: UTF-8, UTF-16 or UTF-32 (by the byte order mark)
+
+
+def ndjson_lines(handle: IO[bytes], counts: LineCounts | None = None) -> Iterable[bytes]:
+    """The lines of an NDJSON file opened in binary mode, as UTF-8 bytes (line end kept).
+
+    A UTF-8 byte order mark at the start is skipped. A file starting with a UTF-16 or UTF-32 byte
+    order mark is decoded (streaming) and each line re-encoded as UTF-8; a sequence that does
+    not decode leaves bytes that are not UTF-8, so that line alone is `invalid_encoding`. For an
+    ordinary file the handle itself is returned: the hot loop iterates the file directly.
+    """
+    head = handle.read(4)
+    for bom, codec, name in _WIDE_BOMS:
+        if head.startswith(bom):
+            handle.seek(len(bom))
+            if counts is not None:
+                counts.encoding = name
+            return _wide_lines(handle, codec)
+    handle.seek(len(BOM_UTF8) if head.startswith(BOM_UTF8) else 0)
+    return handle
+
+
+def _wide_lines(handle: IO[bytes], codec: str) -> Iterator[bytes]:
+    decoder = codecs.getincrementaldecoder(codec)(errors=_BAD_WIDE)
+    pending = ""
+    while True:
+        chunk = handle.read(1 << 16)
+        parts = (pending + decoder.decode(chunk, final=not chunk)).split("\n")
+        pending = parts.pop()
+        for part in parts:
+            yield (part + "\n").encode("utf-8", "surrogatepass")
+        if not chunk:
+            break
+    if pending:
+        yield pending.encode("utf-8", "surrogatepass")
+
+
+def invalid_encoding(line: bytes, exc: UnicodeDecodeError, encoding: str = "UTF-8") -> str:
+    """The dead-letter reason of a line that is not valid UTF-8 (DESIGN §12)."""
+    if encoding != "UTF-8":
+        return f"invalid_encoding: the line is not valid {encoding} (the file has a {encoding} BOM)"
+    return (
+        f"invalid_encoding: byte 0x{line[exc.start]:02x} at offset {exc.start} of the line "
+        "is not valid UTF-8"
+    )
+
+
+def raw_line(line: bytes) -> str:
+    """A line as dead-letter text: bytes that are not UTF-8 kept as `\\xNN` escapes."""
+    return line.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+
+
+def _not_json(name: str) -> Any:
+    """`parse_constant`: NaN and Infinity are not JSON (RFC 8259; orjson refuses them too)."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 class RowConverter:
@@ -127,13 +217,17 @@ def land_ndjson(
     batch_bytes: int = 1 << 62,
     *,
     fast: bool = True,
+    counts: LineCounts | None = None,
 ) -> tuple[int, int]:
     """Read `path` line by line, insert good rows in Arrow batches (of `batch_rows` rows or
     `batch_bytes` bytes of input, whichever comes first); returns (rows, dead letters).
 
     Each parsed line goes through the generated builder of `fastrow` first (unless `fast` is
-    False) and through `RowConverter`, the reference, when the builder declines it.
+    False) and through `RowConverter`, the reference, when the builder declines it. No line
+    raises: whatever the reference cannot convert is a dead letter with its reason. `counts`, if
+    given, receives the lines read (rows + dead letters) and the blank lines.
     """
+    counts = LineCounts() if counts is None else counts
     converter = RowConverter(fs)
     builders = (compile_builder(fs), compile_builder(fs, exact_numbers=True)) if fast else None
     schema = arrow_schema({**FILE_META_COLUMNS, **fs.columns})
@@ -158,18 +252,22 @@ def land_ndjson(
             buried += bury(dead)
             dead.clear()
 
+    number = blank = 0
     with open(path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
+        for number, line in enumerate(ndjson_lines(handle, counts), start=1):
             if line.isspace():
+                blank += 1
                 continue
             pending_bytes += len(line)
             error = None
             floats = _Floats()
             try:
-                obj = json.loads(line, parse_float=floats)
+                obj = json.loads(line.decode(), parse_float=floats, parse_constant=_not_json)
+            except UnicodeDecodeError as exc:
+                error = invalid_encoding(line, exc, counts.encoding)
             except (ValueError, RecursionError) as exc:
-                error = f"bad JSON: {exc}"
-            else:
+                obj, error = _parse_after_bom(line, floats, exc)
+            if error is None:
                 if type(obj) is not dict:
                     error = f"wrong type: the line is {_type_name(obj)}, expected a JSON object"
                 elif _SURROGATE_ESCAPE.search(line) and _lone_surrogate(obj):
@@ -186,18 +284,38 @@ def land_ndjson(
                     continue
             if error is None:
                 problems = Problems()
-                row, extra = converter.convert(obj, problems, floats.seen)
-                if problems.errors:
-                    error = "; ".join(problems.errors)
+                try:
+                    row, extra = converter.convert(obj, problems, floats.seen)
+                    if problems.errors:
+                        error = "; ".join(problems.errors)
+                    elif extra:
+                        extra_text = (dumps if floats.seen else _fast_dumps)(extra)
+                    else:
+                        extra_text = None
+                except Exception as exc:  # e.g. too deep to write back as JSON: never stops a run
+                    error = f"bad value: {type(exc).__name__}: {str(exc)[:200]}"
             if error is not None:
-                raw = line.decode("utf-8", errors="replace").rstrip("\r\n")
-                dead.append(DeadLetter(fs.source, f"{sha256}:{number}", raw, error))
+                dead.append(DeadLetter(fs.source, f"{sha256}:{number}", raw_line(line), error))
                 if len(dead) >= batch_rows or pending_bytes >= batch_bytes:
                     flush()
                 continue
-            extra_text = (dumps if floats.seen else _fast_dumps)(extra) if extra else None
             good.append((rel, sha256, number, ingested_at, extra_text, *(row[c] for c in columns)))
             if len(good) >= batch_rows or pending_bytes >= batch_bytes:
                 flush()
     flush()
+    counts.lines_read += number - blank
+    counts.blank_lines += blank
     return rows, buried
+
+
+def _parse_after_bom(line: bytes, floats: _Floats, exc: Exception) -> tuple[Any, str | None]:
+    """A line json refused: parsed again without a UTF-8 byte order mark in front (files joined
+    from several exports keep one per part), else the reason."""
+    if line.startswith(BOM_UTF8):
+        try:
+            return json.loads(line[3:].decode(), parse_float=floats, parse_constant=_not_json), None
+        except UnicodeDecodeError:  # pragma: no cover - the whole line was decoded before
+            pass
+        except (ValueError, RecursionError) as again:
+            exc = again
+    return None, f"bad JSON: {exc}"

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from pipelines.lib.files.types import Spec
@@ -82,6 +82,11 @@ def convert(
             elif (isinstance(value, str) and _INT_RE.fullmatch(value)) or (
                 isinstance(value, Decimal) and value == value.to_integral_value()
             ):
+                # the range first: int() of `1e999999999` would build a billion-digit integer
+                if not -_INT_RANGE[kind] <= Decimal(value) < _INT_RANGE[kind]:
+                    shown = _show(str(value).strip())
+                    problems.errors.append(f"integer out of range in {render(path)!r}: {shown}")
+                    return None
                 number = int(value)
             elif isinstance(value, str | Decimal):
                 problems.errors.append(f"bad integer in {render(path)!r}: {_show(str(value))}")
@@ -97,7 +102,7 @@ def convert(
             if isinstance(value, str):
                 parsed = parse_time(value)
                 if parsed is None:
-                    problems.errors.append(f"bad time in {render(path)!r}: {_show(value)}")
+                    problems.errors.append(time_problem(value, path))
                 return parsed
         elif kind == "date":
             if isinstance(value, str):
@@ -131,8 +136,8 @@ def convert(
                 return value
         elif kind == "double" and isinstance(value, int | Decimal) and not isinstance(value, bool):
             return float(value)
-    except (ValueError, InvalidOperation, OverflowError) as exc:  # pragma: no cover - defensive
-        problems.errors.append(f"bad value in {render(path)!r}: {exc}")
+    except (ValueError, ArithmeticError) as exc:  # defensive: a value never stops a run
+        problems.errors.append(f"bad value in {render(path)!r}: {type(exc).__name__}: {exc}")
         return None
     expected = {"struct": "an object", "list": "a list"}.get(kind, kind)
     got = _type_name(value)
@@ -155,10 +160,11 @@ def _decimal(value: Any, spec: Spec, path: FieldPath, problems: Problems) -> Dec
         problems.errors.append(f"bad number in {render(path)!r}: {_show(str(value))}")
         return None
     bound = Decimal(10) ** (spec.precision - spec.scale)
-    if abs(number) < bound:  # else quantize could exceed the context's 28 digits and raise
+    # comparisons, not abs(): abs() applies the context, which overflows on `1e999999999`
+    if -bound < number < bound:  # else quantize could exceed the context's 28 digits and raise
         number = number.quantize(Decimal(1).scaleb(-spec.scale), rounding=ROUND_HALF_EVEN)
-    if abs(number) >= bound:
-        problems.errors.append(f"number out of range in {render(path)!r}: {value}")
+    if not -bound < number < bound:
+        problems.errors.append(f"number out of range in {render(path)!r}: {_show(str(value))}")
         return None
     return number
 
@@ -213,7 +219,7 @@ def compile_converter(spec: Spec, keep_extra: bool = True) -> Converter:
             if type(value) is str:
                 parsed = parse_time(value)
                 if parsed is None:
-                    problems.errors.append(f"bad time in {render(path)!r}: {_show(value)}")
+                    problems.errors.append(time_problem(value, path))
                 return parsed
             return slow(value, path, problems)
 
@@ -250,14 +256,28 @@ def compile_converter(spec: Spec, keep_extra: bool = True) -> Converter:
 
 
 def parse_time(text: str) -> datetime | None:
-    """ISO-8601 with `Z` or an offset, naive (UTC) or date-only -> an aware UTC datetime."""
+    """ISO-8601 with `Z` or an offset, naive (UTC) or date-only -> an aware UTC datetime; None
+    when the text is no such time or its UTC time is outside years 1-9999 (`time_problem` says
+    which)."""
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
         return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is in year 0 in UTC
+        return None
+
+
+def time_problem(text: str, path: FieldPath) -> str:
+    """The reason `parse_time(text)` refused a time (only asked when it did)."""
+    try:
+        datetime.fromisoformat(text.strip())
+    except ValueError:
+        return f"bad time in {render(path)!r}: {_show(text)}"
+    return f"time out of range in {render(path)!r}: {_show(text)} (not in years 1-9999 in UTC)"
 
 
 _MARK = "\x00dec:"
