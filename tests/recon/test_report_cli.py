@@ -156,3 +156,99 @@ def test_acknowledge_command_then_report(warehouse):
         acknowledge_command, ["nope", "--by", "finance.ops", "--db", str(warehouse)]
     )
     assert again.exit_code != 0 and "nope" in again.output
+
+
+# --- spreadsheet safety (DESIGN §11): formula-looking text gets a leading ', numbers stay ---
+
+HYPERLINK = '=HYPERLINK("http://x","y")'
+
+
+def test_csv_cells_a_spreadsheet_would_run_start_with_a_quote(tmp_path):
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("set timezone = 'UTC'")
+    hostile = mismatch("unmapped_sku", HYPERLINK, "@SUM(A1)", warehouse="-WH")
+    publish(con, T1, [hostile, SHORT])
+    apply_lifecycle(con)
+    con.close()
+    out = invoke("--db", str(path)).output
+    rows = {r["rule"]: r for r in rows_of(out)}
+    assert (rows["unmapped_sku"]["rma_number"], rows["unmapped_sku"]["sku"]) == (
+        "'" + HYPERLINK,
+        "'@SUM(A1)",
+    )
+    assert rows["unmapped_sku"]["warehouse"] == "'-WH"
+    assert rows["credit_amount_mismatch"]["amount_delta"] == "-10.0000"  # a number stays one
+    # JSON is not opened by spreadsheets: it keeps the value as it came
+    data = json.loads(invoke("--db", str(path), "--format", "json").output)
+    assert {d["rma_number"] for d in data} == {HYPERLINK, "LR-2"}
+
+
+@pytest.fixture(scope="module")
+def hostile_landscape(tmp_path_factory, dbt_manifest):
+    """A simulated landscape plus a B2B credit request file whose request ids and SKUs are
+    formulas, built by the real main job (~40 s)."""
+    from pipelines.runner import run_main_job
+    from pipelines.settings import Settings
+
+    root = tmp_path_factory.mktemp("hostile_csv")
+    landing = root / "landing"
+    as_of = "2026-11-01T00:00:00Z"
+    made = CliRunner().invoke(
+        main,
+        ["simulate", "--returns", "40", "--seed", "3", "--out", str(landing), "--as-of", as_of,
+         "--quiet"],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    header = (landing / "b2b" / "credit_requests_2026-10-05.csv").read_text().splitlines()[0]
+    assert header.startswith("request_id,") and ",sku," in header
+    rows = [
+        [HYPERLINK, "ACC-000009", "PO-1", "SO0000025", "@SUM(A1)", "1", "10.00", "GBP", "DEF",
+         "2026-10-11T15:28:09Z", "approved", "2026-10-13T12:16:18Z"],
+        ["-CR-77", "ACC-000009", "PO-2", "SO0000025", "+B2B-X", "1", "10.00", "GBP", "DEF",
+         "2026-10-11T15:28:09Z", "approved", "2026-10-13T12:16:18Z"],
+    ]  # fmt: skip
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header.split(","))
+    writer.writerows(rows)
+    (landing / "b2b" / "credit_requests_2026-10-20.csv").write_text(buffer.getvalue())
+    settings = Settings.from_env(env={}, base_dir=root, landing_dir=landing)
+    assert run_main_job(settings, as_of=as_of, quiet=True), "the main job failed"
+    return settings
+
+
+HOSTILE_CELLS = {("'" + HYPERLINK, "'@SUM(A1)"), ("'-CR-77", "'+B2B-X")}
+
+
+def unmapped(rows: list[dict]) -> set[tuple[str, str]]:
+    return {(r["rma_number"], r["sku"]) for r in rows if r["rule"] == "unmapped_sku"}
+
+
+@pytest.mark.slow
+def test_a_hostile_b2b_request_reaches_every_csv_escaped(hostile_landscape, tmp_path):
+    settings = hostile_landscape
+    # returnsync report --format csv
+    report = invoke("--db", str(settings.db_path), "--format", "csv")
+    assert report.exit_code == 0, report.output
+    rows = rows_of(report.output)
+    assert unmapped(rows) >= HOSTILE_CELLS
+    amounts = [r["amount_delta"] for r in rows if r["amount_delta"]]
+    assert any(a.startswith("-") for a in amounts)  # negative amounts are there ...
+    assert all(not a.startswith("'") for a in amounts)  # ... and stay numbers
+    # the reports/*.csv of the recon report asset
+    (written,) = (settings.data_dir / "reports").glob("mismatches_*.csv")
+    assert unmapped(rows_of(written.read_text())) >= HOSTILE_CELLS
+    # returnsync sql --format csv on the published copy, to stdout and to --output
+    query = "select rule, rma_number, sku, amount_delta from recon.mismatches order by all"
+    db = ["--db", str(settings.analyst_db_path)]
+    shown = CliRunner().invoke(main, ["sql", *db, "--format", "csv", query])
+    assert shown.exit_code == 0, shown.output
+    assert unmapped(rows_of(shown.output)) >= HOSTILE_CELLS
+    target = tmp_path / "export.csv"
+    exported = CliRunner().invoke(main, ["sql", *db, "--format", "csv", "-o", str(target), query])
+    assert exported.exit_code == 0, exported.output
+    assert unmapped(rows_of(target.read_text())) >= HOSTILE_CELLS
+    # the values themselves are stored as they came: only the CSV cells are escaped
+    raw = CliRunner().invoke(main, ["sql", *db, "--format", "table", query])
+    assert "@SUM(A1)" in raw.output and "'@SUM(A1)" not in raw.output
