@@ -189,6 +189,9 @@ class FileSource:
     pattern: str  # glob under the landing directory
     columns: dict[str, str]  # contract columns (after the FILE_META_COLUMNS)
     required: tuple[str, ...]  # a record missing one of these is dead-lettered
+    # reference files (versioned by arrival, DESIGN §12): the columns that identify an entry, to
+    # count the keys a new version drops
+    key: tuple[str, ...] = ()
 
 
 # fmt: off
@@ -236,11 +239,13 @@ FILE_SOURCES: tuple[FileSource, ...] = (
         "reference", "sku_crosswalk", "reference/sku_crosswalk.csv",
         {"channel": "varchar", "channel_sku": "varchar", "erp_product_code": "varchar"},
         ("channel", "channel_sku", "erp_product_code"),
+        key=("channel", "channel_sku"),
     ),
     FileSource(
         "reference", "warehouse_crosswalk", "reference/warehouse_crosswalk.csv",
         {"dc_code": "varchar", "erp_warehouse_code": "varchar"},
         ("dc_code", "erp_warehouse_code"),
+        key=("dc_code",),
     ),
 )
 

@@ -1,8 +1,19 @@
 """CSV/TSV readers: the Amazon returns report (DESIGN §2.6), B2B credit requests (§2.7) and the
 reference crosswalks (§2.8).
 
-Rows are read as text with Python's csv module (streaming, the row's own text kept for dead
-letters), batched into an Arrow table of strings and typed by DuckDB in one statement per batch:
+One record per physical line (DESIGN §12), as the producers write these files: the file is read
+as bytes and split at `\n` (a `\r` before it is dropped); each line is decoded on its own and
+parsed with Python's csv module. A line that is not valid UTF-8 is the dead letter
+`invalid_encoding: ...` (its text with replacement characters in `raw`, each bad byte and its
+offset in the line in the error); a quote still open at the end of a line dead-letters that line
+only, the next lines are read on their own. A UTF-8 BOM is skipped; a file starting with a UTF-16
+BOM (LE or BE) is decoded as UTF-16, line by line in the same way. Blank lines are skipped.
+
+Every line is accounted for (`LineCounts`): lines read = header + blank lines + rows landed +
+dead letters. `_row_number` is the line's number after the header (the header is line 0), so a
+dead letter's position points at the physical line.
+
+Rows are batched into an Arrow table of strings and typed by DuckDB in one statement per batch:
 `try_cast` decides, per cell, whether the text is a valid number or time, and a row with a bad or
 missing required cell goes to the dead letters with the reason while the good rows of the batch
 are inserted in bulk. Empty cells are NULL. Columns the contract does not name are kept in
@@ -11,6 +22,7 @@ are inserted in bulk. Empty cells are NULL. Columns the contract does not name a
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
 from collections.abc import Callable, Iterator
@@ -27,6 +39,11 @@ from pipelines.lib.warehouse import DeadLetter
 AMAZON_REPORT_RE = re.compile(r"returns_(\d{4}-\d{2}-\d{2})\.tsv")
 _INT_RE = "[+-]?[0-9]+"
 _DEC_RE = "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)"
+_TIME_RANGE = (
+    "'0001-01-01 00:00:00+00'::timestamptz",
+    "'9999-12-31 23:59:59.999999+00'::timestamptz",
+)
+_DATE_RANGE = ("'0001-01-01'::date", "'9999-12-31'::date")
 
 csv.field_size_limit(16 * 1024 * 1024)
 
@@ -56,11 +73,96 @@ def dialect(path: Path) -> dict:
     return {"delimiter": ","}
 
 
+def header_key(name: str) -> str:
+    """How header names are compared: case- and space-insensitively (`Return Reason`, as Amazon's
+    documentation spells it, is the contract's `Return reason`)."""
+    return " ".join(name.split()).casefold()
+
+
 def header_map(fs: FileSource) -> dict[str, str]:
-    """Header name in the file -> contract column."""
+    """Header name (as `header_key` gives it) -> contract column."""
     if fs.raw_table == "amazon_returns":
-        return {header: col for header, (col, _) in AMAZON_COLUMNS.items()}
-    return {name: name for name in fs.columns}
+        return {header_key(header): col for header, (col, _) in AMAZON_COLUMNS.items()}
+    return {header_key(name): name for name in fs.columns}
+
+
+# -- bytes to lines ------------------------------------------------------------------------------
+
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_SHOWN_BAD_BYTES = 8  # an invalid_encoding error lists at most this many bad sequences
+
+
+def _encoding_error(line: bytes, codec: str) -> str:
+    """`invalid_encoding: ...` naming each undecodable byte sequence and its offset in the line."""
+    bad: list[str] = []
+    more = 0
+    pos = 0
+    while pos < len(line):
+        try:
+            line[pos:].decode(codec)
+            break
+        except UnicodeDecodeError as exc:
+            if len(bad) < _SHOWN_BAD_BYTES:
+                bad.append(
+                    f"0x{line[pos + exc.start : pos + exc.end].hex()} at byte {pos + exc.start}"
+                )
+            else:
+                more += 1
+            pos += max(exc.end, 1)
+    name = {"utf-8": "UTF-8", "utf-16-le": "UTF-16LE", "utf-16-be": "UTF-16BE"}[codec]
+    suffix = f" (and {more} more)" if more else ""
+    return f"invalid_encoding: the line is not valid {name}: {', '.join(bad)}{suffix}"
+
+
+def _utf16_chunks(handle, newline: bytes) -> Iterator[bytes]:
+    """Split a UTF-16 byte stream at the code unit `newline` (only at even offsets)."""
+    buffer = b""
+    while chunk := handle.read(1 << 20):
+        buffer += chunk
+        start = search = 0
+        while (i := buffer.find(newline, search)) >= 0:
+            if (i - start) % 2:  # the two bytes straddle two code units: not a newline
+                search = i + 1
+                continue
+            yield buffer[start:i]
+            start = search = i + 2
+        buffer = buffer[start:]
+    if buffer:
+        yield buffer
+
+
+def physical_lines(handle) -> Iterator[tuple[str, str | None]]:
+    """(text, None) for each line of a binary file, or (text with replacement characters, the
+    `invalid_encoding` error) for a line that does not decode. The line terminator is dropped."""
+    head = handle.read(2)
+    head += handle.read(1) if head == codecs.BOM_UTF8[:2] else b""
+    codec, bom = "utf-8", b""
+    for mark, name in _BOMS:
+        if head.startswith(mark):
+            codec, bom = name, mark
+            break
+    handle.seek(len(bom))
+    if codec == "utf-8":
+        for line in handle:
+            if line[-1:] == b"\n":
+                line = line[:-1]
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            try:
+                yield line.decode("utf-8"), None
+            except UnicodeDecodeError:
+                yield line.decode("utf-8", "replace"), _encoding_error(line, "utf-8")
+        return
+    for line in _utf16_chunks(handle, "\n".encode(codec)):
+        try:
+            text, error = line.decode(codec), None
+        except UnicodeDecodeError:
+            text, error = line.decode(codec, "replace"), _encoding_error(line, codec)
+        yield (text[:-1] if text[-1:] == "\r" else text), error
 
 
 def read_header(fs: FileSource, path: Path) -> Header:
@@ -77,21 +179,27 @@ def read_header(fs: FileSource, path: Path) -> Header:
                 f"file name {path.name!r} is not returns_<YYYY-MM-DD>.tsv with a valid date"
             )
         constants["report_date"] = report_date.isoformat()
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
-        try:
-            first = next(csv.reader(handle, **dialect(path)))
-        except StopIteration:
-            raise ContractViolation("empty file: no header row") from None
-        except csv.Error as exc:
-            raise ContractViolation(f"unreadable header row: {exc}") from None
-    names = tuple(name.strip() for name in first)
+    with open(path, "rb") as handle:
+        first = next(physical_lines(handle), None)
+    if first is None:
+        raise ContractViolation("empty file: no header row")
+    text, error = first
+    if error is not None:
+        raise ContractViolation(f"header row: {error}")
+    try:
+        fields = next(csv.reader([text], **dialect(path)), [])
+    except csv.Error as exc:
+        raise ContractViolation(f"unreadable header row: {exc}") from None
+    names = tuple(name.strip() for name in fields)
+    if not any(names):
+        raise ContractViolation("empty file: no header row")
     mapping = header_map(fs)
-    labels = {col: header for header, col in mapping.items()}
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    keys = [header_key(n) for n in names]
+    duplicates = sorted({n for n, k in zip(names, keys, strict=True) if keys.count(k) > 1})
     if duplicates:
         raise ContractViolation(f"duplicate header column(s): {', '.join(map(repr, duplicates))}")
-    columns = tuple(mapping.get(name) for name in names)
-    missing = [labels.get(col, col) for col in fs.required if col not in columns]
+    columns = tuple(mapping.get(key) for key in keys)
+    missing = [_contract_label(fs, col) for col in fs.required if col not in columns]
     if missing:
         raise ContractViolation(
             f"header is missing required column(s) {', '.join(map(repr, missing))}; "
@@ -100,25 +208,50 @@ def read_header(fs: FileSource, path: Path) -> Header:
     return Header(names, columns, constants)
 
 
-class _Tap:
-    """Iterates a file's lines for csv.reader and keeps the lines of the current row."""
+def _contract_label(fs: FileSource, column: str) -> str:
+    """The contract's own header name for a column (Amazon's spelling for the report)."""
+    if fs.raw_table == "amazon_returns":
+        return next(h for h, (col, _) in AMAZON_COLUMNS.items() if col == column)
+    return column
 
-    def __init__(self, handle) -> None:
-        self.handle = handle
-        self.lines: list[str] = []
+
+@dataclass
+class LineCounts:
+    """Where every physical line of a file went: `lines_read` = `header` + `blank` + `rows` +
+    `dead_letters` (a dead letter counted once per line, however many reasons it has)."""
+
+    lines_read: int = 0
+    header: int = 0
+    blank: int = 0
+    rows: int = 0
+    dead_letters: int = 0
+
+    @property
+    def ignored(self) -> int:
+        """Lines that hold no record: the header and blank lines."""
+        return self.header + self.blank
+
+
+class _Feed:
+    """The csv reader's input: one line at a time. A reader that asks for a second line is in
+    the middle of a quoted field at the end of the first (`starved`): that line is refused."""
+
+    __slots__ = ("line", "starved")
+
+    def __init__(self) -> None:
+        self.line: str | None = None
+        self.starved = False
 
     def __iter__(self) -> Iterator[str]:
         return self
 
     def __next__(self) -> str:
-        line = next(self.handle)
-        self.lines.append(line)
+        line = self.line
+        if line is None:
+            self.starved = True
+            raise StopIteration
+        self.line = None
         return line
-
-    def take(self) -> str:
-        text = "".join(self.lines).rstrip("\r\n")
-        self.lines.clear()
-        return text
 
 
 def _q(text: str) -> str:
@@ -133,6 +266,7 @@ def typing_sql(fs: FileSource, header: Header) -> str:
     """A query typing the Arrow batch `_rs_batch(_row_number, _raw, __c0..)`, with `_error`."""
     position = {col: i for i, col in enumerate(header.columns) if col is not None}
     values, typed, errors, outputs = [], [], [], []
+    ranges: list[tuple[str, str, str, tuple[str, str]]] = []
     for k, (column, kind) in enumerate(fs.columns.items()):
         v, t = f"__v{k}", f"__t{k}"
         label = header.label(column)
@@ -157,8 +291,10 @@ def typing_sql(fs: FileSource, header: Header) -> str:
                 what = "number"
             elif kind == "timestamptz":
                 cast, what = f"try_cast({v} as timestamptz)", "time"
+                ranges.append((v, t, "time", _TIME_RANGE))
             elif kind == "date":
                 cast, what = f"try_cast({v} as date)", "date"
+                ranges.append((v, t, "date", _DATE_RANGE))
             else:
                 cast, what = f"try_cast({v} as {kind})", kind
             typed.append(f"{cast} as {t}")
@@ -166,6 +302,16 @@ def typing_sql(fs: FileSource, header: Header) -> str:
                 f"case when {v} is not null and {t} is null then "
                 f"{_q(f'bad {what} in {label!r}: ')} || '''' || left({v}, 40) || '''' end"
             )
+            for rv, rt, rwhat, (low, high) in ranges:
+                # DuckDB reads years 0 and 10000+ (and 'infinity'), which no other reader of
+                # the warehouse (Python, Arrow consumers) can hold: outside 0001-9999 UTC it is
+                # a dead letter, as in the NDJSON readers
+                errors.append(
+                    f"case when {rt} is not null and not ({rt} between {low} and {high}) then "
+                    f"{_q(f'{rwhat} out of range in {label!r}: ')} || '''' || left({rv}, 40) "
+                    "|| '''' end"
+                )
+            ranges.clear()
         if column in fs.required:
             missing = _q(f"missing required field {label!r}")
             errors.append(f"case when {v} is null then {missing} end")
@@ -203,9 +349,9 @@ def land_delimited(
     bury: Callable[[list[DeadLetter]], int],
     batch_rows: int,
     batch_bytes: int = 1 << 62,
-) -> tuple[int, int]:
+) -> LineCounts:
     """Stream the data rows of `path` into raw.<table> in batches of `batch_rows` rows or
-    `batch_bytes` bytes of input, whichever comes first; returns (rows landed, dead letters)."""
+    `batch_bytes` bytes of input, whichever comes first; returns where each line went."""
     width = len(header.names)
     sql = typing_sql(fs, header)
     contract = ", ".join(_ident(c) for c in fs.columns)
@@ -220,13 +366,12 @@ def land_delimited(
     )
     batch: list[tuple] = []  # (row number, row text, *fields), turned into columns per batch
     dead: list[DeadLetter] = []
-    rows = buried = 0
+    counts = LineCounts()
 
     # DuckDB reads the Arrow batches through replacement scans of these local names: registering
     # them would add catalog entries that the file's transaction keeps (with their data) until
     # the commit, so memory would grow with the file.
     def flush() -> None:
-        nonlocal rows, buried
         if batch:
             arrays = [
                 pa.array(values, type=field.type)
@@ -239,56 +384,66 @@ def land_delimited(
             del _rs_batch
             ok = pc.equal(typed["_error"], "")
             _rs_good = typed.filter(ok)  # read by the SQL
-            rows += con.execute(insert, [rel, sha256, ingested_at]).fetchone()[0]
+            counts.rows += con.execute(insert, [rel, sha256, ingested_at]).fetchone()[0]
             bad = typed.filter(pc.invert(ok)).select(["_row_number", "_raw", "_error"])
             for number, raw, error in zip(*(c.to_pylist() for c in bad.columns), strict=True):
                 dead.append(DeadLetter(fs.source, f"{sha256}:{number}", raw, error))
         if dead:
-            buried += bury(dead)
+            counts.dead_letters += len(dead)
+            bury(dead)
             dead.clear()
 
-    _read(path, fs, sha256, width, batch, dead, flush, batch_rows, batch_bytes)
+    _read(path, fs, sha256, width, batch, dead, flush, batch_rows, batch_bytes, counts)
     flush()
-    return rows, buried
+    return counts
 
 
-def _read(path, fs, sha256, width, batch, dead, flush, batch_rows, batch_bytes) -> None:
-    """Append each data row's (number, text, *fields) to `batch` (bad rows to `dead`)."""
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
-        tap = _Tap(handle)
-        reader = csv.reader(tap, **dialect(path))
-        try:
-            next(reader)  # the header, checked by read_header
-        except StopIteration:
+_UNCLOSED = "bad row: unclosed quote (a quoted field is still open at the end of the line)"
+
+
+def _read(path, fs, sha256, width, batch, dead, flush, batch_rows, batch_bytes, counts) -> None:
+    """Append each data line's (number, text, *fields) to `batch` (bad lines to `dead`), one
+    record per physical line; counts the lines read, the header and the blank lines."""
+    feed = _Feed()
+    reader = csv.reader(feed, **dialect(path))
+    source = fs.source
+    with open(path, "rb") as handle:
+        lines = physical_lines(handle)
+        if next(lines, None) is None:  # the header, checked by read_header
             return
-        tap.take()
+        counts.lines_read = counts.header = 1
         number = pending = 0
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                number += 1
-                raw = tap.take()
-                dead.append(DeadLetter(fs.source, f"{sha256}:{number}", raw, f"bad row: {exc}"))
-                continue
-            raw = tap.take()
-            pending += len(raw)
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue  # blank line
-            number += 1
-            if len(fields) != width:
+        for text, error in lines:
+            number += 1  # the line's number after the header
+            pending += len(text)
+            fields: list[str] = []
+            if error is None:
+                feed.line, feed.starved = text, False
+                try:
+                    fields = next(reader)
+                except csv.Error as exc:
+                    error = f"bad row: {exc}"
+                except StopIteration:  # not expected: a line always gives a record
+                    pass
+                if feed.starved:
+                    error = _UNCLOSED
+                feed.line = None
+            if error is not None:
+                dead.append(DeadLetter(source, f"{sha256}:{number}", text, error))
+            elif not fields or (len(fields) == 1 and not fields[0].strip()):
+                counts.blank += 1
+            elif len(fields) != width:
                 dead.append(
                     DeadLetter(
-                        fs.source,
+                        source,
                         f"{sha256}:{number}",
-                        raw,
+                        text,
                         f"row has {len(fields)} fields, the header has {width}",
                     )
                 )
             else:
-                batch.append((number, raw, *fields))
+                batch.append((number, text, *fields))
             if len(batch) >= batch_rows or len(dead) >= batch_rows or pending >= batch_bytes:
                 flush()
                 pending = 0
+        counts.lines_read += number

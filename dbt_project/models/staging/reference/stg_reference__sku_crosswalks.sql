@@ -1,5 +1,18 @@
--- The SKU crosswalk as of the newest landed file: each file is a full snapshot.
-with newest_file as (
+-- The SKU crosswalk as of its current version: each file is a full snapshot, and the current
+-- version is the last one to arrive (DESIGN §12: even a content landed before, put back after a
+-- bad upload), recorded by landing in meta.reference_versions (pipelines/lib/files/reference.py).
+-- That ledger is landing state written by the raw.sku_crosswalk asset, not a dbt source of its
+-- own (a source would be a Dagster asset outside the warehouse layers). Raw rows without any
+-- version recorded (loaded by other means): the newest landed file.
+with current_version as (
+    select sha256
+    from meta.reference_versions
+    where raw_table = 'sku_crosswalk'
+    order by version desc
+    limit 1
+),
+
+newest_file as (
     select _file_sha256
     from {{ source('raw', 'sku_crosswalk') }}
     order by _ingested_at desc, _file desc
@@ -13,7 +26,9 @@ select
     _file as source_file,
     _row_number as source_row_number
 from {{ source('raw', 'sku_crosswalk') }}
-where _file_sha256 = (select _file_sha256 from newest_file)
+where _file_sha256 = coalesce(
+    (select sha256 from current_version), (select _file_sha256 from newest_file)
+)
 qualify row_number() over (
     partition by lower(trim(channel)), trim(channel_sku) order by _row_number desc
 ) = 1

@@ -1,5 +1,14 @@
--- The warehouse crosswalk (WMS dc_code -> ERP warehouse code) as of the newest landed file.
-with newest_file as (
+-- The warehouse crosswalk (WMS dc_code -> ERP warehouse code) as of its current version, the
+-- last to arrive (see stg_reference__sku_crosswalks: meta.reference_versions, DESIGN §12).
+with current_version as (
+    select sha256
+    from meta.reference_versions
+    where raw_table = 'warehouse_crosswalk'
+    order by version desc
+    limit 1
+),
+
+newest_file as (
     select _file_sha256
     from {{ source('raw', 'warehouse_crosswalk') }}
     order by _ingested_at desc, _file desc
@@ -12,5 +21,7 @@ select
     _file as source_file,
     _row_number as source_row_number
 from {{ source('raw', 'warehouse_crosswalk') }}
-where _file_sha256 = (select _file_sha256 from newest_file)
+where _file_sha256 = coalesce(
+    (select sha256 from current_version), (select _file_sha256 from newest_file)
+)
 qualify row_number() over (partition by upper(trim(dc_code)) order by _row_number desc) = 1
