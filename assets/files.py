@@ -31,6 +31,14 @@ def _landing_metadata(summary) -> dict:
         "dead_letters": summary.dead_letters,
         "quarantined_files": summary.quarantined_files,
         "quarantined": dg.MetadataValue.json(quarantined),
+        # not regular files (directories, FIFOs), symbolic links (never followed), unreadable
+        "skipped_paths": dg.MetadataValue.json(
+            [{"path": p.path, "reason": p.reason} for p in summary.skipped]
+        ),
+        # CSV/TSV line accounting: lines_read = lines_ignored (headers, blank) + rows + dead
+        "lines_read": summary.lines_read,
+        "lines_ignored": summary.lines_ignored,
+        "duplicate_lines": summary.duplicate_lines,
     }
 
 
@@ -97,6 +105,8 @@ def build_file_asset(fs: FileSource) -> dg.AssetsDefinition:
             summary = land_files(con, resolved.landing_dir, sources=[fs.raw_table])[fs.raw_table]
             for q in summary.quarantined:
                 context.log.warning(f"quarantined {q.path} -> {q.quarantined_path}: {q.reason}")
+            for p in summary.skipped:
+                context.log.warning(f"skipped {p.path}: {p.reason}")
             outcome = validate_batch(con, fs.raw_table, summary.landed_sha256)
         return dg.MaterializeResult(
             metadata=_landing_metadata(summary), check_results=[check_result(fs, outcome)]
@@ -105,7 +115,55 @@ def build_file_asset(fs: FileSource) -> dg.AssetsDefinition:
     return _land
 
 
+REFERENCE_CHECK = "reference_mapping_drop"
+
+
+def build_reference_check(fs: FileSource) -> dg.AssetChecksDefinition:
+    """`reference_mapping_drop` (DESIGN §12): fails, severity ERROR, while the current version of
+    a reference file dropped more than 10% of the keys of the version it replaced. Its own step,
+    reading `meta.reference_versions`, so it reports even when the landing step did not."""
+
+    @dg.asset_check(
+        asset=file_asset_key(fs),
+        name=REFERENCE_CHECK,
+        description="The current version of this reference file keeps at least 90% of the keys "
+        "of the version it replaced (a truncated upload is applied, and flagged here).",
+    )
+    def _check(settings: SettingsResource) -> dg.AssetCheckResult:
+        from pipelines.lib.files import DROP_THRESHOLD, current_versions
+        from pipelines.lib.warehouse import connection, table_exists
+
+        resolved = settings.get()
+        version = None
+        if resolved.db_path.exists():
+            with connection(resolved.db_path, read_only=True) as con:
+                if table_exists(con, "meta", "reference_versions"):
+                    version = current_versions(con).get(fs.raw_table)
+        metadata: dict = {"threshold": DROP_THRESHOLD}
+        if version is not None:
+            metadata.update(
+                version=version.version,
+                path=version.path,
+                sha256=version.sha256,
+                arrived_at=version.arrived_at.isoformat(),
+                keys=dg.MetadataValue.int(version.keys or 0),
+                keys_before=dg.MetadataValue.int(version.keys_before or 0),
+                keys_dropped=dg.MetadataValue.int(version.keys_dropped or 0),
+            )
+            if version.mapping_drop:
+                metadata["warning"] = version.describe()
+        return dg.AssetCheckResult(
+            passed=not (version is not None and version.mapping_drop),
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata=metadata,
+        )
+
+    return _check
+
+
 file_assets = [build_file_asset(fs) for fs in FILE_SOURCES]
 FILE_ASSET_KEYS = [file_asset_key(fs) for fs in FILE_SOURCES]
 
-defs = dg.Definitions(assets=file_assets)
+reference_checks = [build_reference_check(fs) for fs in FILE_SOURCES if fs.source == "reference"]
+
+defs = dg.Definitions(assets=file_assets, asset_checks=reference_checks)

@@ -194,6 +194,46 @@ create table if not exists writeback.exceptions (
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: ledgers, dead letters, file hashes, lifecycle, write-back", BASELINE),
     Migration(
+        2,
+        "reference file versions by arrival; line accounting of delimited files (DESIGN §12)",
+        r"""
+        -- One row per arrival of a reference file (pipelines/lib/files/reference.py): a content
+        -- that differs from the current version's, even one seen before, becomes current. The
+        -- highest version per raw_table is current; staging selects its rows (raw _file_sha256).
+        create table if not exists meta.reference_versions (
+            raw_table    varchar     not null,  -- sku_crosswalk | warehouse_crosswalk
+            version      integer     not null,  -- 1, 2, ... per raw_table in order of arrival
+            sha256       varchar     not null,  -- the content; its rows are in raw under it
+            arrived_at   timestamptz not null,
+            path         varchar     not null,  -- relative to the landing directory
+            keys         bigint,                -- distinct keys in it (null: from before counting)
+            keys_before  bigint,                -- distinct keys of the version it replaced
+            keys_dropped bigint,                -- of those, how many it does not have
+            primary key (raw_table, version)
+        );
+        -- A warehouse from before: every reference file landed becomes a version, in landing
+        -- order, so the current one is the newest landed (what staging selected until now).
+        insert into meta.reference_versions
+        select
+            regexp_extract(path, '([^/]+)\.csv$', 1) as raw_table,
+            row_number() over (
+                partition by regexp_extract(path, '([^/]+)\.csv$', 1) order by landed_at, path
+            ) as version,
+            sha256, landed_at, path, null, null, null
+        from meta.files_landed
+        where source = 'reference';
+
+        -- Where every line of a landed CSV/TSV file went (pipelines/lib/files/delimited.py):
+        -- lines_read = lines_ignored (header, blank lines) + rows_landed + dead_letters of its
+        -- meta.files_landed row. A re-dropped copy is skipped whole: its lines are duplicates.
+        create table if not exists meta.file_lines (
+            sha256        varchar primary key,
+            lines_read    bigint  not null,
+            lines_ignored bigint  not null
+        );
+        """,
+    ),
+    Migration(
         3,
         "source status: a landing source that failed is stale (DESIGN §12)",
         """

@@ -26,6 +26,10 @@ def collect(settings: Settings) -> dict:
         out["dead_letters"] = con.execute("select count(*) from meta.dead_letters").fetchone()[0]
         out["quarantined"] = con.execute("select count(*) from meta.quarantine").fetchone()[0]
         out["files_landed"] = con.execute("select count(*) from meta.files_landed").fetchone()[0]
+        if table_exists(con, "meta", "reference_versions"):  # reference files (DESIGN §12)
+            from pipelines.lib.files.reference import reference_warnings
+
+            out["reference_warnings"] = reference_warnings(con)
         if table_exists(con, "writeback", "adjustments"):
             out["adjustments"] = dict(
                 con.execute(
@@ -50,6 +54,8 @@ def print_summary(settings: Settings, echo: Callable[[str], None] = print) -> di
         f"files landed: {data.get('files_landed', 0)}   dead letters: "
         f"{data.get('dead_letters', 0)}   quarantined files: {data.get('quarantined', 0)}"
     )
+    for warning in data.get("reference_warnings", []):
+        echo(f"WARNING {warning} (check reference_mapping_drop)")
     raw_total = sum(data["raw"].values())
     echo(f"raw rows: {raw_total} in {sum(1 for v in data['raw'].values() if v)} non-empty tables")
     layers: dict[str, int] = {}
