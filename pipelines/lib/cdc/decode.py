@@ -55,7 +55,7 @@ class DecodeError(ValueError):
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
+    text = _big(value) if type(value) is int else repr(value)
     kind = type(value).__name__
     if kind == "dict":
         kind = "object"
@@ -95,14 +95,30 @@ def dumps(value: Any) -> str:
 # -- value decoders shared by both paths ---------------------------------------------------------
 
 
+# The widest unscaled integer decoded exactly: 80 bytes hold 192 digits, within `_EXACT`'s 200
+# (DuckDB's widest DECIMAL has 38). Wider ones are refused before any conversion: Decimal() of a
+# 1 MB integer takes minutes.
+_MAX_DECIMAL_BYTES = 80
+
+
+def _big(n: int) -> str:
+    """An integer for a message: in full if short (str() refuses over 4300 digits)."""
+    return str(n) if n.bit_length() <= 256 else f"a {n.bit_length()}-bit number"
+
+
 def decimal_from_base64(value: str, scale: int, field: str) -> Decimal:
     """Kafka Connect `Decimal`: base64 of the big-endian two's-complement unscaled integer."""
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError, TypeError):
         raise DecodeError(field, f"bad number: not base64 {_describe(value)}") from None
+    if len(raw) > _MAX_DECIMAL_BYTES:
+        raise DecodeError(field, f"number out of range: {len(raw)} bytes (more than 192 digits)")
     unscaled = int.from_bytes(raw, "big", signed=True)
-    return Decimal(unscaled).scaleb(-scale, _EXACT)
+    try:
+        return Decimal(unscaled).scaleb(-scale, _EXACT)
+    except (ArithmeticError, ValueError):  # a scale beyond what a Decimal can hold
+        raise DecodeError(field, f"number out of range: scale {_big(scale)}") from None
 
 
 def decimal_from_variable_scale(value: Any, field: str) -> Decimal:
@@ -125,7 +141,12 @@ def parse_timestamp(value: str, field: str) -> datetime:
         raise DecodeError(field, f"bad timestamp {value[:60]!r}") from None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is in year 0 in UTC
+        raise DecodeError(
+            field, f"timestamp out of range {value[:60]!r} (not in years 1-9999 in UTC)"
+        ) from None
 
 
 def _from_epoch(value: Any, field: str, unit_us: int, kind: str) -> datetime:
@@ -136,7 +157,7 @@ def _from_epoch(value: Any, field: str, unit_us: int, kind: str) -> datetime:
             return EPOCH + timedelta(microseconds=value // 1000)
         return EPOCH + timedelta(microseconds=value * unit_us)
     except OverflowError:
-        raise DecodeError(field, f"timestamp out of range: {value}") from None
+        raise DecodeError(field, f"timestamp out of range: {_big(value)}") from None
 
 
 def _days(value: Any, field: str) -> date:
@@ -147,7 +168,7 @@ def _days(value: Any, field: str) -> date:
     try:
         return EPOCH_DATE + timedelta(days=value)
     except OverflowError:
-        raise DecodeError(field, f"date out of range: {value}") from None
+        raise DecodeError(field, f"date out of range: {_big(value)}") from None
 
 
 def _time_of_day(value: Any, field: str, divisor: int) -> time:
@@ -157,7 +178,7 @@ def _time_of_day(value: Any, field: str, divisor: int) -> time:
     try:
         return (datetime.min + timedelta(microseconds=micros)).time()
     except OverflowError:
-        raise DecodeError(field, f"time out of range: {value}") from None
+        raise DecodeError(field, f"time out of range: {_big(value)}") from None
 
 
 # -- generic, schema-driven decoding ------------------------------------------------------------
@@ -171,7 +192,11 @@ def _logical_decimal(value: Any, schema: Mapping, field: str) -> Decimal:
         raise DecodeError(field, f"bad Decimal scale in schema {params.get('scale')!r}") from None
     if type(value) is str:
         return decimal_from_base64(value, scale, field)
-    if type(value) in (int, float):  # tolerate a converter that wrote a number
+    if type(value) is int:  # tolerate a converter that wrote a number
+        return Decimal(value)
+    if type(value) is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise DecodeError(field, f"bad number {_describe(value)}")
         return Decimal(repr(value))
     raise DecodeError(field, f"bad number {_describe(value)}")
 
@@ -245,7 +270,7 @@ def _opt_int(value: Any, field: str, lo: int = _I64_MIN, hi: int = _I64_MAX) -> 
     if type(value) is not int:
         raise DecodeError(field, f"expected an integer, got {_describe(value)}")
     if not lo <= value <= hi:
-        raise DecodeError(field, f"out of range: {value}")
+        raise DecodeError(field, f"out of range: {_big(value)}")
     return value
 
 
@@ -309,8 +334,9 @@ def decode_envelope(value: bytes | str | Mapping | None) -> Envelope:
     source = env.get("source") or {}
     if not isinstance(source, dict):
         raise DecodeError("source", f"expected an object, got {_describe(source)}")
-    for name in ("lsn", "ts_ms", "txId"):
-        _opt_int(source.get(name), f"source.{name}")
+    _opt_int(source.get("lsn"), "source.lsn")
+    _opt_int(source.get("ts_ms"), "source.ts_ms", _MS_MIN, _MS_MAX)  # `changed_at` is a time
+    _opt_int(source.get("txId"), "source.txId")
     before, after = env.get("before"), env.get("after")
     for name, image in (("before", before), ("after", after)):
         if image is not None and not isinstance(image, dict):
@@ -325,7 +351,7 @@ def decode_envelope(value: bytes | str | Mapping | None) -> Envelope:
         before=before,
         after=after,
         source=source,
-        ts_ms=_opt_int(env.get("ts_ms"), "ts_ms"),
+        ts_ms=_opt_int(env.get("ts_ms"), "ts_ms", _MS_MIN, _MS_MAX),
         transaction=env.get("transaction"),
         message=message,
         has_schema=has_schema,
@@ -350,7 +376,7 @@ def _int_converter(field: str, lo: int, hi: int, kind: str) -> Converter:
         if type(v) is int:
             if lo <= v <= hi:
                 return v
-            raise DecodeError(field, f"out of range for {kind}: {v}")
+            raise DecodeError(field, f"out of range for {kind}: {_big(v)}")
         if v is None:
             return None
         raise DecodeError(field, f"expected an integer, got {_describe(v)}")
@@ -373,7 +399,10 @@ def _double_converter(field: str) -> Converter:
         if t is float or v is None:
             return v
         if t is int or t is Decimal:
-            return float(v)
+            try:
+                return float(v)
+            except OverflowError:  # an int beyond a double (a Decimal gives inf)
+                raise DecodeError(field, f"out of range for double: {_big(v)}") from None
         raise DecodeError(field, f"expected a number, got {_describe(v)}")
 
     return conv
@@ -398,11 +427,11 @@ def _decimal_converter(field: str, precision: int, scale: int, mode: str) -> Con
 
     def from_decimal(d: Decimal, v: Any) -> Any:
         if not d.is_finite():
-            raise DecodeError(field, f"bad number {v!r} ({kind})")
+            raise DecodeError(field, f"bad number {_short(v)} ({kind})")
         try:
             d = d.quantize(quantum, ROUND_HALF_EVEN, _EXACT)
         except InvalidOperation:
-            raise DecodeError(field, f"out of range for {kind}: {v!r}") from None
+            raise DecodeError(field, f"out of range for {kind}: {_short(v)}") from None
         unscaled = int(d.scaleb(scale, _EXACT))
         if not -limit < unscaled < limit:
             raise DecodeError(field, f"out of range for {kind}: {d}")
@@ -433,7 +462,7 @@ def _decimal_converter(field: str, precision: int, scale: int, mode: str) -> Con
                         field, f"bad number: neither base64 (precise) nor decimal {v[:60]!r}"
                     ) from None
             if not -limit < unscaled < limit:
-                raise DecodeError(field, f"out of range for {kind}: {unscaled}e-{scale}")
+                raise DecodeError(field, f"out of range for {kind}: {_big(unscaled)}e-{scale}")
             return unscaled if as_int else Decimal(unscaled).scaleb(-scale, _EXACT)
         if v is None:
             return None
@@ -453,6 +482,14 @@ def _decimal_converter(field: str, precision: int, scale: int, mode: str) -> Con
     return conv
 
 
+def _short(v: Any) -> str:
+    """A value for a message, at most ~60 characters (a value can be megabytes long)."""
+    if type(v) is int:
+        return _big(v)
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _date_converter(field: str) -> Converter:
     """-> days since the epoch (bare `Date` ints pass through)."""
 
@@ -461,7 +498,7 @@ def _date_converter(field: str) -> Converter:
         if t is int:
             if _DAYS_MIN <= v <= _DAYS_MAX:
                 return v
-            raise DecodeError(field, f"date out of range: {v}")
+            raise DecodeError(field, f"date out of range: {_big(v)}")
         if v is None:
             return None
         if t is date:
@@ -485,7 +522,7 @@ def _timestamp_converter(field: str, aware: bool) -> Converter:
         if t is int and not aware:
             if _US_MIN <= v <= _US_MAX:
                 return v
-            raise DecodeError(field, f"timestamp out of range: {v}")
+            raise DecodeError(field, f"timestamp out of range: {_big(v)}")
         if v is None:
             return None
         if t is str:

@@ -10,11 +10,24 @@ A line that is not JSON or has no valid position is a dead letter (source `cdc`,
 `<sha256 of the file>:<line number>`). A file is recorded in `meta.files_landed` (source `cdc`)
 in the transaction of its last batch, and skipped when its sha256 is already there (the hash
 is cached by path, size, mtime and inode: `filehash.sha256_cached`).
+
+Nothing in `cdc/` stops a run (DESIGN §12): a directory, FIFO, socket or device named `*.ndjson`
+is not read, a symbolic link is not followed, and a file that cannot be read is left for the next
+run; each is reported in `FilesSummary.files_ignored` with the reason. Encodings are those of the
+NDJSON drops (`files.ndjson.ndjson_lines`): a UTF-8 BOM is stripped, a UTF-16 file with a BOM
+is decoded, and a line that is not valid UTF-8 is the dead letter `invalid_encoding: …`.
+
+Accounting: every line read is a blank line (whitespace only: no record), a landed row, a new
+dead letter (a Kafka record that does not decode, or a line that is no Kafka record), or skipped
+as a duplicate (a position already landed or dead-lettered, or repeated in the batch):
+`FilesSummary.unaccounted` is always 0.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +48,7 @@ from pipelines.lib.cdc.land import (
     load_connectors,
 )
 from pipelines.lib.filehash import sha256_cached
+from pipelines.lib.files.ndjson import BOM_UTF8, LineTally, invalid_encoding, ndjson_lines, raw_line
 from pipelines.lib.warehouse import (
     LANDING_MEMORY_LIMIT,
     DeadLetter,
@@ -50,13 +64,29 @@ PATTERN = "*.ndjson"
 BATCH_SIZE = 20_000  # records per transaction (parsed envelopes are held in memory)
 
 
+@dataclass(frozen=True)
+class IgnoredFile:
+    """Something under `cdc/` that was not read, and why (looked at again on the next run)."""
+
+    path: str  # relative to the landing directory
+    reason: str
+
+
 @dataclass
 class FilesSummary:
-    """What `land_cdc_files` / `replay_cdc_files` did."""
+    """What `land_cdc_files` / `replay_cdc_files` did.
+
+    Line accounting (`land_cdc_files`): `lines_read` = `blank_lines` + rows landed + new dead
+    letters + records skipped as duplicates (`unaccounted` is that difference: always 0). Lines
+    of files skipped whole (already in the file ledger) are not read.
+    """
 
     files_landed: list[str] = field(default_factory=list)  # paths relative to the landing dir
     files_skipped: list[str] = field(default_factory=list)  # already in the file ledger
+    files_ignored: list[IgnoredFile] = field(default_factory=list)  # not regular, unreadable
     bad_lines: int = 0  # lines that were not a Kafka record (new dead letters included)
+    lines_read: int = 0  # every line of the files read (blank ones included)
+    blank_lines: int = 0  # whitespace only: no record, nothing lands
     result: BatchResult = field(default_factory=BatchResult.empty)
 
     @property
@@ -68,30 +98,105 @@ class FilesSummary:
         return self.result.dead_letters
 
     @property
+    def duplicates(self) -> int:
+        """Records skipped as duplicates (positions landed or dead-lettered before)."""
+        return self.result.skipped
+
+    @property
+    def unaccounted(self) -> int:
+        """Lines read that are neither blank, landed, dead-lettered nor duplicates: always 0."""
+        landed = sum(self.result.landed.values())
+        return self.lines_read - self.blank_lines - landed - self.dead_letters - self.duplicates
+
+    @property
     def max_changed_at(self) -> datetime | None:
         return self.result.max_changed_at
 
 
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISLNK, "a symbolic link (not followed)"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _unreadable(exc: OSError) -> str:
+    return f"unreadable: {exc.strerror or exc}"
+
+
+def scan_cdc_dir(landing_dir: Path) -> tuple[list[Path], list[IgnoredFile]]:
+    """The regular `cdc/*.ndjson` files of a landing directory in name order, and what was not
+    taken with the reason: a directory, FIFO, socket or device named like one, a symbolic link
+    (never followed: neither a linked file nor a linked `cdc/`)."""
+    folder = Path(landing_dir) / CDC_DIR
+    try:
+        mode = folder.lstat().st_mode
+    except FileNotFoundError:
+        return [], []
+    except OSError as exc:
+        return [], [IgnoredFile(CDC_DIR, _unreadable(exc))]
+    if not stat.S_ISDIR(mode):
+        return [], [IgnoredFile(CDC_DIR, f"not a directory: {_kind(mode)}")]
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted((e for e in it if e.name.endswith(".ndjson")), key=lambda e: e.name)
+    except OSError as exc:
+        return [], [IgnoredFile(CDC_DIR, _unreadable(exc))]
+    files: list[Path] = []
+    ignored: list[IgnoredFile] = []
+    for entry in entries:
+        rel = f"{CDC_DIR}/{entry.name}"
+        try:
+            mode = entry.stat(follow_symlinks=False).st_mode
+        except OSError as exc:  # gone since the listing
+            ignored.append(IgnoredFile(rel, _unreadable(exc)))
+            continue
+        if stat.S_ISREG(mode):
+            files.append(Path(entry.path))
+        else:
+            ignored.append(IgnoredFile(rel, f"not read: {_kind(mode)}"))
+    return files, ignored
+
+
 def cdc_files(landing_dir: Path) -> list[Path]:
-    """The CDC files of a landing directory, in name order."""
-    return sorted((Path(landing_dir) / CDC_DIR).glob(PATTERN))
+    """The CDC files of a landing directory, in name order: regular files only (`scan_cdc_dir`)."""
+    return scan_cdc_dir(landing_dir)[0]
 
 
-def parse_line(line: bytes, sha256: str, number: int) -> ParsedRecord | DeadLetter:
+def parse_line(
+    line: bytes, sha256: str, number: int, encoding: str = "UTF-8"
+) -> ParsedRecord | DeadLetter:
     """One NDJSON line -> a Kafka record, or a `DeadLetter` naming what is wrong with it.
 
     The record keeps the line's parsed key and value (`land.ParsedRecord`, landed exactly like
-    the `KafkaRecord` of their bytes: `.to_kafka()`), so nothing is parsed twice.
+    the `KafkaRecord` of their bytes: `.to_kafka()`), so nothing is parsed twice. A UTF-8 BOM in
+    front of the line is ignored; a line that is not valid UTF-8 is `invalid_encoding` (these
+    checks run only on a line orjson refused: nothing is added to a good line's cost).
     """
 
     def dead(reason: str) -> DeadLetter:
-        text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-        return DeadLetter(DEAD_LETTER_SOURCE, f"{sha256}:{number}", text, reason)
+        return DeadLetter(DEAD_LETTER_SOURCE, f"{sha256}:{number}", raw_line(line), reason)
 
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        return dead(f"line: bad JSON ({exc})")
+        try:
+            line.decode()
+        except UnicodeDecodeError as bad:
+            return dead(invalid_encoding(line, bad, encoding))
+        if not line.startswith(BOM_UTF8):
+            return dead(f"line: bad JSON ({exc})")
+        try:  # one BOM, as files joined from several exports have
+            obj = orjson.loads(line[len(BOM_UTF8) :])
+        except orjson.JSONDecodeError as again:
+            return dead(f"line: bad JSON ({again})")
     if type(obj) is not dict:
         return dead("line: expected a JSON object {topic, partition, offset, key, value}")
     topic, partition, offset = obj.get("topic"), obj.get("partition"), obj.get("offset")
@@ -110,23 +215,38 @@ def parse_line(line: bytes, sha256: str, number: int) -> ParsedRecord | DeadLett
 
 
 def _read(
-    path: Path, sha256: str, bar: tqdm | None, needle: bytes | None = None
-) -> Iterator[tuple[int, ParsedRecord | DeadLetter]]:
-    """(line number, record or dead letter) of each non-blank line. With `needle`, lines that do
-    not contain those bytes are passed over unparsed (a replay looking for one topic)."""
+    path: Path,
+    sha256: str,
+    bar: tqdm | None,
+    needle: bytes | None = None,
+    tally: LineTally | None = None,
+) -> Iterator[tuple[int, ParsedRecord | DeadLetter | None]]:
+    """(line number, record or dead letter) of each line; None for a blank line. With `needle`,
+    lines that do not contain those bytes are passed over unparsed (a replay looking for one
+    topic), and blank lines are not yielded."""
+    tally = LineTally() if tally is None else tally
     with open(path, "rb") as fh:
-        for number, line in enumerate(fh, start=1):
+        for number, line in enumerate(ndjson_lines(fh, tally), start=1):
             if bar is not None:
                 bar.update(len(line))
             if needle is not None and needle not in line:
                 continue
             if not line.strip():
+                if needle is None:
+                    yield number, None
                 continue
-            yield number, parse_line(line, sha256, number)
+            yield number, parse_line(line, sha256, number, tally.encoding)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _progress(paths: list[Path], progress: bool, desc: str) -> tqdm:
-    total = sum(p.stat().st_size for p in paths)
+    total = sum(_size(p) for p in paths)
     return tqdm(
         total=total,
         unit="B",
@@ -154,7 +274,7 @@ def land_cdc_files(
     if connectors is None:
         connectors = load_connectors(landing_dir)
     summary = FilesSummary()
-    paths = cdc_files(landing_dir)
+    paths, summary.files_ignored = scan_cdc_dir(landing_dir)
     with (
         _progress(paths, progress, "cdc files") as bar,
         gc_paused(),
@@ -162,59 +282,82 @@ def land_cdc_files(
     ):
         for path in paths:
             rel = path.relative_to(landing_dir).as_posix()
-            sha = sha256_cached(con, path)  # re-read only if size, mtime or inode changed
-            done = scalar(con, "select count(*) from meta.files_landed where sha256 = ?", [sha])
-            if done:
-                bar.update(path.stat().st_size)
-                summary.files_skipped.append(rel)
-                continue
-            file_result = BatchResult.empty()
-            bad = 0
-            records: list[ParsedRecord] = []
-            letters: list[DeadLetter] = []
-
-            def flush(last: bool, rel=rel, sha=sha) -> None:
-                nonlocal file_result, records, letters
-
-                def ledger(c: duckdb.DuckDBPyConnection, batch: BatchResult) -> None:
-                    if last:
-                        total = file_result.merge(batch)
-                        c.execute(
-                            "insert or ignore into meta.files_landed values (?, ?, ?, ?, ?, ?)",
-                            [
-                                sha,
-                                FILES_SOURCE,
-                                rel,
-                                sum(total.landed.values()),
-                                total.dead_letters,
-                                utcnow(),
-                            ],
-                        )
-
-                batch = land_batch(
-                    con,
-                    records,
-                    source=LEDGER_SOURCE,
-                    connectors=connectors,
-                    extra_dead_letters=letters,
-                    in_transaction=ledger,
-                )
-                file_result = file_result.merge(batch)
-                records, letters = [], []
-
-            for _, item in _read(path, sha, bar):
-                if isinstance(item, ParsedRecord):
-                    records.append(item)
-                else:
-                    letters.append(item)
-                    bad += 1
-                if len(records) + len(letters) >= batch_size:
-                    flush(last=False)
-            flush(last=True)
-            summary.files_landed.append(rel)
-            summary.bad_lines += bad
-            summary.result = summary.result.merge(file_result)
+            try:
+                _land_file(con, path, rel, connectors, batch_size, bar, summary)
+            except OSError as exc:  # unreadable, or gone: what landed stays, the rest next run
+                summary.files_ignored.append(IgnoredFile(rel, _unreadable(exc)))
     return summary
+
+
+def _land_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    rel: str,
+    connectors: Mapping[str, dict],
+    batch_size: int,
+    bar: tqdm,
+    summary: FilesSummary,
+) -> None:
+    """Land one CDC file in batches; `summary` takes each batch as it commits, so a read error
+    midway leaves it true of what landed."""
+    sha = sha256_cached(con, path)  # re-read only if size, mtime or inode changed
+    done = scalar(con, "select count(*) from meta.files_landed where sha256 = ?", [sha])
+    if done:
+        bar.update(_size(path))
+        summary.files_skipped.append(rel)
+        return
+    file_result = BatchResult.empty()
+    records: list[ParsedRecord] = []
+    letters: list[DeadLetter] = []
+    blank = lines = 0  # of the batch being read
+
+    def flush(last: bool) -> None:
+        nonlocal file_result, records, letters, blank, lines
+
+        def ledger(c: duckdb.DuckDBPyConnection, batch: BatchResult) -> None:
+            if last:
+                total = file_result.merge(batch)
+                c.execute(
+                    "insert or ignore into meta.files_landed values (?, ?, ?, ?, ?, ?)",
+                    [
+                        sha,
+                        FILES_SOURCE,
+                        rel,
+                        sum(total.landed.values()),
+                        total.dead_letters,
+                        utcnow(),
+                    ],
+                )
+
+        batch = land_batch(
+            con,
+            records,
+            source=LEDGER_SOURCE,
+            connectors=connectors,
+            extra_dead_letters=letters,
+            in_transaction=ledger,
+        )
+        file_result = file_result.merge(batch)
+        summary.result = summary.result.merge(batch)
+        summary.bad_lines += len(letters)
+        summary.lines_read += lines
+        summary.blank_lines += blank
+        records, letters = [], []
+        blank = lines = 0
+
+    for _number, item in _read(path, sha, bar):
+        lines += 1
+        if item is None:
+            blank += 1
+            continue
+        if type(item) is ParsedRecord:
+            records.append(item)
+        else:
+            letters.append(item)
+        if len(records) + len(letters) >= batch_size:
+            flush(last=False)
+    flush(last=True)
+    summary.files_landed.append(rel)
 
 
 def replay_cdc_files(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import json
+import stat
 from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -34,6 +35,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.errors import ConfigError
 from pipelines.lib.cdc.decode import (
     DECIMAL_MODES,
     EPOCH,
@@ -157,27 +159,45 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+class ConnectorsError(ConfigError, ValueError):
+    """`cdc/connectors.json` is unusable: a configuration error (exit 2), not a dead letter,
+    since a wrong decimal mode would decode every bare envelope wrongly."""
+
+
 def load_connectors(landing_dir: Path | None) -> dict[str, dict]:
     """Connector settings per topic prefix from `<landing>/cdc/connectors.json` ({} if absent).
 
-    Only `decimal.handling.mode` matters to the decoder (default `precise`); a bad value is a
-    configuration error and raises `ValueError`.
+    Only `decimal.handling.mode` matters to the decoder (default `precise`); a bad value, a file
+    that is not JSON or not readable, or a path that is not a regular file (a directory, a FIFO,
+    a symbolic link, which is not followed) is a configuration error: `ConnectorsError`, a
+    `ConfigError` and a `ValueError`.
     """
     if landing_dir is None:
         return {}
     path = Path(landing_dir) / CONNECTORS_FILE
-    if not path.exists():
-        return {}
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON ({exc})") from None
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConnectorsError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a symbolic link (not followed)" if stat.S_ISLNK(mode) else "not a regular file"
+        raise ConnectorsError(f"{path}: {kind}")
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except OSError as exc:
+        raise ConnectorsError(f"{path}: cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConnectorsError(f"{path}: not UTF-8 text") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ConnectorsError(f"{path}: not JSON ({exc})") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise ValueError(f"{path}: expected {{prefix: {{setting: value}}}}")
+        raise ConnectorsError(f"{path}: expected {{prefix: {{setting: value}}}}")
     for prefix, conf in data.items():
         mode = conf.get("decimal.handling.mode")
         if mode is not None and mode not in DECIMAL_MODES:
-            raise ValueError(
+            raise ConnectorsError(
                 f"{path}: {prefix}.decimal.handling.mode must be one of {DECIMAL_MODES}, "
                 f"got {mode!r}"
             )
@@ -619,6 +639,9 @@ def land_decoded(
             labels.append(None if pos in retried else label)  # a retried one is no new letter
         if new_letters:
             result.dead_letters = write_dead_letters(con, new_letters)
+            # a letter already recorded (a file line after a crash, a retried position that
+            # still fails) was skipped as a duplicate: every record is landed, dead or skipped
+            result.skipped += len(new_letters) - result.dead_letters
             for name in labels:
                 if name is not None:
                     result.dead_letters_by_table[name] = (

@@ -9,8 +9,8 @@ and inserted as one Arrow table per batch.
 Encodings (`ndjson_lines`, also used for the CDC files): a UTF-8 byte order mark is stripped (at
 the start of the file or of any line); a file that starts with a UTF-16 (or UTF-32) byte order mark
 is decoded as such; any other line that is not valid UTF-8 is the dead letter
-`invalid_encoding: …`. Accounting: every non-blank line is exactly one landed row or one dead
-letter (`LineCounts`); blank (whitespace-only) lines are counted apart and land nothing.
+`invalid_encoding: …`. Accounting (`LineTally`): every line that is not blank (whitespace only)
+is exactly one landed row or one dead letter; blank lines are counted apart and land nothing.
 """
 
 from __future__ import annotations
@@ -83,16 +83,16 @@ codecs.register_error(_BAD_WIDE, lambda exc: ("\udcff", exc.end))
 
 
 @dataclass
-class LineCounts:
-    """How the lines of one file were read: `lines_read` (non-blank lines, each exactly one landed
-    row, dead letter or skipped duplicate) and `blank_lines` (whitespace only: nothing lands)."""
+class LineTally:
+    """How the lines of one file were read: `lines_read` (every line) = `blank_lines` (whitespace
+    only: they hold no record) + one landed row, dead letter or skipped duplicate per other line."""
 
     lines_read: int = 0
     blank_lines: int = 0
     encoding: str = "UTF-8"  # as found: UTF-8, UTF-16 or UTF-32 (by the byte order mark)
 
 
-def ndjson_lines(handle: IO[bytes], counts: LineCounts | None = None) -> Iterable[bytes]:
+def ndjson_lines(handle: IO[bytes], counts: LineTally | None = None) -> Iterable[bytes]:
     """The lines of an NDJSON file opened in binary mode, as UTF-8 bytes (line end kept).
 
     A UTF-8 byte order mark at the start is skipped. A file starting with a UTF-16 or UTF-32 byte
@@ -217,7 +217,7 @@ def land_ndjson(
     batch_bytes: int = 1 << 62,
     *,
     fast: bool = True,
-    counts: LineCounts | None = None,
+    counts: LineTally | None = None,
 ) -> tuple[int, int]:
     """Read `path` line by line, insert good rows in Arrow batches (of `batch_rows` rows or
     `batch_bytes` bytes of input, whichever comes first); returns (rows, dead letters).
@@ -225,9 +225,9 @@ def land_ndjson(
     Each parsed line goes through the generated builder of `fastrow` first (unless `fast` is
     False) and through `RowConverter`, the reference, when the builder declines it. No line
     raises: whatever the reference cannot convert is a dead letter with its reason. `counts`, if
-    given, receives the lines read (rows + dead letters) and the blank lines.
+    given, receives the lines read (blank lines + rows + dead letters) and the blank lines.
     """
-    counts = LineCounts() if counts is None else counts
+    counts = LineTally() if counts is None else counts
     converter = RowConverter(fs)
     builders = (compile_builder(fs), compile_builder(fs, exact_numbers=True)) if fast else None
     schema = arrow_schema({**FILE_META_COLUMNS, **fs.columns})
@@ -303,7 +303,7 @@ def land_ndjson(
             if len(good) >= batch_rows or pending_bytes >= batch_bytes:
                 flush()
     flush()
-    counts.lines_read += number - blank
+    counts.lines_read += number
     counts.blank_lines += blank
     return rows, buried
 
