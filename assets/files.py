@@ -3,10 +3,13 @@
 Thin: each asset calls `pipelines.lib.files.land_files` for its table, reports files landed, rows,
 dead letters and quarantined files as metadata, and yields the Great Expectations result on the
 rows it landed as an asset check (a sample of failing rows shows keys and the failing column only).
+A reader that raises marks its source stale instead of failing the run (DESIGN §12).
 """
 
 import dagster as dg
 
+from pipelines.errors import WarehouseLocked
+from pipelines.lib import source_status
 from pipelines.lib.contracts import FILE_SOURCES, FileSource
 from pipelines.lib.stages import mark
 from pipelines.resources import SettingsResource
@@ -76,6 +79,24 @@ def check_result(fs: FileSource, outcome) -> dg.AssetCheckResult:
     )
 
 
+def stale_result(context, fs: FileSource, db_path, exc: Exception) -> dg.MaterializeResult:
+    """The source is marked stale (`meta.source_status`) and the step materializes with the
+    error, its check failed, so dbt still builds from the other sources (DESIGN §12)."""
+    from pipelines.lib.warehouse import connection
+
+    with connection(db_path) as con:
+        error = source_status.mark_stale(con, fs.raw_table, exc)
+    context.log.warning(f"source {fs.raw_table} is stale: {error}")
+    check = dg.AssetCheckResult(
+        check_name=CHECK_NAME,
+        asset_key=file_asset_key(fs),
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"stale": error},
+    )
+    return dg.MaterializeResult(metadata={"stale": error}, check_results=[check])
+
+
 def build_file_asset(fs: FileSource) -> dg.AssetsDefinition:
     key = file_asset_key(fs)
 
@@ -101,13 +122,20 @@ def build_file_asset(fs: FileSource) -> dg.AssetsDefinition:
 
         mark("landing")
         resolved = settings.get()
-        with connection(resolved.db_path) as con:
-            summary = land_files(con, resolved.landing_dir, sources=[fs.raw_table])[fs.raw_table]
-            for q in summary.quarantined:
-                context.log.warning(f"quarantined {q.path} -> {q.quarantined_path}: {q.reason}")
-            for p in summary.skipped:
-                context.log.warning(f"skipped {p.path}: {p.reason}")
-            outcome = validate_batch(con, fs.raw_table, summary.landed_sha256)
+        try:
+            with connection(resolved.db_path) as con:
+                summary = land_files(con, resolved.landing_dir, sources=[fs.raw_table])
+                summary = summary[fs.raw_table]
+                for q in summary.quarantined:
+                    context.log.warning(f"quarantined {q.path} -> {q.quarantined_path}: {q.reason}")
+                for p in summary.skipped:
+                    context.log.warning(f"skipped {p.path}: {p.reason}")
+                outcome = validate_batch(con, fs.raw_table, summary.landed_sha256)
+                source_status.mark_ok(con, fs.raw_table)
+        except WarehouseLocked:
+            raise
+        except Exception as exc:  # a crashing reader makes its source stale, not the run (§12)
+            return stale_result(context, fs, resolved.db_path, exc)
         return dg.MaterializeResult(
             metadata=_landing_metadata(summary), check_results=[check_result(fs, outcome)]
         )
@@ -163,7 +191,6 @@ def build_reference_check(fs: FileSource) -> dg.AssetChecksDefinition:
 
 file_assets = [build_file_asset(fs) for fs in FILE_SOURCES]
 FILE_ASSET_KEYS = [file_asset_key(fs) for fs in FILE_SOURCES]
-
 reference_checks = [build_reference_check(fs) for fs in FILE_SOURCES if fs.source == "reference"]
 
 defs = dg.Definitions(assets=file_assets, asset_checks=reference_checks)

@@ -3,7 +3,7 @@
 - `writeback/adjustments` plans adjustments from the open mismatches after every reconciliation
   (`recon/mismatches`): credit notes and stock postings with their idempotency keys, approved by
   `auto` under the limits, the rest waiting for `returnsync approve`; mismatches without an
-  automatic fix go to the exception queue.
+  automatic fix go to the exception queue. While a landing source is stale it plans nothing.
 - `push_adjustments_job` sends approved, unsent adjustments to the ERP. It is an op job, not an
   asset, so `main_job` (every asset) never writes to the ERP; `adjustment_push_sensor`
   (sensors/writeback.py) launches it for each new batch.
@@ -51,6 +51,8 @@ def adjustments(context: dg.AssetExecutionContext, settings: SettingsResource):
         waiting = list_adjustments(con, "planned")
         exceptions = list_open_exceptions(con)
     open_exceptions = len(exceptions)
+    if summary.skipped_reason:  # a partial run plans and auto-approves nothing (DESIGN §12)
+        context.log.warning(f"nothing planned: {summary.skipped_reason}")
     context.log.info(
         f"{summary.planned} adjustment(s) planned ({summary.auto_approved} auto-approved, "
         f"{summary.waiting} waiting for a person), {open_exceptions} open exception(s)"
@@ -58,6 +60,7 @@ def adjustments(context: dg.AssetExecutionContext, settings: SettingsResource):
     return dg.MaterializeResult(
         metadata={
             **summary.as_dict(),
+            **({"skipped": summary.skipped_reason} if summary.skipped_reason else {}),
             **{f"status_{k}": int(v) for k, v in by_status.items()},
             "open_exceptions": int(open_exceptions),
             # ids a person approves or rejects (`returnsync approve ID --by NAME`); no personal data

@@ -2,20 +2,34 @@
 
 Kept apart from `definitions.py`, which only builds the `Definitions`: this module prepares the
 dbt manifest first (the dbt assets read it on import), then loads the code location.
+
+Logging: the whole Dagster log of a run (every event, with stack traces) goes to a file under
+`<data dir>/logs/`; standard error gets one short line per event of level INFO and above (none
+with `quiet`), never a stack trace. A failed run is summed up by `RunOutcome.failure`: one line
+naming the step that failed and why, and the log file (DESIGN §12).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import re
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 
 from pipelines.dbt import prepare_manifest
+from pipelines.errors import EXIT_FAILED, JobFailed, ReturnsyncError
 from pipelines.settings import Settings
 
 MAIN_JOB = "main_job"
+LOGGER = "returnsync"
+LOGS_KEPT = 20  # run logs kept under <data dir>/logs (the oldest are removed)
+LINE_CHARS = 240  # a log line on standard error is cut here
 
 
 def load_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -23,7 +37,9 @@ def load_definitions(settings: Settings | None = None) -> dg.Definitions:
     return importlib.import_module("pipelines.definitions").defs
 
 
-def run_config(settings: Settings, as_of: str | None, quiet: bool = False) -> dict:
+def run_config(
+    settings: Settings, as_of: str | None, quiet: bool = False, log_file: Path | None = None
+) -> dict:
     config: dict = {
         "resources": {
             "settings": {
@@ -38,9 +54,59 @@ def run_config(settings: Settings, as_of: str | None, quiet: bool = False) -> di
         },
         "ops": {"returnsync_dbt_assets": {"config": {"as_of": as_of}}},
     }
-    if quiet:
-        config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
+    logger: dict = {"echo": not quiet}
+    if log_file is not None:
+        logger["log_file"] = str(log_file)
+    config["loggers"] = {LOGGER: {"config": logger}}
     return config
+
+
+class _OneLine(logging.Formatter):
+    """`HH:MM:SS step - message`: the first line of the message only, cut at LINE_CHARS."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        meta = getattr(record, "dagster_meta", None) or {}
+        message = str(meta.get("orig_message") or record.getMessage())
+        lines = message.strip().splitlines()
+        text = lines[0] if lines else ""
+        event = meta.get("dagster_event")
+        if event is not None and not meta.get("orig_message"):
+            text = f"{event.event_type_value}: {text}"
+        step = meta.get("step_key")
+        when = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
+        line = f"{when} {record.levelname.lower()} {step + ' - ' if step else ''}{text}"
+        return line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 3] + "..."
+
+
+class _BelowError(logging.Filter):
+    """Errors are summed up by the CLI in one line; on standard error only the progress."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+
+@dg.logger(
+    config_schema={
+        "log_level": dg.Field(str, is_required=False, default_value="INFO"),
+        "echo": dg.Field(bool, is_required=False, default_value=True),
+        "log_file": dg.Field(str, is_required=False),
+    },
+    description="One short line per event on standard error; the full log in a file.",
+)
+def returnsync_logger(init_context) -> logging.Logger:
+    config = init_context.logger_config
+    logger = logging.Logger(LOGGER, level=logging.DEBUG)
+    if config.get("echo", True):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(config.get("log_level", "INFO").upper())
+        handler.setFormatter(_OneLine())
+        handler.addFilter(_BelowError())
+        logger.addHandler(handler)
+    if config.get("log_file"):
+        handler = logging.FileHandler(config["log_file"], encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
+        logger.addHandler(handler)
+    return logger
 
 
 def main_job(defs: dg.Definitions) -> dg.JobDefinition:
@@ -63,11 +129,108 @@ def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def run_main_job(settings: Settings, as_of: str | None = None, quiet: bool = False) -> bool:
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run went; truthy when it succeeded."""
+
+    success: bool
+    run_id: str
+    log_file: Path | None = None
+    failure: str | None = None  # one line: the step that failed and why
+    exit_code: int = 0  # the CLI's exit code for the failure (DESIGN §12)
+
+    def __bool__(self) -> bool:
+        return self.success
+
+    def error(self) -> ReturnsyncError:
+        """The failure as the error the CLI shows (its class carries the exit code)."""
+        error = JobFailed(self.failure or "the main job failed")
+        error.exit_code = self.exit_code or EXIT_FAILED
+        return error
+
+
+def new_log_file(settings: Settings, run_id: str) -> Path:
+    """`<data dir>/logs/run-<UTC time>-<run id>.log`; only the newest LOGS_KEPT are kept."""
+    folder = settings.data_dir / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in sorted(folder.glob("run-*.log"))[: -(LOGS_KEPT - 1) or None]:
+        old.unlink(missing_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return folder / f"run-{stamp}-{run_id[:8]}.log"
+
+
+def run_main_job(
+    settings: Settings,
+    as_of: str | None = None,
+    quiet: bool = False,
+    log_file: Path | None = None,
+    run_id: str | None = None,
+) -> RunOutcome:
     defs = load_definitions(settings)
-    job = main_job(defs)
+    job = main_job(defs).with_logger_defs({LOGGER: returnsync_logger})
     with instance() as inst:
         result = job.execute_in_process(
-            run_config=run_config(settings, as_of, quiet), instance=inst, raise_on_error=False
+            run_config=run_config(settings, as_of, quiet, log_file),
+            instance=inst,
+            raise_on_error=False,
+            run_id=run_id,
         )
-    return result.success
+    if result.success:
+        return RunOutcome(True, result.run_id, log_file)
+    failure, code = describe_failure(result)
+    where = f" (full log: {log_file})" if log_file else ""
+    return RunOutcome(False, result.run_id, log_file, failure + where, code)
+
+
+def _exit_codes() -> dict[str, int]:
+    """Error class name -> exit code, for every `ReturnsyncError` (and subclass) there is."""
+    codes: dict[str, int] = {}
+    pending = [ReturnsyncError]
+    while pending:
+        cls = pending.pop()
+        codes[cls.__name__] = cls.exit_code
+        pending.extend(cls.__subclasses__())
+    return codes
+
+
+def _user_error(error):
+    """The user's exception inside Dagster's wrappers (DagsterExecutionStepExecutionError...)."""
+    while error.cause is not None and (
+        error.cls_name.startswith("Dagster") or error.cls_name == "Failure"
+    ):
+        error = error.cause
+    return error
+
+
+_QUALIFIED = re.compile(r"^(?:[A-Za-z_][\w]*\.)+(?P<name>[A-Za-z_]\w*): ")
+
+
+def _error_line(error, codes: dict[str, int]) -> str:
+    """`Type: first line of the message`; a returnsync error's message alone (it is for users)."""
+    text = (error.message or "").strip()
+    first = _QUALIFIED.sub(r"\g<name>: ", text.splitlines()[0] if text else "")
+    name = error.cls_name or ""
+    if first.startswith(f"{name}: "):
+        first = first[len(name) + 2 :]
+    if name in codes or not name:
+        return first or name or "unknown error"
+    return f"{name}: {first}" if first else name
+
+
+def describe_failure(result) -> tuple[str, int]:
+    """One line naming the first failed step and its error, and the exit code for it."""
+    codes = _exit_codes()
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data is not None:
+            error = event.step_failure_data.error
+            if error is None:
+                return f"step {event.step_key} failed", EXIT_FAILED
+            user = _user_error(error)
+            return (
+                f"step {event.step_key} failed: {_error_line(user, codes)}",
+                codes.get(user.cls_name, EXIT_FAILED),
+            )
+    for event in result.all_events:
+        if event.is_run_failure and event.message:
+            return f"the main job failed: {event.message.strip().splitlines()[0]}", EXIT_FAILED
+    return "the main job failed", EXIT_FAILED

@@ -2,14 +2,32 @@
 
 Each subcommand lives in its own module under `pipelines.cli` and is imported only when it is
 called, so `returnsync --help` stays fast and does not import Dagster or dbt.
+
+Errors (DESIGN §12): whatever a command raises ends as one line on standard error and an exit
+code, never a traceback: a `ReturnsyncError` (`pipelines.errors`) prints `returnsync: error:
+<message>` with its own code (1 failed or partial, 2 configuration, 3 warehouse locked, 4 ERP
+unreachable or refusing the credentials); a usage error (unknown option, bad value) prints
+`returnsync: usage error: ...` with code 2; anything else is a bug: one line naming it and the
+file its traceback was written to (under <data dir>/logs), code 1.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import sys
+import tempfile
+import traceback
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
 
 import click
+
+from pipelines.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ReturnsyncError
+
+PROG = "returnsync"
 
 # command name -> "module:attribute"; a command whose module is not there yet is not listed
 COMMANDS: dict[str, str] = {
@@ -28,6 +46,75 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def one_line(text: str) -> str:
+    """A message as one line (an error message that spans lines is joined)."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _say(prefix: str, message: str) -> None:
+    line = f"{PROG}: {prefix}: {one_line(message)}" if message else f"{PROG}: {prefix}"
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # standard error is closed or gone: the exit code still says it
+        pass
+
+
+def _write_traceback(exc: BaseException) -> Path | None:
+    """The traceback of an unexpected error, in <data dir>/logs/crash-*.txt (else the temp dir)."""
+    text = "".join(traceback.format_exception(exc))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = f"crash-{stamp}-{os.getpid()}.txt"
+    folders = []
+    try:
+        from pipelines.settings import Settings
+
+        folders.append(Settings.from_env().data_dir / "logs")
+    except Exception:  # bad settings must not hide the original error
+        pass
+    folders.append(Path(tempfile.gettempdir()))
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            path.write_text(f"{PROG} {' '.join(sys.argv[1:])}\n\n{text}", encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def handle_error(exc: BaseException) -> int:
+    """Print `exc` as one line on standard error; return the exit code (DESIGN §12)."""
+    if isinstance(exc, ReturnsyncError):
+        _say("error", str(exc) or type(exc).__name__)
+        return exc.exit_code
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):  # bare `returnsync`: the help
+        click.echo(exc.format_message())
+        return EXIT_USAGE
+    if isinstance(exc, click.UsageError):
+        hint = ""
+        if exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+        _say("usage error", exc.format_message() + hint)
+        return EXIT_USAGE
+    if isinstance(exc, click.ClickException):
+        _say("error", exc.format_message())
+        return exc.exit_code
+    if isinstance(exc, click.Abort | KeyboardInterrupt):
+        _say("interrupted", "")
+        return EXIT_FAILED
+    if isinstance(exc, BrokenPipeError):  # e.g. `returnsync report | head`: the reader left
+        with_devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(with_devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    where = _write_traceback(exc)
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    place = f"; traceback in {where}" if where else ""
+    _say("error", f"unexpected {one_line(detail)} (a bug{place})")
+    return EXIT_FAILED
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(n for n, target in COMMANDS.items() if _available(target))
@@ -38,6 +125,20 @@ class LazyGroup(click.Group):
             return None
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Click's `main`, with every error turned into one line and its exit code."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        if not sys.warnoptions:  # library deprecation notices are not for the user
+            warnings.simplefilter("ignore")
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except SystemExit:
+            raise
+        except BaseException as exc:  # the one place every error ends
+            sys.exit(handle_error(exc))
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
 def _available(target: str) -> bool:
@@ -50,5 +151,6 @@ def main() -> None:
     """returnsync keeps returns in step across channels, warehouses and the ERP.
 
     Configuration comes from RETURNSYNC_* environment variables (see .env.example);
-    flags override them.
+    flags override them. Exit status: 0 ok, 1 failed or partial, 2 usage or configuration
+    error, 3 warehouse still locked, 4 ERP unreachable or credentials refused.
     """

@@ -27,23 +27,24 @@ def acknowledge(mismatch_ids: tuple[str, ...], by: str, db_path: Path | None) ->
     """
     import duckdb
 
+    from pipelines.errors import ConfigError
     from pipelines.lib.recon.lifecycle import acknowledge as ack
-    from pipelines.lib.warehouse import table_exists
+    from pipelines.lib.warehouse import connect, table_exists
 
     if db_path is None:
         from pipelines.settings import Settings
 
         db_path = Settings.from_env().db_path
     if not db_path.exists():
-        raise click.ClickException(f"no warehouse at {db_path}: run `returnsync run` first")
+        raise ConfigError(f"no warehouse at {db_path}: run `returnsync run` first")
     try:
-        con = duckdb.connect(str(db_path))
-    except duckdb.Error as exc:
-        raise click.ClickException(f"cannot open the warehouse {db_path}: {exc}") from exc
+        con = connect(db_path)  # waits while a run holds it (exit 3 after)
+    except duckdb.Error as exc:  # not a DuckDB file, or a newer format
+        message = " ".join(str(exc).split())
+        raise ConfigError(f"cannot open the warehouse {db_path}: {message}") from None
     try:
-        con.execute("set timezone = 'UTC'")
         if not table_exists(con, "recon", "mismatches"):
-            raise click.ClickException(
+            raise ConfigError(
                 f"recon.mismatches is missing in {db_path}: run the reconciliation first"
             )
         missing = [m for m in mismatch_ids if not ack(con, m, by=by)]

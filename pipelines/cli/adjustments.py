@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from pipelines.errors import ConfigError, ErpUnavailable, JobFailed
+
 DB_OPTION = click.option(
     "--db",
     "db_path",
@@ -34,11 +36,12 @@ def _open(db_path: Path):
     from pipelines.lib.warehouse import connect
 
     if not db_path.exists():
-        raise click.ClickException(f"no warehouse at {db_path}: run `returnsync run` first")
+        raise ConfigError(f"no warehouse at {db_path}: run `returnsync run` first")
     try:
-        return connect(db_path)
-    except duckdb.Error as exc:
-        raise click.ClickException(f"cannot open the warehouse {db_path}: {exc}") from exc
+        return connect(db_path)  # waits while a run holds it (exit 3 after)
+    except duckdb.Error as exc:  # not a DuckDB file, or a newer format
+        message = " ".join(str(exc).split())
+        raise ConfigError(f"cannot open the warehouse {db_path}: {message}") from None
 
 
 def _echo_waiting(db_path: Path) -> None:
@@ -146,12 +149,13 @@ def push(
     Each ERP document carries the adjustment's idempotency key and is looked up before it is
     created, so pushing again, or after a crash, never creates a second one. Transient ERP errors
     are retried with backoff; refused documents go to the exception queue with the ERP's message.
-    Exit status: 0 when the push went through, 1 when the ERP stayed unreachable, 2 for wrong or
-    missing ERP credentials.
+    The ERP is reached and logged in to first: when it cannot be, no adjustment changes state.
+    Exit status: 0 when the push went through, 2 for missing or malformed ERP settings, 4 when
+    the ERP is unreachable or refuses the credentials.
     """
     from tqdm import tqdm
 
-    from pipelines.lib.erp import ErpAuthError, TrytonAdapter
+    from pipelines.lib.erp import TrytonAdapter
     from pipelines.lib.writeback import RetryPolicy, push_adjustments
 
     settings = _settings(db_path)
@@ -165,14 +169,8 @@ def push(
         _echo_waiting(settings.db_path)
         return
     if not settings.db_path.exists():
-        raise click.ClickException(
-            f"no warehouse at {settings.db_path}: run `returnsync run` first"
-        )
-    try:
-        adapter = TrytonAdapter.from_settings(settings)
-    except ErpAuthError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
+        raise ConfigError(f"no warehouse at {settings.db_path}: run `returnsync run` first")
+    adapter = TrytonAdapter.from_settings(settings)  # ErpConfigError (exit 2): a setting missing
     bar = tqdm(desc="push", unit="adj", file=sys.stderr, disable=None)
 
     def progress(adj, result) -> None:
@@ -199,14 +197,16 @@ def push(
         )
     finally:
         bar.close()
-    click.echo(
-        f"pushed: {summary.created} created, {summary.found} already in the ERP, "
-        f"{summary.exceptions} to the exception queue, {summary.obsolete} obsolete, "
-        f"{summary.remaining} left"
-    )
-    if summary.auth_failed:
-        click.echo(f"Error: {summary.stopped_reason}", err=True)
-        sys.exit(2)
+    if summary.results:  # something was tried (else the ERP was not reached: nothing changed)
+        click.echo(
+            f"pushed: {summary.created} created, {summary.found} already in the ERP, "
+            f"{summary.exceptions} to the exception queue, {summary.obsolete} obsolete, "
+            f"{summary.remaining} left"
+        )
+    elif not summary.stopped_reason:
+        click.echo("pushed: nothing approved to send")
+    if summary.auth_failed or summary.unreachable:
+        untouched = "" if summary.results else "; no adjustment changed"
+        raise ErpUnavailable(f"push stopped: {summary.stopped_reason}{untouched}")
     if summary.stopped_reason:
-        click.echo(f"Error: push stopped: {summary.stopped_reason}", err=True)
-        sys.exit(1)
+        raise JobFailed(f"push stopped: {summary.stopped_reason}")

@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 import duckdb
 
+from pipelines.errors import ConfigError
 from pipelines.lib.recon.lifecycle import RULES, STATUSES, list_mismatches
 from pipelines.lib.recon.report import FORMATS, render
+from pipelines.lib.source_status import one_line
 
 
 @click.command("report")
@@ -43,26 +45,35 @@ from pipelines.lib.recon.report import FORMATS, render
 def report(db_path: Path | None, fmt: str, rule: str | None, status: str) -> None:
     """Print reconciliation mismatches (default: the open ones, as CSV).
 
-    Reads the warehouse read-only, so it can run while a reconciliation writes. Worst first:
-    severity, then the amount at risk, then the quantity. No customer personal data is shown.
+    Reads the warehouse read-only; while a run holds it, waits up to RETURNSYNC_LOCK_WAIT_S.
+    Worst first: severity, then the amount at risk, then the quantity. No customer personal data
+    is shown. A stale source (its last landing failed) is named in a warning on standard error.
     """
+    from pipelines.lib.source_status import stale_sources
+    from pipelines.lib.warehouse import connect
+
     if db_path is None:
         from pipelines.settings import Settings
 
         db_path = Settings.from_env().db_path
     if not db_path.exists():
-        raise click.ClickException(
-            f"no warehouse at {db_path}: run `returnsync run` first (or pass --db)"
-        )
+        raise ConfigError(f"no warehouse at {db_path}: run `returnsync run` first (or pass --db)")
     try:
-        con = duckdb.connect(str(db_path), read_only=True)
-    except duckdb.Error as exc:
-        raise click.ClickException(f"cannot open the warehouse {db_path}: {exc}") from exc
+        con = connect(db_path, read_only=True)  # waits while a run holds it (exit 3 after)
+    except duckdb.Error as exc:  # not a DuckDB file, or a newer format
+        raise ConfigError(f"cannot open the warehouse {db_path}: {one_line(str(exc))}") from None
     try:
-        con.execute("set timezone = 'UTC'")
         rows = list_mismatches(con, status=status, rule=rule)
+        stale = stale_sources(con)
     except LookupError as exc:
-        raise click.ClickException(f"{exc} (warehouse {db_path})") from exc
+        raise ConfigError(f"{exc} (warehouse {db_path})") from exc
     finally:
         con.close()
+    for source in stale:  # the report is partial: say so, outside the data itself
+        click.echo(
+            f"returnsync: warning: source {source.source} is stale since "
+            f"{source.run_at:%Y-%m-%d %H:%M:%S} UTC ({source.error}); "
+            "its mismatches may be missing or phantoms",
+            err=True,
+        )
     click.echo(render(rows, fmt), nl=False)

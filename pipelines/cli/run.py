@@ -1,12 +1,22 @@
-"""`returnsync run`: the main job (ingest, build, reconcile) on the configured warehouse."""
+"""`returnsync run`: the main job (ingest, build, reconcile) on the configured warehouse.
+
+Everything that can be checked is checked before anything lands (DESIGN §12): the settings, the
+`--as-of` time (ISO-8601, at most a day ahead), the landing directory, the ERP credentials when
+the ERP is pulled, and the warehouse itself (waited for while another process holds it).
+
+Exit codes: 0 ok; 1 the job failed (one line: the step and its error, and the run's log file; no
+summary) or finished partially (a source is stale: the summary says which, nothing was planned);
+2 bad usage or configuration; 3 the warehouse stayed locked.
+"""
 
 import contextlib
-import tempfile
+import uuid
 from pathlib import Path
 
 import click
 
-from pipelines.settings import Settings
+from pipelines.errors import ConfigError, JobFailed
+from pipelines.settings import Settings, parse_as_of
 
 
 @click.command()
@@ -26,48 +36,61 @@ from pipelines.settings import Settings
     "--as-of",
     "as_of",
     metavar="ISO-8601",
-    help="Reconciliation time, e.g. 2026-11-01T00:00:00Z (default: now).",
+    help="Reconciliation time, e.g. 2026-11-01T00:00:00Z; UTC when it has no offset; at most a "
+    "day in the future (default: now).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="Only print the summary, not Dagster's step log.")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Only print the summary (the step log goes to the log file).",
+)
 def run(landing_dir: Path | None, db_path: Path | None, as_of: str | None, quiet: bool) -> None:
     """Run the main job: land every source, build the dbt models, reconcile, then print a summary.
 
     The job is the code location's `main_job` (all assets), executed in this process on the
-    Dagster instance in DAGSTER_HOME if set, otherwise on a throw-away one.
+    Dagster instance in DAGSTER_HOME if set, otherwise on a throw-away one. Its full log is
+    written to <data dir>/logs/run-*.log. Exit status: 0 ok, 1 failed or partial (a source is
+    stale), 2 usage or configuration error, 3 the warehouse stayed locked.
     """
-    from pipelines.lib.summary import print_summary
-    from pipelines.runner import run_main_job
-
     settings = Settings.from_env(landing_dir=landing_dir, db_path=db_path)
+    checked = parse_as_of(as_of)
     if not settings.uses_kafka and not settings.landing_dir.is_dir():
-        raise click.ClickException(
+        raise ConfigError(
             f"landing directory {settings.landing_dir} does not exist "
             "(create it, point RETURNSYNC_LANDING or --landing at one, "
             "or run `returnsync simulate`)"
         )
-    click.echo(f"returnsync run: warehouse {settings.db_path}", err=True)
-    if quiet:
-        ok = _run_capturing_stdout(lambda: run_main_job(settings, as_of=as_of, quiet=True))
+    if settings.erp_pull:
+        from pipelines.lib.erp import TrytonAdapter
+
+        TrytonAdapter.from_settings(settings)  # ErpConfigError (exit 2) when a setting is missing
+
+    from pipelines.lib.summary import print_summary
+    from pipelines.lib.warehouse import initialize
+    from pipelines.runner import new_log_file, run_main_job
+
+    initialize(settings.db_path)  # waits while another process holds it (WarehouseLocked: 3)
+    run_id = str(uuid.uuid4())
+    log_file = new_log_file(settings, run_id)
+    if not quiet:
+        click.echo(f"returnsync run: warehouse {settings.db_path}, log {log_file}", err=True)
+    job_as_of = checked.isoformat() if checked is not None else None
+    if quiet:  # dagster-dbt echoes every dbt log line on standard output: into the log file
+        with (
+            open(log_file, "a", encoding="utf-8", buffering=1) as log,
+            contextlib.redirect_stdout(log),
+        ):
+            outcome = run_main_job(settings, job_as_of, True, log_file, run_id)
     else:
-        ok = run_main_job(settings, as_of=as_of)
-    print_summary(settings, click.echo)
-    if not ok:
-        raise click.ClickException("the main job failed; see the log above")
+        outcome = run_main_job(settings, job_as_of, False, log_file, run_id)
+    if not outcome:
+        raise outcome.error()
+    data = print_summary(settings, click.echo)
+    if data["stale"]:
+        from pipelines.lib.source_status import describe
 
-
-TAIL_LINES = 40  # of the captured dbt log, shown when a quiet run fails
-
-
-def _run_capturing_stdout(job) -> bool:
-    """Run `job` with standard output captured (dagster-dbt echoes every dbt log line there);
-    if the job fails, the captured log's last lines go to standard error."""
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as captured:
-        with contextlib.redirect_stdout(captured):
-            ok = job()
-        if not ok:
-            captured.seek(0)
-            tail = captured.read().splitlines()[-TAIL_LINES:]
-            if tail:
-                click.echo("last lines of the dbt log:", err=True)
-                click.echo("\n".join(tail), err=True)
-    return ok
+        raise JobFailed(
+            f"partial run: stale source(s) {describe(data['stale'])}; the rest was reconciled, "
+            "nothing was planned or auto-approved"
+        )

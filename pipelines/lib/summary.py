@@ -1,16 +1,18 @@
-"""The run summary: what landed, what was rejected, what the marts and reconciliation hold."""
+"""The run summary: what landed, what was rejected, what the marts and reconciliation hold, and
+which sources are stale (DESIGN §12: reconciled without them, nothing planned)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from pipelines.lib import source_status
 from pipelines.lib.warehouse import connection, table_exists
 from pipelines.settings import Settings
 
 
 def collect(settings: Settings) -> dict:
     """Read-only counts: raw rows, dead letters, quarantine, model rows, open mismatches."""
-    out: dict = {"raw": {}, "models": {}, "mismatches": {}}
+    out: dict = {"raw": {}, "models": {}, "mismatches": {}, "stale": []}
     if not settings.db_path.exists():
         return out
     with connection(settings.db_path, read_only=True) as con:
@@ -26,6 +28,7 @@ def collect(settings: Settings) -> dict:
         out["dead_letters"] = con.execute("select count(*) from meta.dead_letters").fetchone()[0]
         out["quarantined"] = con.execute("select count(*) from meta.quarantine").fetchone()[0]
         out["files_landed"] = con.execute("select count(*) from meta.files_landed").fetchone()[0]
+        out["stale"] = source_status.stale_sources(con)
         if table_exists(con, "meta", "reference_versions"):  # reference files (DESIGN §12)
             from pipelines.lib.files.reference import reference_warnings
 
@@ -75,4 +78,8 @@ def print_summary(settings: Settings, echo: Callable[[str], None] = print) -> di
     if data.get("adjustments"):
         counts = ", ".join(f"{n} {status}" for status, n in data["adjustments"].items())
         echo(f"ERP adjustments: {counts} (returnsync push --dry-run shows what would be sent)")
+    if data["stale"]:
+        echo("STALE sources (reconciled without them; nothing planned or auto-approved):")
+        for stale in data["stale"]:
+            echo(f"  {stale.source:<24} {stale.error or ''}")
     return data

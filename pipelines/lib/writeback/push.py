@@ -16,6 +16,12 @@ exception queue with the ERP's message and the push goes on. `ErpAuthError` stop
 (`PushSummary.auth_failed`, the adjustment stays approved): nothing can be sent with wrong
 credentials. Every ERP call's outcome is a row of
 `writeback.attempts`; no message ever carries a secret.
+
+Before the first adjustment is touched, the adapter's `check()` (a login, retried like any
+transient error) makes sure the ERP answers and accepts the credentials: when it does not, the
+push stops with `PushSummary.unreachable` or `auth_failed` and no adjustment changes state (the
+refusal is logged as an attempt of the adjustment that would have gone first). An ERP that stops
+answering in the middle of a push is the case above: that adjustment goes to the exception queue.
 """
 
 from __future__ import annotations
@@ -119,6 +125,7 @@ class PushSummary:
     remaining: int = 0  # approved adjustments left for a later push
     stopped_reason: str | None = None
     auth_failed: bool = False  # wrong credentials: nothing could be sent
+    unreachable: bool = False  # the ERP did not answer: the push stopped
     results: list[PushResult] = field(default_factory=list)
 
     @property
@@ -136,6 +143,7 @@ class PushSummary:
             "remaining": self.remaining,
             "stopped_reason": self.stopped_reason,
             "auth_failed": self.auth_failed,
+            "unreachable": self.unreachable,
         }
 
 
@@ -416,6 +424,16 @@ def push_adjustments(
     with connection(db_path) as con:
         ensure_tables(con)
         pending = _select(pending_adjustments(con), only, limit)
+    if pending and not _preflight(adapter, policy, sleep, secrets, summary, len(pending)):
+        with connection(db_path) as con:  # the audit trail only: no adjustment changes state
+            _Log(con, secrets).attempt(
+                pending[0].adjustment_id,
+                "auth_error" if summary.auth_failed else "transient_error",
+                f"before any send: {summary.stopped_reason}",
+            )
+        return summary
+    with connection(db_path) as con:
+        pending = _select(pending_adjustments(con), only, limit)  # again: the lock was let go
         log = _Log(con, secrets)
         for index, adj in enumerate(pending):
             result = _push_one(adapter, adj, log, policy, sleep, on_document, summary)
@@ -428,8 +446,42 @@ def push_adjustments(
                 break
             if result.outcome == "stopped":
                 summary.remaining = len(pending) - index - 1
+                summary.unreachable = True
                 break
     return summary
+
+
+def _preflight(
+    adapter: ErpAdapter,
+    policy: RetryPolicy,
+    sleep: Callable[[float], None],
+    secrets: Sequence[str | None],
+    summary: PushSummary,
+    pending: int,
+) -> bool:
+    """The adapter's `check()` (when it has one), retried on transient errors; False (and the
+    summary says why) when the ERP cannot be reached or refuses the credentials."""
+    check = getattr(adapter, "check", None)
+    if check is None:
+        return True
+    for attempt in range(1, policy.max_attempts + 1):
+        try:
+            check()
+            return True
+        except ErpAuthError as exc:
+            summary.auth_failed = True
+            summary.stopped_reason = f"ERP authentication failed: {_redact(str(exc), secrets)}"
+            break
+        except ErpTransientError as exc:
+            if attempt == policy.max_attempts:
+                summary.unreachable = True
+                summary.stopped_reason = (
+                    f"ERP unreachable after {attempt} attempt(s): {_redact(str(exc), secrets)}"
+                )
+                break
+            sleep(policy.delay(attempt))
+    summary.remaining = pending
+    return False
 
 
 def _select(
