@@ -1,5 +1,7 @@
 """`returnsync sql` and `returnsync shell` on a published database."""
 
+import re
+
 import duckdb
 import polars as pl
 import pytest
@@ -83,3 +85,27 @@ def test_shell_runs_statements_until_quit(published):
     assert "marts.returns" in result.output
     assert "│ 2   │" in result.output  # the count, as a table row
     assert "error:" in result.output  # a bad statement is reported, the shell goes on
+
+
+def test_exports_are_written_by_the_cli_not_by_duckdb(published, tmp_path):
+    # DuckDB's own writers are blocked by the sandbox; --output still writes CSV and Parquet
+    query = "select channel, -amount as credit from marts.returns order by 1"
+    for name, fmt in (("r.csv", "csv"), ("r.parquet", "parquet"), ("t.parquet", "table")):
+        target = tmp_path / name
+        result = invoke("sql", "--db", str(published), "--format", fmt, "-o", str(target), query)
+        assert result.exit_code == 0, result.output
+        assert "2 rows written to" in result.output
+    assert (tmp_path / "r.csv").read_text() == "channel,credit\namazon,-3.00\nshopify,-12.50\n"
+    assert (
+        pl.read_parquet(tmp_path / "r.parquet").rows()
+        == pl.read_parquet(tmp_path / "t.parquet").rows()
+    )
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_a_failed_query_writes_no_file_and_exits_2(published, tmp_path):
+    target = tmp_path / "out.csv"
+    result = invoke("sql", "--db", str(published), "-o", str(target), "select nope")
+    assert result.exit_code == 2
+    assert re.fullmatch(r"(Error|returnsync: error): Binder Error: [^\n]*\n", result.output)
+    assert not target.exists()

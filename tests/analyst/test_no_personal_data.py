@@ -4,11 +4,14 @@ The simulated landscape puts real-looking names in the ERP's parties and names a
 addresses in every webhook payload; none of them may reach what analysts and finance read.
 """
 
+import csv
+
 import duckdb
 import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
+from pipelines.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -75,3 +78,34 @@ def test_mismatch_report_holds_none_of_it(simulated_run, personal_data):
     assert out.exit_code == 0, out.output
     assert len(out.output) > 100
     assert [p for p in personal_data if p in out.output] == []
+
+
+def test_published_columns_hold_no_free_text_or_raw_schema(simulated_run):
+    """DESIGN §12: the reason a customer typed is published only as its mapped code; nothing of
+    raw, staging or meta is published. The raw reason stays in the warehouse."""
+    con = duckdb.connect(str(simulated_run.settings.analyst_db_path), read_only=True)
+    try:
+        columns = con.execute(
+            "select schema_name, table_name, column_name from duckdb_columns() where not internal"
+        ).fetchall()
+        reasons = {r[0] for r in con.execute("select reason from marts.return_lines").fetchall()}
+    finally:
+        con.close()
+    assert {schema for schema, _, _ in columns} == {"main", "marts", "recon"}
+    names = {f"{s}.{t}.{c}" for s, t, c in columns}
+    assert "marts.return_lines.reason" in names
+    assert [n for n in names if n.endswith("_raw") or "note" in n or "comment" in n] == []
+    warehouse = duckdb.connect(str(simulated_run.settings.db_path), read_only=True)
+    try:
+        typed = {
+            r[0]
+            for r in warehouse.execute(
+                "select distinct reason_raw from marts.return_lines where reason_raw is not null"
+            ).fetchall()
+        }
+    finally:
+        warehouse.close()
+    seed = PROJECT_ROOT / "dbt_project" / "seeds" / "reason_map.csv"
+    codes = {row["reason"] for row in csv.DictReader(seed.open())} | {"other"}
+    assert typed - codes, "the landscape has typed reasons to withhold"
+    assert reasons <= codes | {None}
