@@ -2,7 +2,8 @@
 
 Both open the published copy through `pipelines.lib.analyst.open_published` (external access
 off, configuration locked, DESIGN §12); a refused statement or a failing query is one line on
-stderr and exit code 2 (`sql`), or an `error:` line after which the shell goes on.
+stderr and exit code 2 (`sql`: a `QueryError`, printed by the CLI's error handler), or an `error:`
+line after which the shell goes on.
 """
 
 import contextlib
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import click
 
-from pipelines.errors import ReturnsyncError
 from pipelines.lib.analyst import FORMATS, QueryError, open_published, run_query
 from pipelines.lib.analyst import shell as run_shell
 from pipelines.settings import Settings
@@ -23,23 +23,8 @@ _db_option = click.option(
 )
 
 
-class _UserError(click.ClickException):
-    """A `ReturnsyncError` as click shows it: `Error: <message>`, the error's exit code."""
-
-    def __init__(self, error: ReturnsyncError) -> None:
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
-
-
 def _settings(db_path: Path | None) -> Settings:
     return Settings.from_env(analyst_db_path=db_path)
-
-
-def _connect(settings: Settings):
-    try:
-        return open_published(settings.analyst_db_path)
-    except ReturnsyncError as exc:
-        raise _UserError(exc) from exc
 
 
 def _check_output(output: Path, settings: Settings) -> None:
@@ -48,7 +33,7 @@ def _check_output(output: Path, settings: Settings) -> None:
     for db in (settings.db_path, settings.analyst_db_path):
         protected = db.resolve()
         if target in (protected, protected.with_name(protected.name + ".wal")):
-            raise _UserError(QueryError(f"refused: --output {output} is a returnsync database"))
+            raise QueryError(f"refused: --output {output} is a returnsync database")
 
 
 @click.command()
@@ -81,11 +66,9 @@ def sql(query: str, db_path: Path | None, fmt: str, output: Path | None, max_row
     settings = _settings(db_path)
     if output is not None:
         _check_output(output, settings)
-    con = _connect(settings)
+    con = open_published(settings.analyst_db_path)
     try:
         rows = run_query(con, query, fmt=fmt, output=output, max_rows=max_rows)
-    except ReturnsyncError as exc:
-        raise _UserError(exc) from exc
     finally:
         con.close()
     if output is not None:
@@ -100,7 +83,7 @@ def shell(db_path: Path | None) -> None:
     End each statement with ';'. `.tables` lists the tables, `.quit` (or Ctrl-D) leaves.
     Only queries run; a refused statement prints an error and the shell goes on.
     """
-    con = _connect(_settings(db_path))
+    con = open_published(_settings(db_path).analyst_db_path)
     try:
         with contextlib.suppress(ImportError):
             import readline  # noqa: F401  (line editing and history when available)
