@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -89,7 +90,21 @@ def _json_default(value: Any) -> Any:
 
 def dumps(value: Any) -> str:
     """JSON text for the `json` columns (`_key`, `_extra`); decimals as exact strings."""
-    return orjson.dumps(value, default=_json_default).decode()
+    try:
+        return orjson.dumps(value, default=_json_default).decode()
+    except TypeError:  # nested deeper than orjson writes (255): the standard library, slower
+        try:
+            return json.dumps(
+                value, default=_json_default_slow, ensure_ascii=False, separators=(",", ":")
+            )
+        except RecursionError:
+            raise DecodeError("value", "nested too deep to be stored as JSON") from None
+
+
+def _json_default_slow(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return _json_default(value)
 
 
 # -- value decoders shared by both paths ---------------------------------------------------------
@@ -462,7 +477,8 @@ def _decimal_converter(field: str, precision: int, scale: int, mode: str) -> Con
                         field, f"bad number: neither base64 (precise) nor decimal {v[:60]!r}"
                     ) from None
             if not -limit < unscaled < limit:
-                raise DecodeError(field, f"out of range for {kind}: {_big(unscaled)}e-{scale}")
+                shown = f"{unscaled}e-{scale}" if unscaled.bit_length() <= 256 else _big(unscaled)
+                raise DecodeError(field, f"out of range for {kind}: {shown}")
             return unscaled if as_int else Decimal(unscaled).scaleb(-scale, _EXACT)
         if v is None:
             return None

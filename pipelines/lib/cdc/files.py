@@ -115,6 +115,7 @@ class FilesSummary:
 
 def _kind(mode: int) -> str:
     for test, name in (
+        (stat.S_ISREG, "a regular file"),
         (stat.S_ISLNK, "a symbolic link (not followed)"),
         (stat.S_ISDIR, "a directory"),
         (stat.S_ISFIFO, "a FIFO"),

@@ -45,6 +45,7 @@ from pipelines.lib.cdc.decode import (
     TableDecoder,
     decimal_mode_for,
     decimal_type,
+    dumps,
     key_object,
     loads,
     parse_key,
@@ -177,7 +178,7 @@ def load_connectors(landing_dir: Path | None) -> dict[str, dict]:
     path = Path(landing_dir) / CONNECTORS_FILE
     try:
         mode = path.lstat().st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no cdc/ folder (scan_cdc_dir reports it)
         return {}
     except OSError as exc:
         raise ConnectorsError(f"{path}: cannot be read ({exc.strerror})") from None
@@ -396,7 +397,7 @@ def _raw_text(rec: KafkaRecord | ParsedRecord) -> str | None:
     if data is None:
         return None
     if type(rec) is ParsedRecord:
-        return data if type(data) is str else orjson.dumps(data).decode()
+        return data if type(data) is str else dumps(data)
     return bytes(data).decode("utf-8", errors="replace")
 
 
