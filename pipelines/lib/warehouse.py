@@ -84,6 +84,7 @@ def lock_holder(message: str) -> str:
         command = raw.replace(b"\0", b" ").decode("utf-8", "replace").strip() or command
     except OSError:
         pass
+    command = " ".join(command.split())  # one line, whatever the holder's arguments hold
     if len(command) > 160:
         command = command[:157] + "..."
     return f"PID {pid} ({command})"
