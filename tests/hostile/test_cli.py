@@ -126,6 +126,7 @@ def test_run_gives_up_after_the_lock_wait_naming_the_holder(tmp_path, warehouse)
         assert con.execute("select count(*) from raw.shopify_refunds").fetchall() == [(0,)]
 
 
+@pytest.mark.slow
 def test_a_failed_run_says_which_step_and_where_the_log_is_without_a_traceback(tmp_path):
     landing = tmp_path / "landing"
     made = returnsync(

@@ -16,6 +16,8 @@ from pipelines.lib.warehouse import connection
 from pipelines.lib.writeback import plan_adjustments
 from tests.cli.helpers import clean_env, error_line, returnsync
 
+pytestmark = pytest.mark.slow  # two real runs of the main job
+
 AS_OF = "2026-11-01T00:00:00Z"
 CRASHED = "shopify_refunds"
 ERP = {
