@@ -2,6 +2,10 @@
 
 Keys are the DuckDB location `[schema, name]`, so dbt sources (`raw.*`) meet the landing assets'
 keys without per-model overrides; groups are the dbt layer; dbt tests become asset checks.
+
+Each build writes its artifacts to a folder of its own (`pipelines.dbt.run_target_path`), removed
+when the build succeeds and kept when it fails (dagster-dbt's error names its `dbt.log`); the
+folders of earlier failed or killed builds are pruned first, but for the newest few.
 """
 
 import json
@@ -12,7 +16,14 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from pipelines.dbt import dbt_project, use_settings
+from pipelines.dbt import (
+    dbt_project,
+    prune_run_targets,
+    remove_run_target,
+    run_target_path,
+    use_settings,
+)
+from pipelines.lib.stages import mark
 from pipelines.lib.warehouse import initialize
 from pipelines.resources import SettingsResource
 
@@ -56,12 +67,18 @@ def returnsync_dbt_assets(
     settings: SettingsResource,
     config: DbtBuildConfig,
 ):
+    mark("dbt")
     resolved = settings.get()
     initialize(resolved.db_path)  # raw sources exist even before anything has landed
     use_settings(resolved)
     dbt_vars = {"as_of": resolve_as_of(config.as_of)}
     context.log.info(f"dbt build with as_of={dbt_vars['as_of']}")
-    yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+    prune_run_targets()
+    target = run_target_path(context.run.run_id)
+    yield from dbt.cli(
+        ["build", "--vars", json.dumps(dbt_vars)], context=context, target_path=target
+    ).stream()
+    remove_run_target(target)  # not reached when the build failed: its dbt.log stays
 
 
 defs = dg.Definitions(assets=[returnsync_dbt_assets])

@@ -4,17 +4,30 @@
 exist first: `prepare_manifest()` (called by `returnsync prepare`, the CLI's `run`, the Makefile
 and the test suite's conftest) parses the project when the manifest is missing or older than
 any file of the project. The manifest is never committed.
+
+Every dbt process is started through `returnsync-dbt` (`pipelines/dbt_child.py`), which makes it
+die with the process that started it: killing a run leaves no dbt holding the warehouse. Each
+dbt build of a run writes its artifacts to its own folder
+`target/returnsync_dbt_assets-<run>-pid<pid>` (`run_target_path`), removed when the build
+succeeds; `prune_run_targets` removes the folders of earlier builds that failed or were killed,
+except the newest few (their `dbt.log` helps debugging). `target/manifest.json` and
+`target/partial_parse.msgpack` are never touched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 
+from pipelines.dbt_child import PARENT_ENV
 from pipelines.settings import DBT_PROJECT_DIR, Settings
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
@@ -29,9 +42,30 @@ _SOURCE_GLOBS = (
 )
 
 
+WRAPPER = "returnsync-dbt"  # [project.scripts] -> pipelines.dbt_child:main
+
+RUN_TARGET_PREFIX = "returnsync_dbt_assets-"  # dagster-dbt's own names start so too
+KEEP_FAILED_TARGETS = 2  # newest folders of failed or killed builds kept for their dbt.log
+LEGACY_TARGET_AGE_S = 3600  # folders without an owner pid (older code) count as done after this
+_OWNER = re.compile(r"-pid(\d+)$")
+
+
 def dbt_executable() -> str:
-    """The dbt installed beside this Python (works whether or not the venv is activated)."""
+    """`returnsync-dbt` beside this Python: dbt that dies with its parent (see module doc).
+
+    Falls back to the plain dbt beside this Python when the wrapper is not installed (an
+    environment installed before it existed; `make install` adds it)."""
+    wrapper = Path(sys.executable).with_name(WRAPPER)
+    if wrapper.exists():
+        return str(wrapper)
     return str(Path(sys.executable).with_name("dbt"))
+
+
+def mark_dbt_parent() -> None:
+    """Tell the dbt children this process starts who their parent is (see pipelines.dbt_child).
+
+    Called right before dagster-dbt starts dbt (it passes this process's environment on)."""
+    os.environ[PARENT_ENV] = str(os.getpid())
 
 
 def dbt_resource() -> DbtCliResource:
@@ -47,6 +81,7 @@ def use_settings(settings: Settings) -> None:
     absolute DuckDB path from RETURNSYNC_DB.
     """
     os.environ.update(settings.dbt_env())
+    mark_dbt_parent()
 
 
 def manifest_is_stale() -> bool:
@@ -69,6 +104,7 @@ def run_dbt(args: list[str], settings: Settings) -> subprocess.CompletedProcess:
         [dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR),
          "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(dbt_project.target_path)],
         capture_output=True, text=True, check=False,
+        env={**os.environ, PARENT_ENV: str(os.getpid())},
     )  # fmt: skip
     if result.returncode != 0:
         raise RuntimeError(f"dbt {args[0]} failed:\n{result.stdout[-4000:]}\n{result.stderr}")
@@ -80,3 +116,77 @@ def prepare_manifest(settings: Settings | None = None, force: bool = False) -> P
     if force or manifest_is_stale():
         run_dbt(["parse", "--quiet"], settings or Settings.from_env())
     return dbt_project.manifest_path
+
+
+# -- per-run target folders ----------------------------------------------------------------------
+
+
+def targets_dir() -> Path:
+    return Path(DBT_PROJECT_DIR) / dbt_project.target_path
+
+
+def run_target_path(run_id: str) -> Path:
+    """This build's artifact folder: the run and the pid of the process that owns it."""
+    return targets_dir() / f"{RUN_TARGET_PREFIX}{run_id[:8]}-pid{os.getpid()}"
+
+
+def _owner_alive(folder: Path) -> bool | None:
+    """True/False for a folder named with its owner's pid; None for one without (older code)."""
+    match = _OWNER.search(folder.name)
+    if not match:
+        return None
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _last_change(folder: Path) -> float:
+    stamps = [folder.stat().st_mtime]
+    for name in ("dbt.log", "run_results.json"):
+        with contextlib.suppress(OSError):
+            stamps.append((folder / name).stat().st_mtime)
+    return max(stamps)
+
+
+def prune_run_targets(keep: int = KEEP_FAILED_TARGETS, now: float | None = None) -> list[Path]:
+    """Remove the per-run folders no live build owns, except the `keep` newest; returns them.
+
+    A folder is owned while the process in its name lives (a concurrent run on another
+    warehouse); a folder without a pid in its name counts as done once unchanged for
+    LEGACY_TARGET_AGE_S. Nothing else under target/ is touched."""
+    now = time.time() if now is None else now
+    done: list[tuple[float, Path]] = []
+    with contextlib.suppress(FileNotFoundError):
+        for folder in targets_dir().iterdir():
+            if not folder.name.startswith(RUN_TARGET_PREFIX) or not folder.is_dir():
+                continue
+            if folder.is_symlink():
+                continue
+            try:
+                alive = _owner_alive(folder)
+                changed = _last_change(folder)
+            except OSError:
+                continue  # removed meanwhile
+            if alive or (alive is None and now - changed < LEGACY_TARGET_AGE_S):
+                continue
+            done.append((changed, folder))
+    done.sort(reverse=True)
+    removed = []
+    for _, folder in done[keep:]:
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def remove_run_target(path: Path) -> None:
+    """Remove one build's folder (after it succeeded); only ever a per-run folder."""
+    path = Path(path)
+    if path.name.startswith(RUN_TARGET_PREFIX) and path.parent == targets_dir():
+        shutil.rmtree(path, ignore_errors=True)
