@@ -7,8 +7,10 @@ parent dies (`prctl(PR_SET_PDEATHSIG)`), then `exec`s the dbt installed beside t
 setting survives the exec, so the dbt process itself carries it.
 
 The parent may already be gone by the time this runs; the launcher passes its pid in
-`RETURNSYNC_DBT_PARENT_PID` (removed before dbt starts, so dbt's own children do not inherit it),
-and a different parent means the launcher died first: exit at once. Elsewhere than Linux there is
+`RETURNSYNC_DBT_PARENT_PID` (removed before dbt starts, so dbt's own children do not inherit it):
+when the parent is not that process and that process is gone (or, without the variable, the
+parent is init), the launcher died first: exit at once. A stale value inherited from a live
+ancestor is harmless: dbt starts. Elsewhere than Linux there is
 no prctl and this is plain dbt. Imports only the standard library, so it adds ~30 ms to a dbt start.
 """
 
@@ -38,18 +40,35 @@ def die_with_parent() -> bool:
         return False
 
 
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (a killed launcher not yet reaped is one)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
 def _orphaned(parent: int, expected: str | None) -> bool:
-    """Whether the launcher is gone: the parent is not the pid it gave (or, without one, init)."""
+    """Whether the launcher is gone before dbt could start (see the module doc)."""
     if expected and expected.isdigit():
-        return parent != int(expected)
+        return parent != int(expected) and not _running(int(expected))
     return parent == 1
 
 
 def main() -> None:
     expected_parent = os.environ.pop(PARENT_ENV, None)
     die_with_parent()
-    if _orphaned(os.getppid(), expected_parent):
-        sys.exit(EXIT_ORPHANED)  # the launcher died before the death signal was armed
+    if _orphaned(os.getppid(), expected_parent):  # it died before the death signal was armed
+        print(f"returnsync-dbt: its launcher (pid {expected_parent}) is gone; dbt not started",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(EXIT_ORPHANED)
     dbt = str(Path(sys.executable).with_name("dbt"))
     os.execv(dbt, [dbt, *sys.argv[1:]])
 

@@ -79,17 +79,26 @@ def test_dbt_runs_through_the_wrapper():
     assert "Core" in result.stdout
 
 
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
 def test_a_wrapper_whose_launcher_is_gone_does_not_start_dbt():
-    # the pid it was told is not its parent: the launcher died before prctl was armed
+    # the launcher it was told of is gone and is not its parent: it died before prctl was armed
     result = subprocess.run(
         [dbt_executable(), "--version"],
         capture_output=True,
-        env={**os.environ, PARENT_ENV: "1"},
+        env={**os.environ, PARENT_ENV: str(_dead_pid())},
         timeout=60,
     )
     assert result.returncode == EXIT_ORPHANED and b"Core" not in result.stdout
+    assert b"dbt not started" in result.stderr
 
 
 def test_orphaned():
-    assert _orphaned(1, None) and not _orphaned(42, None)
-    assert _orphaned(42, "41") and not _orphaned(42, "42") and not _orphaned(1, "1")
+    dead, me = str(_dead_pid()), str(os.getpid())
+    assert _orphaned(42, dead) and _orphaned(1, None)
+    assert not _orphaned(int(me), me) and not _orphaned(42, None)
+    assert not _orphaned(42, me)  # a stale value from a live ancestor: dbt starts
