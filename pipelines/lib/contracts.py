@@ -122,7 +122,7 @@ CDC_PREFIXES: tuple[str, ...] = ("erp", "wms")
 FILE_META_COLUMNS: dict[str, str] = {
     "_file": "varchar",  # path relative to the landing directory
     "_file_sha256": "varchar",  # (_file_sha256, _row_number) is the position
-    "_row_number": "bigint",  # 1-based data row (line) number in the file
+    "_row_number": "bigint",  # 1-based line number (CSV/TSV: counted after the header line)
     "_ingested_at": "timestamptz",
     "_extra": "json",  # fields or columns the contract does not name
 }
