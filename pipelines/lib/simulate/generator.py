@@ -22,7 +22,7 @@ from pipelines.lib.contracts import AMAZON_COLUMNS
 from . import reference as ref
 from .cdc import MALFORMED_KINDS, CdcWriter, Change
 from .files import CsvWriter, HashedWriter
-from .scenarios import BY_NAME, SCENARIOS, SKU_RULES, Scenario
+from .scenarios import BY_NAME, COMBO_BY_NAME, COMBOS, SCENARIOS, SKU_RULES, Scenario
 
 CENT = Decimal("0.01")
 OUTPUT_DIRS = ("cdc", "returns_saas", "shopify", "amazon", "b2b", "reference")
@@ -78,6 +78,11 @@ class SimOptions:
     malformed_rate: float = 0.002  # corrupted record copies to dead-letter (each kind >= once)
     quarantine_file: bool = True  # one file with a wrong header
     partitions: int = 3
+    # Off by default (a seed's default output never changes): a share of returns given two or
+    # three interacting faults at once (scenarios.COMBOS), and how far inside its window a grace
+    # near miss lies (3600: an hour; 1: one second, the edge itself).
+    multi_fault_rate: float = 0.0
+    near_miss_margin_s: int = 3600
 
     def rate(self, name: str) -> float:
         return getattr(self, name) if self.noise else 0.0
@@ -193,6 +198,7 @@ class Return:
     moves: list[Move] = field(default_factory=list)
     b2b_status: str = "approved"
     requested_at: datetime | None = None
+    simple_lines: frozenset[int] = frozenset()  # lines with one receipt and one inspection
 
     def times(self) -> list[datetime]:
         ts = [self.approved_at, self.order_at]
@@ -340,7 +346,7 @@ class Simulator:
         self.pending_bad: list[tuple[str, str]] = []
         enabled = self.opt.scenarios
         if enabled is not None:
-            unknown = set(enabled) - set(BY_NAME)
+            unknown = set(enabled) - set(BY_NAME) - set(COMBO_BY_NAME)
             if unknown:
                 raise ValueError(f"unknown scenarios: {sorted(unknown)}")
         self.faults = [
@@ -349,6 +355,12 @@ class Simulator:
         self.near = [
             s for s in SCENARIOS if s.kind == "near_miss" and (enabled is None or s.name in enabled)
         ]
+        self.combos = [
+            c
+            for c in COMBOS
+            if self.opt.multi_fault_rate > 0 and (enabled is None or c.name in enabled)
+        ]
+        self.margin = timedelta(seconds=self.opt.near_miss_margin_s)
 
     # -- ids -------------------------------------------------------------------------------------
     def next_id(self, kind: str) -> int:
@@ -388,7 +400,7 @@ class Simulator:
         )
         self.write_reference()
         forced = (
-            (self.faults + self.near)
+            (self.faults + self.near + self.combos)
             if (self.opt.cover_all_scenarios and self.opt.fault_rate > 0)
             else []
         )
@@ -411,6 +423,11 @@ class Simulator:
                     scen = rng.choice(self.faults)
                 elif u < self.opt.fault_rate + self.opt.near_misses and self.near:
                     scen = rng.choice(self.near)
+                elif (
+                    u < self.opt.fault_rate + self.opt.near_misses + self.opt.multi_fault_rate
+                    and self.combos
+                ):
+                    scen = rng.choice(self.combos)
                 else:
                     scen = None
             self.one_return(i, rng, scen, malformed_plan.get(i, ()))
@@ -527,10 +544,11 @@ class Simulator:
         r = self.plan(i, rng, channel, main)
         expected: list[tuple[str, str, str]] = []
         if main is not None:
-            for rule in main.rules:
+            keys = main.keys if main.kind == "combo" else [(rule, 0) for rule in main.rules]
+            for rule, j in keys:
                 sku = ""
                 if rule in SKU_RULES:
-                    ln = r.lines[0]
+                    ln = r.lines[j]
                     sku = ln.channel_sku if rule == "unmapped_sku" else ln.product.code
                 expected.append((rule, r.rma, sku))
             self.record_scenario(main, channel, r.rma, expected)
@@ -565,6 +583,9 @@ class Simulator:
     # -- planning --------------------------------------------------------------------------------
     def plan(self, i: int, rng: random.Random, channel: str, scen: Scenario | None) -> Return:
         name = scen.name if scen else ""
+        combo = scen if scen is not None and scen.kind == "combo" else None
+        if combo is not None:
+            name = combo.base
         stage = "complete"
         if scen is None:
             stage = _weighted(rng, CLEAN_STAGES[channel])
@@ -577,12 +598,16 @@ class Simulator:
         }
         currency = rng.choice(ref.CHANNEL_CURRENCIES[channel])
         n_lines = 1 if single else rng.choices((1, 2, 3), weights=(6, 3, 1))[0]
+        if combo is not None:
+            n_lines = max(n_lines, combo.min_lines)
         picks = rng.sample(self.products, n_lines)
         need_two = name in {"posted_qty_short", "nm_split_refund"}
         lines = []
         for j, p in enumerate(picks):
             qty = rng.choices((1, 2, 3), weights=(6, 3, 1))[0]
             if j == 0 and need_two:
+                qty = max(qty, 2)
+            if combo is not None and ("posted_qty_short", j) in combo.overlays:
                 qty = max(qty, 2)
             reasons = {
                 "shopify": ref.SAAS_REASONS,
@@ -624,6 +649,8 @@ class Simulator:
             r.requested_at = anchor - hours(rng.uniform(1, 48))
         if scen is None:
             self.plan_clean(r, rng, stage)
+        elif combo is not None:
+            self.plan_combo(r, rng, combo)
         else:
             self.plan_scenario(r, rng, name)
         return r
@@ -640,7 +667,7 @@ class Simulator:
         last = start
         box_at = start + hours(rng.uniform(40, 150))
         for j, ln in enumerate(r.lines):
-            simple = compact or (simple_first and j == 0)
+            simple = compact or (simple_first and j == 0) or j in r.simple_lines
             qty = ln.qty
             if not simple and qty >= 2 and rng.random() < 0.1:
                 qty -= 1  # partial receipt: one unit never came back
@@ -814,7 +841,9 @@ class Simulator:
             self._place(r, max(r.times()), old)
         elif name in ("receipt_not_posted_at_boundary", "nm_posting_grace"):
             end = self._receive(r, rng, A, compact=True)
-            self._place(r, end, hours(24 if name == "receipt_not_posted_at_boundary" else 23))
+            self._place(
+                r, end, hours(24) - (self.margin if name == "nm_posting_grace" else timedelta(0))
+            )
         elif name in ("posted_qty_short", "posted_qty_over"):
             self._complete(r, rng, simple_first=True)
             m = next(m for m in r.moves if m.line is ln0)
@@ -847,7 +876,9 @@ class Simulator:
         elif name in ("missing_credit_at_boundary", "nm_credit_grace"):
             self._complete(r, rng, credit=False, split=False, refund_last=True)
             self._place(
-                r, r.refunds[0].at, hours(48 if name == "missing_credit_at_boundary" else 47)
+                r,
+                r.refunds[0].at,
+                hours(48) - (self.margin if name == "nm_credit_grace" else timedelta(0)),
             )
         elif name in ("credit_amount_off", "nm_amount_at_tolerance"):
             self._complete(r, rng, split=False)
@@ -899,11 +930,11 @@ class Simulator:
             r.shift(target - c.at)
         elif name in ("stale_return", "stale_return_at_boundary", "nm_stale_grace"):
             age = {
-                "stale_return": rng.uniform(800, 1500),
-                "stale_return_at_boundary": 720,
-                "nm_stale_grace": 719,
+                "stale_return": hours(rng.uniform(800, 1500)),
+                "stale_return_at_boundary": hours(720),
+                "nm_stale_grace": hours(720) - self.margin,
             }[name]
-            self._place(r, A, hours(age))
+            self._place(r, A, age)
         elif name == "unmapped_sku":
             self._complete(r, rng)
             self._place(r, max(r.times()), hours(rng.uniform(2, 800)))
@@ -941,6 +972,79 @@ class Simulator:
         else:  # pragma: no cover
             raise ValueError(name)
         assert max(r.times()) <= self.as_of, name
+
+    # combos: bases whose timing is free (placed again 60-700 h before as_of, so every grace a
+    # stock or money fault needs has passed); the other bases keep their exact timing
+    REPLACEABLE = frozenset(
+        {
+            "nm_amount_at_tolerance",
+            "nm_cancelled_credit_note",
+            "nm_split_refund",
+            "nm_failed_refund_transaction",
+            "nm_mistyped_rma",
+            "nm_tracking_only",
+        }
+    )
+    STOCK_FAULTS = frozenset(
+        {"posted_qty_over", "posted_qty_short", "wrong_disposition", "wrong_warehouse"}
+    )
+
+    def plan_combo(self, r: Return, rng: random.Random, combo: Scenario) -> None:
+        """Several faults on one return (scenarios.COMBOS): the base, then each overlay."""
+        faults = dict(combo.overlays)
+        r.simple_lines = frozenset(j for f, j in combo.overlays if f in self.STOCK_FAULTS)
+        if combo.base == "complete":
+            no_credit = "missing_credit_note" in faults or "draft_credit_note" in faults
+            end = self._complete(r, rng, split=False, refund_last=no_credit)
+            for f, j in combo.overlays:
+                ln = r.lines[j]
+                if f in ("duplicate_credit_note", "duplicate_credit_note_b2b", "duplicate_refund"):
+                    at = end + hours(rng.uniform(24, 200))
+                    if f == "duplicate_refund":
+                        r.refunds.append(Refund(at, [(ln, ln.qty)]))
+                    note_at = at + hours(rng.uniform(0.5, 20))
+                    r.credits.append(CreditNote(note_at, [(ln, ln.qty)], "posted", r.currency))
+                elif f == "missing_credit_note":
+                    r.credits = []
+                elif f == "draft_credit_note":
+                    for c in r.credits:
+                        c.state, c.paid_at = "draft", None
+            self._place(r, max(r.times()), hours(rng.uniform(60, 700)))
+        else:
+            self.plan_scenario(r, rng, combo.base)
+            if combo.base in self.REPLACEABLE:
+                self._place(r, max(r.times()), hours(rng.uniform(60, 700)))
+        for f, j in combo.overlays:
+            ln = r.lines[j]
+            if f == "credit_currency_wrong":
+                cur = rng.choice([c for c in ref.CURRENCIES if c != r.currency])
+                for c in r.credits:
+                    c.currency = cur
+            elif f == "credit_amount_off":
+                c = next(c for c in r.credits if c.state in ("posted", "paid"))
+                c.delta = rng.choice(
+                    (
+                        Decimal("0.02"),
+                        Decimal("-0.02"),
+                        Decimal("4.95"),
+                        -(c.total / 10).quantize(CENT),
+                    )
+                )
+            elif f == "receipt_not_posted":
+                r.moves = [m for m in r.moves if m.line is not ln]
+            elif f in self.STOCK_FAULTS:
+                (m,) = [m for m in r.moves if m.line is ln]  # one inspection: one move
+                if f == "posted_qty_over":
+                    m.qty += 1
+                elif f == "posted_qty_short":
+                    m.qty -= 1
+                elif f == "wrong_disposition":
+                    m.disposition = rng.choice([d for d in ref.DISPOSITIONS if d != m.disposition])
+                else:
+                    m.warehouse = rng.choice([w for w in range(3) if w != r.warehouse])
+            elif f == "unmapped_sku":
+                ln.channel_sku = f"{ln.channel_sku}-V{r.index}"
+        assert max(r.times()) <= self.as_of, combo.name
 
     # -- ERP (Tryton tables) ---------------------------------------------------------------------
     def emit_erp(self, r: Return, rng: random.Random, out: list[Change]) -> None:
@@ -1277,12 +1381,12 @@ class Simulator:
     def extra_receipt(self, i: int, rng: random.Random, scen: Scenario, out: list[Change]) -> None:
         wh = rng.randrange(3)
         age = {
-            "unmatched_receipt": rng.uniform(30, 400),
-            "unmatched_receipt_no_rma": rng.uniform(30, 400),
-            "unmatched_receipt_at_boundary": 24,
-            "nm_unmatched_grace": 23,
+            "unmatched_receipt": hours(rng.uniform(30, 400)),
+            "unmatched_receipt_no_rma": hours(rng.uniform(30, 400)),
+            "unmatched_receipt_at_boundary": hours(24),
+            "nm_unmatched_grace": hours(24) - self.margin,
         }[scen.name]
-        rc = Receipt(rng.choice((1, 1, 2)), self.as_of - hours(age))
+        rc = Receipt(rng.choice((1, 1, 2)), self.as_of - age)
         product = rng.choice(self.products)
         foreign = f"RT-{i:07d}"
         scan: str | None = rng.choice(
@@ -1752,6 +1856,7 @@ class Simulator:
             "options": {
                 k: (sorted(v) if isinstance(v, frozenset) else v)
                 for k, v in asdict(self.opt).items()
+                if k not in _NEW_OPTIONS or v != _NEW_OPTIONS[k]  # a seed's old output stays
             },
             "counts": {
                 "cdc_records": dict(sorted(self.cdc.counts.items())),
@@ -1771,6 +1876,9 @@ class Simulator:
         with open(self.out / "landscape.json", "w", encoding="utf-8") as f:
             f.write(json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         return summary
+
+
+_NEW_OPTIONS = {"multi_fault_rate": 0.0, "near_miss_margin_s": 3600}
 
 
 def mistype(rma: str, rng: random.Random) -> str:
