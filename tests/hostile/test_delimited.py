@@ -454,3 +454,37 @@ def test_a_file_that_vanishes_or_cannot_be_read_is_skipped(landing, con, monkeyp
     assert landed(con, "b2b_credit_requests", "request_id") == [(1, "B-2")]
     monkeypatch.undo()
     assert land_files(con, landing)["b2b_credit_requests"].files_landed == 1  # next run: lands
+
+
+def test_skipped_paths_and_line_accounting_reach_the_asset_metadata(tmp_path, landing):
+    import dagster as dg
+
+    from assets.files import file_assets
+    from pipelines.resources import SettingsResource
+
+    (landing / "b2b" / "dir.csv").mkdir(parents=True)
+    (landing / "b2b" / "link.csv").symlink_to(tmp_path)
+    drop(
+        landing, "b2b/a.csv", f"{B2B_HEADER}\n{b2b('B-1')}\n\nnot,a,row\n{b2b('B-2', quantity='x')}"
+    )
+    [asset] = [a for a in file_assets if a.key.path == ["raw", "b2b_credit_requests"]]
+    settings = SettingsResource(db_path=str(tmp_path / "w.duckdb"), landing_dir=str(landing))
+
+    result = dg.materialize([asset], resources={"settings": settings})
+
+    [materialization] = result.asset_materializations_for_node(asset.op.name)
+    meta = {k: v.value for k, v in materialization.metadata.items()}
+    assert meta["skipped_paths"] == [
+        {"path": "b2b/dir.csv", "reason": "not a regular file (a directory)"},
+        {"path": "b2b/link.csv", "reason": "symbolic link: not followed"},
+    ]
+    assert (meta["lines_read"], meta["lines_ignored"], meta["rows"], meta["dead_letters"]) == (
+        5, 2, 1, 2,
+    )  # fmt: skip
+    con = connect(tmp_path / "w.duckdb")
+    ledger = con.execute(
+        "select l.lines_read, l.lines_ignored + f.rows_landed + f.dead_letters "
+        "from meta.file_lines l join meta.files_landed f using (sha256)"
+    ).fetchall()
+    con.close()
+    assert ledger == [(5, 5)]
