@@ -133,7 +133,11 @@ def publish(warehouse: Path, target: Path) -> PublishResult:
     staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
     con = duckdb.connect(str(staging))
     try:
-        con.execute("attach ? as warehouse (read_only)", [str(warehouse)])
+        from pipelines.lib.warehouse import wait_for_lock  # waits while another process holds it
+
+        wait_for_lock(
+            lambda: con.execute("attach ? as warehouse (read_only)", [str(warehouse)]), warehouse
+        )
         tables = con.execute(
             "select schema_name, table_name from duckdb_tables() "
             "where database_name = 'warehouse' and schema_name in ? order by 1, 2",
