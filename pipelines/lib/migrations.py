@@ -262,27 +262,32 @@ create table if not exists meta.schema_migrations (
 _MIGRATED: weakref.WeakSet = weakref.WeakSet()  # connections already at the latest version
 
 
+def applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
+    """The migrations this warehouse has had (none recorded: an empty set)."""
+    con.execute(LEDGER_DDL)
+    return {v for (v,) in con.execute("select version from meta.schema_migrations").fetchall()}
+
+
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
     """The highest applied migration (0 for a warehouse that has none recorded)."""
-    con.execute(LEDGER_DDL)
-    return con.execute("select coalesce(max(version), 0) from meta.schema_migrations").fetchall()[
-        0
-    ][0]
+    return max(applied_versions(con), default=0)
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Apply every migration the warehouse has not had yet; returns the versions applied.
 
-    Cheap after the first call on a connection. Inside a caller's open transaction the
-    statements join it; otherwise each migration commits on its own, with its ledger row.
+    Every missing version is applied, in order, even one below the highest applied (a
+    development warehouse may have had a later migration first). Cheap after the first call on
+    a connection. Inside a caller's open transaction the statements join it; otherwise each
+    migration commits on its own, with its ledger row.
     """
     if con in _MIGRATED:
         return []
-    done = current_version(con)
+    done = applied_versions(con)
     applied = []
     joined = False  # applied inside a caller's transaction, which may still roll back
     for migration in MIGRATIONS:
-        if migration.version <= done:
+        if migration.version in done:
             continue
         own = _begin(con)
         joined = joined or not own

@@ -63,3 +63,17 @@ def test_migrate_is_idempotent_and_versions_are_ordered(tmp_path):
         assert current_version(con) == versions[-1]
     finally:
         con.close()
+
+
+def test_a_missing_version_below_the_highest_is_still_applied(tmp_path):
+    """A development warehouse that had migration 3 before migration 2 existed gets 2 too."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        migrate(con)
+        con.execute("delete from meta.schema_migrations where version = 2")
+        con.close()
+        con = duckdb.connect(str(tmp_path / "w.duckdb"))
+        assert migrate(con) == [2]
+        assert current_version(con) == MIGRATIONS[-1].version
+    finally:
+        con.close()
