@@ -488,3 +488,21 @@ def test_skipped_paths_and_line_accounting_reach_the_asset_metadata(tmp_path, la
     ).fetchall()
     con.close()
     assert ledger == [(5, 5)]
+
+
+def test_a_binary_line_names_its_first_eight_bad_bytes_and_lands_nothing_else(landing, con):
+    garbage = bytes(range(0x80, 0x100)) * 4096  # 512 KiB that no UTF-8 decoder accepts
+    path = drop(landing, "reference/warehouse_crosswalk.csv", b"dc_code,erp_warehouse_code\n"
+                + garbage + b"\nDC-1,WH-1\n")  # fmt: skip
+
+    result = land_files(con, landing)["warehouse_crosswalk"]
+
+    [(number, raw, error)] = letters(con, "reference", sha256_of(path))
+    shown = ", ".join(f"0x{b:02x} at byte {b - 0x80}" for b in range(0x80, 0x88))
+    assert (number, error) == (
+        1,
+        f"invalid_encoding: the line is not valid UTF-8: {shown} and more",
+    )
+    assert raw == "\ufffd" * len(garbage)
+    assert landed(con, "warehouse_crosswalk", "dc_code") == [(2, "DC-1")]
+    accounted(result)

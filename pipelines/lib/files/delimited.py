@@ -97,24 +97,23 @@ _SHOWN_BAD_BYTES = 8  # an invalid_encoding error lists at most this many bad se
 
 
 def _encoding_error(line: bytes, codec: str) -> str:
-    """`invalid_encoding: ...` naming each undecodable byte sequence and its offset in the line."""
+    """`invalid_encoding: ...` naming each undecodable byte sequence and its offset in the line
+    (the first `_SHOWN_BAD_BYTES` of them: a binary line is not decoded over and over)."""
     bad: list[str] = []
-    more = 0
     pos = 0
+    more = False
     while pos < len(line):
         try:
             line[pos:].decode(codec)
             break
         except UnicodeDecodeError as exc:
-            if len(bad) < _SHOWN_BAD_BYTES:
-                bad.append(
-                    f"0x{line[pos + exc.start : pos + exc.end].hex()} at byte {pos + exc.start}"
-                )
-            else:
-                more += 1
+            if len(bad) == _SHOWN_BAD_BYTES:
+                more = True
+                break
+            bad.append(f"0x{line[pos + exc.start : pos + exc.end].hex()} at byte {pos + exc.start}")
             pos += max(exc.end, 1)
     name = {"utf-8": "UTF-8", "utf-16-le": "UTF-16LE", "utf-16-be": "UTF-16BE"}[codec]
-    suffix = f" (and {more} more)" if more else ""
+    suffix = " and more" if more else ""
     return f"invalid_encoding: the line is not valid {name}: {', '.join(bad)}{suffix}"
 
 
