@@ -110,11 +110,8 @@ def returnsync_logger(init_context) -> logging.Logger:
 
 
 def main_job(defs: dg.Definitions) -> dg.JobDefinition:
-    """`main_job` when the code location defines it, else every asset."""
-    try:
-        return defs.resolve_job_def(MAIN_JOB)
-    except dg.DagsterInvariantViolationError:
-        return defs.resolve_implicit_global_asset_job_def()
+    """The code location's `main_job` (sensors/recon.py): every asset, in order."""
+    return defs.resolve_job_def(MAIN_JOB)
 
 
 def instance() -> dg.DagsterInstance:
