@@ -7,9 +7,11 @@ code location's manifest is left alone.
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
+import yaml
 
 from pipelines.dbt import dbt_executable
 from pipelines.lib.warehouse import connection
@@ -66,4 +68,16 @@ def test_recon_rule_unit_tests_pass(tmp_path):
     assert built.returncode == 0, built.stdout[-4000:]
     tested = dbt(["test", "--select", "path:models/recon,test_type:unit"], db_path, target)
     assert tested.returncode == 0, tested.stdout[-6000:]
-    assert "PASS=13" in tested.stdout, tested.stdout[-3000:]
+    # every unit test written in the YAML ran and passed (the count comes from the YAML, so a
+    # test dbt silently stops selecting, or a new one that fails, shows here)
+    written = {
+        t["name"]
+        for path in (DBT_PROJECT_DIR / "models" / "recon").glob("*.yml")
+        for t in (yaml.safe_load(path.read_text()) or {}).get("unit_tests", [])
+    }
+    assert written, "no unit tests found under models/recon"
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    ran = {r["unique_id"].rsplit(".", 1)[-1]: r["status"] for r in results}
+    assert set(ran) == written, (sorted(written - set(ran)), sorted(set(ran) - written))
+    assert {n for n, status in ran.items() if status != "pass"} == set()
+    assert f"PASS={len(written)} " in tested.stdout, tested.stdout[-3000:]
