@@ -108,6 +108,29 @@ SHOPIFY_LINES = [
 ]
 
 
+# Values at and beyond their types' limits, bytes that are not UTF-8, NaN: DESIGN §12. Each is
+# landed or dead-lettered alike by both converters, and none stops the run.
+LIMIT_LINES = [
+    webhook(40, updated='"0001-01-01T00:00:00+14:00"'),  # year 0 in UTC (issue 19)
+    webhook(41, updated='"9999-12-31T23:59:59-14:00"'),  # year 10000 in UTC
+    webhook(42, updated='"0001-01-01T00:00:00Z"'),  # the first representable time
+    webhook(43, total="1e999999999"),
+    webhook(44, total="1e-999999999"),
+    webhook(45, total='"' + "9" * 40 + '"'),
+    webhook(46, rid="1e999999"),
+    webhook(47, rid="-9223372036854775808"),
+    webhook(48, qty="2147483648"),
+    webhook(49, qty='"-2147483648"'),
+    webhook(50, customer="-Infinity"),
+    webhook(51, customer='{"deep":' + "[" * 300 + "]" * 300 + "}"),
+    webhook(52, customer='{"deep":' + "[" * 300 + "1.5" + "]" * 300 + "}"),
+]
+LIMIT_BYTES = [
+    webhook(53, customer='"caf\u00e9"').replace("\\u00e9", "\u00e9").encode("latin-1"),
+    webhook(54).encode() + b"\xed\xa0\x80",  # an encoded surrogate
+]
+
+
 def land_both(tmp_path: Path, landing: Path, variants=None) -> tuple[dict, dict]:
     """Land copies of `landing` with the fast path and without (or with each of `variants`,
     keyword arguments of land_files); returns what each stored."""
@@ -156,6 +179,25 @@ def test_tricky_lines_give_identical_rows_and_dead_letters(tmp_path):
     assert len(fast["dead_letters"]) == 24
     extras = [row[3] for row in fast["returns_saas_webhooks"]]  # _extra: exact JSON numbers
     assert '{"signature":"abc","retries":[1,2.0]}' in extras
+
+
+def test_values_at_their_limits_give_identical_rows_and_dead_letters(tmp_path):
+    landing = tmp_path / "landing"
+    path = landing / "returns_saas" / "limits.ndjson"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(
+        b"".join(line.encode() + b"\n" for line in LIMIT_LINES) + b"\n".join(LIMIT_BYTES)
+    )
+    utf16 = landing / "returns_saas" / "limits-utf16.ndjson"
+    utf16.write_bytes(("\n".join([*LIMIT_LINES[:3], webhook(55)]) + "\n").encode("utf-16"))
+    fast, slow = land_both(tmp_path, landing)
+    assert fast == slow
+    landed = sorted(row[2] for row in fast["returns_saas_webhooks"])  # _row_number
+    errors = sorted(error for _, _, _, error in fast["dead_letters"])
+    # limits.ndjson: 42, 44, 47, 49, 51, 52 land; limits-utf16.ndjson: 42 and 55
+    assert landed == [3, 3, 4, 5, 8, 10, 12, 13]
+    assert len(errors) == 11 and sum(e.startswith("time out of range") for e in errors) == 4
+    assert sum(e.startswith("invalid_encoding: ") for e in errors) == 2
 
 
 def test_simulated_landscape_gives_identical_rows_and_dead_letters(tmp_path):
