@@ -126,7 +126,14 @@ def cdc_landing(context: dg.AssetExecutionContext, settings: SettingsResource):
                 "files_landed": dg.MetadataValue.int(len(summary.files_landed)),
                 "files_skipped": dg.MetadataValue.int(len(summary.files_skipped)),
                 "unreadable_lines": dg.MetadataValue.int(summary.bad_lines),
+                "lines_read": dg.MetadataValue.int(summary.lines_read),  # = blank+landed+dead+dup
+                # not read: directories, FIFOs, symbolic links, unreadable files (DESIGN §12)
+                "files_ignored": dg.MetadataValue.json(
+                    [{"path": f.path, "reason": f.reason} for f in summary.files_ignored]
+                ),
             }
+            for ignored in summary.files_ignored:
+                context.log.warning(f"{ignored.path}: {ignored.reason}")
     except WarehouseLocked:
         raise
     except Exception as exc:  # a degraded source: the others go on (DESIGN §12)

@@ -88,6 +88,9 @@ def test_lands_records_and_dead_letters(con, landing):
     assert summary.landed == {"erp_account_invoice": 3, "wms_receipts": 1}
     assert summary.bad_lines == 2
     assert summary.dead_letters == 3  # two bad lines, one malformed Kafka value
+    # every line accounted for: 8 read = 1 blank + 4 landed + 3 dead letters + 0 duplicates
+    assert (summary.lines_read, summary.blank_lines, summary.duplicates) == (8, 1, 0)
+    assert summary.unaccounted == 0
     rows = con.execute(
         "select _offset, _op, _is_tombstone, id, total_amount_cache "
         "from raw.erp_account_invoice order by _offset"
@@ -121,6 +124,7 @@ def test_redrop_changes_nothing(con, landing):
     ).fetchall()
     again = land_cdc_files(con, landing, progress=False)
     assert again.files_skipped == ["cdc/a.ndjson"] and again.files_landed == []
+    assert again.lines_read == 0  # a file skipped whole is not read
     write(landing, "a-copy.ndjson", LINES)  # the same content under another name
     copy = land_cdc_files(con, landing, progress=False)
     assert copy.files_skipped == ["cdc/a-copy.ndjson", "cdc/a.ndjson"]
@@ -146,6 +150,7 @@ def test_a_file_rewritten_in_place_is_hashed_again_and_lands(con, landing):
     again = land_cdc_files(con, landing, progress=False)
     assert again.files_landed == ["cdc/grow.ndjson"]
     assert again.landed == {"erp_account_invoice": 1} and again.result.skipped == 1
+    assert (again.lines_read, again.duplicates, again.unaccounted) == (2, 1, 0)
     assert con.execute("select count(*) from raw.erp_account_invoice").fetchone()[0] == 2
 
 
@@ -223,6 +228,7 @@ def test_landing_asset_in_file_mode(settings_env):
     cdc = settings_env.landing_dir / "cdc"
     cdc.mkdir()
     write(settings_env.landing_dir, "erp-0001.ndjson", LINES)
+    (cdc / "x.ndjson").mkdir()  # issue 19: failed every run (IsADirectoryError)
     resources = {
         "settings": SettingsResource(
             db_path=str(settings_env.db_path), landing_dir=str(settings_env.landing_dir)
@@ -242,6 +248,10 @@ def test_landing_asset_in_file_mode(settings_env):
     assert mats["wms_receipts"]["rows_landed"].value == 1
     assert mats["erp_sale_sale"]["rows_landed"].value == 0
     assert invoices["files_landed"].value == 1
+    assert invoices["files_ignored"].value == [
+        {"path": "cdc/x.ndjson", "reason": "not read: a directory"}
+    ]
+    assert invoices["lines_read"].value == len(LINES)
     # a second run finds nothing new
     again = dg.materialize([cdc_landing], resources=resources)
     mats = {
