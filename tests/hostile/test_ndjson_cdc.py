@@ -225,7 +225,23 @@ def test_webhook_corpus(tmp_path, fast):
     s = summaries["returns_saas_webhooks"]
     blank = sum(want == "blank" for _, want in WEBHOOK_CASES)
     assert (s.rows, s.dead_letters) == (len(expected_rows), len(expected_dead))
-    assert s.rows + s.dead_letters + blank == len(WEBHOOK_CASES)
+    assert (s.lines_read, s.lines_ignored) == (len(WEBHOOK_CASES), blank)
+    assert s.lines_ignored + s.rows + s.dead_letters == s.lines_read
+
+
+def test_a_redropped_ndjson_file_is_counted_as_duplicate_lines(tmp_path):
+    landing = tmp_path / "landing"
+    lines = [text(webhook(1)), "", text(webhook(2, created_at="0001-01-01T00:00:00+14:00"))]
+    write_file(landing / "returns_saas" / "a.ndjson", lines)
+    con = connect(tmp_path / "warehouse.duckdb")
+    try:
+        first = land_files(con, landing, sources=["returns_saas"])["returns_saas_webhooks"]
+        write_file(landing / "returns_saas" / "a-again.ndjson", lines)  # the same content
+        second = land_files(con, landing, sources=["returns_saas"])["returns_saas_webhooks"]
+    finally:
+        con.close()
+    assert (first.lines_read, first.lines_ignored, first.rows, first.dead_letters) == (3, 1, 1, 1)
+    assert (second.files_skipped, second.duplicate_lines, second.rows) == (2, 6, 0)
 
 
 def refund(n: int, **overrides) -> dict:

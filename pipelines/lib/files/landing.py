@@ -13,7 +13,7 @@
   inserted in Arrow batches (`batch_rows` rows or `batch_bytes` bytes of input, whichever comes
   first), so memory does not grow with the file: DuckDB writes a large transaction's row groups
   to the database file as they fill (measured: peak RSS is the same with a commit per batch).
-- Every line of a CSV/TSV file is accounted for: `meta.file_lines` has its lines read and the
+- Every line of a file is accounted for: `meta.file_lines` has its lines read and the
   lines that hold no record (header, blank lines); lines read = those + rows landed + dead
   letters of its `meta.files_landed` row. A duplicate file's lines are skipped whole.
 - A file whose header (or, for Amazon, whose name) does not match its contract is moved whole to
@@ -49,7 +49,7 @@ from pipelines.lib.files.delimited import (
     land_delimited,
     read_header,
 )
-from pipelines.lib.files.ndjson import land_ndjson
+from pipelines.lib.files.ndjson import LineTally, land_ndjson
 from pipelines.lib.files.reference import (
     ReferenceVersion,
     current_versions,
@@ -104,7 +104,7 @@ class FileLandingSummary:
     quarantined: list[QuarantinedFile] = field(default_factory=list)
     landed_sha256: list[str] = field(default_factory=list)  # the batch GE validates
     skipped: list[SkippedPath] = field(default_factory=list)  # not regular files, unreadable
-    # line accounting of the CSV/TSV files landed (NDJSON files: not counted here):
+    # line accounting of the files landed:
     # lines_read = lines_ignored (headers, blank lines) + their rows + their dead letters
     lines_read: int = 0
     lines_ignored: int = 0
@@ -363,7 +363,7 @@ def land_files(
 
 
 def _lines_of(con: duckdb.DuckDBPyConnection, sha: str) -> int:
-    """The lines of a landed CSV/TSV file (0 when not recorded: NDJSON, or landed before)."""
+    """The lines of a landed file (0 when not recorded: landed before lines were counted)."""
     row = con.execute("select lines_read from meta.file_lines where sha256 = ?", [sha]).fetchall()
     return row[0][0] if row else 0
 
@@ -419,8 +419,27 @@ def _land_one(
                 # a replacement scan of the local name, not `register` (see delimited.flush)
                 con.execute(f"insert into raw.{fs.raw_table} by name select * from _rs_rows")
 
+            tally = LineTally()
             rows, dead = land_ndjson(
-                con, fs, path, rel, sha, ingested_at, insert, bury, *batch, fast=fast_path
+                con,
+                fs,
+                path,
+                rel,
+                sha,
+                ingested_at,
+                insert,
+                bury,
+                *batch,
+                fast=fast_path,
+                counts=tally,
+            )
+            # NDJSON: every line not blank is one row or one dead letter (ndjson.LineTally)
+            lines = LineCounts(
+                lines_read=tally.lines_read, blank=tally.blank_lines, rows=rows, dead_letters=dead
+            )
+            con.execute(
+                "insert or replace into meta.file_lines values (?, ?, ?)",
+                [sha, lines.lines_read, lines.ignored],
             )
         con.execute(
             "insert into meta.files_landed values (?, ?, ?, ?, ?, ?)",
