@@ -38,6 +38,7 @@ def lag_run_key(ends: dict[tuple[str, int], int]) -> str:
 def cdc_lag_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
     import duckdb
 
+    from pipelines.errors import WarehouseLocked
     from pipelines.lib import warehouse
     from pipelines.lib.cdc import kafka
 
@@ -53,10 +54,10 @@ def cdc_lag_sensor(context: dg.SensorEvaluationContext, settings: SettingsResour
     ledger: dict[tuple[str, int], int] = {}
     if resolved.db_path.exists():
         try:
-            with warehouse.connection(resolved.db_path, read_only=True) as con:
+            with warehouse.connection(resolved.db_path, read_only=True, lock_wait_s=0) as con:
                 if warehouse.table_exists(con, "meta", "stream_offsets"):
                     ledger = kafka.resume_offsets(con, kafka.SOURCE)
-        except duckdb.IOException as exc:  # a run holds the write lock: look again next tick
+        except (WarehouseLocked, duckdb.IOException) as exc:  # a run holds it: next tick
             return dg.SkipReason(f"warehouse busy ({exc}); a run is landing")
     pending = {tp: end - ledger.get(tp, 0) for tp, end in ends.items()}
     pending = {tp: n for tp, n in pending.items() if n > 0}

@@ -21,6 +21,7 @@ from pipelines.resources import SettingsResource
 def adjustment_push_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
     import duckdb
 
+    from pipelines.errors import WarehouseLocked
     from pipelines.lib.warehouse import connection
     from pipelines.lib.writeback import batch_run_key, pending_adjustments
 
@@ -30,9 +31,9 @@ def adjustment_push_sensor(context: dg.SensorEvaluationContext, settings: Settin
     if not resolved.db_path.exists():
         return dg.SkipReason(f"no warehouse at {resolved.db_path} yet")
     try:
-        with connection(resolved.db_path, read_only=True) as con:
+        with connection(resolved.db_path, read_only=True, lock_wait_s=0) as con:
             pending = pending_adjustments(con)
-    except duckdb.Error as exc:  # e.g. a run holds the write lock: try on the next tick
+    except (WarehouseLocked, duckdb.Error) as exc:  # e.g. a run holds it: try on the next tick
         return dg.SkipReason(f"warehouse busy: {type(exc).__name__}")
     if not pending:
         return dg.SkipReason("no approved, unsent adjustments")

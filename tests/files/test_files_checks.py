@@ -242,3 +242,29 @@ def test_sensor_skips_while_a_run_holds_the_warehouse(sensor_settings):
 
     assert isinstance(result, dg.SkipReason) and "warehouse busy" in result.skip_message
     assert isinstance(run_sensor(settings), dg.RunRequest)  # released: the drop is requested
+
+
+def test_sensor_runs_again_for_an_earlier_reference_version_put_back(sensor_settings):
+    """DESIGN §12: a reference file is versioned by arrival. Putting back content that landed
+    before is a new version; its run key must differ from the run that first landed it, or
+    Dagster would treat the request as done and never land it."""
+    landing, db_path, settings = sensor_settings
+    (landing / "reference").mkdir(parents=True, exist_ok=True)
+    crosswalk = landing / "reference" / "sku_crosswalk.csv"
+    full = "channel,channel_sku,erp_product_code\nshopify,A,P1\nshopify,B,P2\nshopify,C,P3\n"
+    truncated = "channel,channel_sku,erp_product_code\nshopify,A,P1\n"
+
+    keys = []
+    for content in (full, truncated, full):
+        crosswalk.write_text(content)
+        request = run_sensor(settings)
+        assert isinstance(request, dg.RunRequest), content
+        keys.append(request.run_key)
+        con = connect(db_path)
+        try:
+            land_files(con, landing, sources=["reference"])
+        finally:
+            con.close()
+        assert isinstance(run_sensor(settings), dg.SkipReason)  # landed: nothing pending
+
+    assert len(set(keys)) == 3, keys  # the put-back is requested under a key of its own
