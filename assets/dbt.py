@@ -26,6 +26,7 @@ from pipelines.dbt import (
 from pipelines.lib.stages import mark
 from pipelines.lib.warehouse import initialize
 from pipelines.resources import SettingsResource
+from pipelines.settings import parse_as_of
 
 
 class ReturnsyncTranslator(DagsterDbtTranslator):
@@ -47,13 +48,14 @@ class DbtBuildConfig(dg.Config):
 
 
 def resolve_as_of(value: str | None) -> str:
-    """Normalise `as_of` to an ISO-8601 UTC timestamp; one value for the whole run."""
-    if not value:
+    """Normalise `as_of` to an ISO-8601 UTC timestamp; one value for the whole run.
+
+    Checked as the CLI checks `--as-of` (`settings.parse_as_of`: ISO-8601, at most a day
+    ahead), so a run launched from the Dagster UI with a typo fails before dbt reconciles."""
+    parsed = parse_as_of(value or None)
+    if parsed is None:
         return datetime.now(UTC).replace(microsecond=0).isoformat()
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat()
+    return parsed.isoformat()
 
 
 @dbt_assets(
