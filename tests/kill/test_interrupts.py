@@ -70,6 +70,9 @@ def test_stopping_a_run_during_dbt_leaves_no_child(landscape, how):
         code = run.wait(ENDS_WITHIN_S)
         assert code != 0, "a stopped run must not report success"
         assert wait_gone(run.token) == []
+        # DESIGN §12: a failed run prints no (stale) summary, and its error is one line
+        assert "returnsync summary" not in run.output(), run.output()
+        assert "Traceback" not in run.output(), run.output()
     finally:
         run.finish()
     assert opens_for_writing(db)
