@@ -1,9 +1,9 @@
 """Reconciliation in Dagster: the mismatch lifecycle, one check per rule, and the report.
 
 - `recon/mismatches` merges dbt's `recon/recon_mismatches_current` into the persistent history
-  (pipelines/lib/recon/lifecycle.py) and carries one asset check per rule of DESIGN §5: it passes
-  when the rule has no open mismatch; its metadata shows severity, count, amount at risk and the
-  worst rows.
+  (pipelines/lib/recon/lifecycle.py) and carries one asset check per row of the rule catalog
+  (dbt_project/seeds/rule_catalog.csv, read when the definitions load): it passes when the rule
+  has no open mismatch; its metadata shows severity, count, amount at risk and the worst rows.
 - `recon/mismatch_report` is the open table: Markdown in its metadata and a CSV file under
   `<data_dir>/reports/`.
 Only RMA numbers, products, warehouses, quantities and amounts are shown: no personal data.
@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import dagster as dg
 
-from pipelines.lib.recon.lifecycle import RULES, SEVERITY
+from pipelines.lib.recon.catalog import CATALOG
 from pipelines.lib.stages import mark
 from pipelines.resources import SettingsResource
 
@@ -25,8 +25,8 @@ WORST_ROWS = 10  # rows per check
 REPORT_MD_ROWS = 1000  # rows of the report's Markdown metadata (the CSV has them all)
 
 
-def _check_severity(rule: str) -> dg.AssetCheckSeverity:
-    return dg.AssetCheckSeverity.ERROR if SEVERITY[rule] == "high" else dg.AssetCheckSeverity.WARN
+def _check_severity(severity: str) -> dg.AssetCheckSeverity:
+    return dg.AssetCheckSeverity.ERROR if severity == "high" else dg.AssetCheckSeverity.WARN
 
 
 def _money(value: Decimal) -> str:
@@ -44,11 +44,14 @@ def _money(value: Decimal) -> str:
     ),
     check_specs=[
         dg.AssetCheckSpec(
-            name=rule,
+            name=entry.rule,
             asset=MISMATCHES_KEY,
-            description=f"DESIGN §5 rule {rule} ({SEVERITY[rule]}): passes with no open mismatch.",
+            description=(
+                f"{entry.description} (rule {entry.rule}, {entry.family}, {entry.severity}): "
+                "passes with no open mismatch."
+            ),
         )
-        for rule in RULES
+        for entry in CATALOG
     ],
 )
 def mismatches(context: dg.AssetExecutionContext, settings: SettingsResource):
@@ -78,17 +81,19 @@ def mismatches(context: dg.AssetExecutionContext, settings: SettingsResource):
             "amount_at_risk": _money(amount_at_risk(open_rows)),
         }
     )
-    for rule in RULES:
+    for entry in CATALOG:
+        rule = entry.rule
         mine = [r for r in open_rows if r["rule"] == rule]
         acked = sum(1 for r in acknowledged if r["rule"] == rule)
         yield dg.AssetCheckResult(
             check_name=rule,
             asset_key=MISMATCHES_KEY,
             passed=not mine,
-            severity=_check_severity(rule),
+            severity=_check_severity(entry.severity),
             description=f"{len(mine)} open {rule} mismatch(es)",
             metadata={
-                "severity": SEVERITY[rule],
+                "severity": entry.severity,
+                "description": entry.description,
                 "count": len(mine),
                 "acknowledged": acked,
                 "amount_at_risk": _money(amount_at_risk(mine)),
@@ -125,7 +130,7 @@ def mismatch_report(context: dg.AssetExecutionContext, settings: SettingsResourc
     summary = rule_summary(rows)
     summary_md = to_markdown(
         [{**s, "amount_at_risk": _money(s["amount_at_risk"])} for s in summary],
-        ("rule", "severity", "count", "amount_at_risk"),
+        ("rule", "severity", "count", "amount_at_risk", "description"),
     )
     shown = rows[:REPORT_MD_ROWS]
     table_md = to_markdown(shown)

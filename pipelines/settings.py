@@ -114,8 +114,15 @@ class Settings:
         return bool(self.kafka_bootstrap)
 
     def dbt_env(self) -> dict[str, str]:
-        """Environment for a dbt subprocess: the absolute DuckDB path, no telemetry."""
-        return {"RETURNSYNC_DB": str(self.db_path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
+        """Environment for a dbt subprocess: the absolute DuckDB path, no telemetry, and the rule
+        models of the rule catalog (dbt cannot read that seed while it parses)."""
+        from pipelines.lib.recon.catalog import dbt_env as rule_catalog_env
+
+        return {
+            "RETURNSYNC_DB": str(self.db_path),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+            **rule_catalog_env(),
+        }
 
 
 def _flag(var: str, value: str | None) -> bool:

@@ -18,18 +18,36 @@ create or replace table recon.recon_mismatches_current (
 """
 
 
-def mismatch(rule: str, rma: str | None, sku: str | None = None, **extra) -> dict:
-    """A current-mismatch row; the id is derived like dbt derives it (rule and natural key)."""
+def dbt_mismatch_id(
+    rule: str,
+    key_shape: str,
+    rma: str | None,
+    sku: str | None = None,
+    warehouse: str | None = None,
+    location: str | None = None,
+) -> str:
+    """The id as recon_mismatches_current derives it (written again here, independently):
+    md5 of `rule|rma|product|place` by the rule's key shape, empty strings for nulls."""
     import hashlib
 
-    from pipelines.lib.recon.lifecycle import SEVERITY
+    product = "" if key_shape == "rma" else sku or ""
+    place = {"rma_sku": location, "scanned_rma_sku": warehouse}.get(key_shape) or ""
+    return hashlib.md5("|".join([rule, rma or "", product, place]).encode()).hexdigest()
 
-    place = extra.get("location") or extra.get("warehouse") or ""
-    key = "|".join([rule, rma or "", sku or "", place])
+
+def mismatch(rule: str, rma: str | None, sku: str | None = None, **extra) -> dict:
+    """A current-mismatch row; the id is derived like dbt derives it (rule and natural key by
+    the catalog's key shape; `catalog=` another catalog)."""
+    from pipelines.lib.recon.catalog import CATALOG, by_name
+
+    entry = by_name(extra.pop("catalog", CATALOG))[rule]
+    mismatch_id = dbt_mismatch_id(
+        rule, entry.key_shape, rma, sku, extra.get("warehouse"), extra.get("location")
+    )
     return {
-        "mismatch_id": hashlib.md5(key.encode()).hexdigest(),
+        "mismatch_id": mismatch_id,
         "rule": rule,
-        "severity": SEVERITY[rule],
+        "severity": entry.severity,
         "rma_number": rma,
         "sku": sku,
         "warehouse": extra.get("warehouse"),

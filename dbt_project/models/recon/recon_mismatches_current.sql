@@ -1,55 +1,74 @@
--- The mismatches of this run: the eleven rules of DESIGN §5 in one table, each with a stable
--- mismatch_id (md5 of the rule and its natural key: RMA, product, and the ERP location for the
--- stock rules or the warehouse for unmatched receipts) and the rule's fixed severity.
+-- The mismatches of this run: every rule of the rule catalog (seeds/rule_catalog.csv) in one
+-- table, each with a stable mismatch_id and the rule's severity, both from the catalog.
 -- The lifecycle (pipelines/lib/recon/lifecycle.py) merges this table into recon.mismatches.
+--
+-- The rule models unioned are the catalog's `model` column. dbt cannot read a seed while it
+-- parses, and a ref must be known then, so returnsync passes the list in the environment
+-- (RETURNSYNC_RECON_RULE_MODELS, set by pipelines.lib.recon.catalog.dbt_env for every dbt
+-- command it runs). dbt started by hand without it unions the models of DESIGN §5's rules.
+--
+-- mismatch_id is md5(`rule|rma_number|<product>|<place>`), empty strings for nulls, where the
+-- catalog's key_shape says what the natural key is:
+--   rma              the return (product and place empty);
+--   rma_sku          the return line: RMA, product and, for the stock rules, the ERP location;
+--   scanned_rma_sku  the scanned RMA, the product and the receiving warehouse.
+{%- set listed = env_var('RETURNSYNC_RECON_RULE_MODELS', '') %}
+{%- set rule_models = listed.split(',') if listed else [
+    'recon_stock_mismatches',
+    'recon_credit_mismatches',
+    'recon_duplicate_credits',
+    'recon_return_mismatches',
+    'recon_unmatched_receipts',
+] %}
+{%- if execute and not listed %}
+    {%- for node in graph.get('nodes', {}).values()
+        if node.resource_type == 'model'
+        and node.original_file_path.startswith('models/recon/')
+        and node.name not in rule_models + ['recon_run', 'recon_mismatches_current'] %}
+        {%- do exceptions.warn(
+            node.name ~ ' is not in recon_mismatches_current: dbt was started without '
+            ~ 'RETURNSYNC_RECON_RULE_MODELS (run it through returnsync)'
+        ) %}
+    {%- endfor %}
+{%- endif %}
+
 with
 
 flagged as (
-    select * from {{ ref('recon_stock_mismatches') }}
+    {%- for rule_model in rule_models %}
+    select * from {{ ref(rule_model) }}
+    {%- if not loop.last %}
     union all by name
-    select * from {{ ref('recon_credit_mismatches') }}
-    union all by name
-    select * from {{ ref('recon_duplicate_credits') }}
-    union all by name
-    select * from {{ ref('recon_return_mismatches') }}
-    union all by name
-    select * from {{ ref('recon_unmatched_receipts') }}
+    {%- endif %}
+    {%- endfor %}
+),
+
+catalog as (
+    select rule, severity, key_shape from {{ ref('rule_catalog') }}
 )
 
 select
     md5(concat_ws(
         '|',
-        rule,
-        coalesce(rma_number, ''),
-        coalesce(sku, ''),
-        case
-            when rule in ('receipt_not_posted', 'posted_qty_mismatch', 'disposition_mismatch')
-                then coalesce(location, '')
-            when rule = 'unmatched_receipt' then coalesce(warehouse, '')
+        flagged.rule,
+        coalesce(flagged.rma_number, ''),
+        case when catalog.key_shape = 'rma' then '' else coalesce(flagged.sku, '') end,
+        case catalog.key_shape
+            when 'rma_sku' then coalesce(flagged.location, '')
+            when 'scanned_rma_sku' then coalesce(flagged.warehouse, '')
             else ''
         end
     )) as mismatch_id,
-    rule,
-    case rule
-        when 'refund_without_credit' then 'high'
-        when 'credit_amount_mismatch' then 'high'
-        when 'currency_mismatch' then 'high'
-        when 'duplicate_credit' then 'high'
-        when 'credit_without_receipt' then 'high'
-        when 'receipt_not_posted' then 'medium'
-        when 'posted_qty_mismatch' then 'medium'
-        when 'disposition_mismatch' then 'medium'
-        when 'unmatched_receipt' then 'medium'
-        when 'unmapped_sku' then 'medium'
-        when 'stale_return' then 'low'
-    end as severity,
-    rma_number,
-    sku,
-    warehouse,
-    location,
-    expected,
-    actual,
-    cast(amount_delta as decimal(18, 4)) as amount_delta,
-    cast(qty_delta as decimal(18, 3)) as qty_delta,
-    cast(detected_at as timestamp with time zone) as detected_at
+    flagged.rule,
+    catalog.severity,
+    flagged.rma_number,
+    flagged.sku,
+    flagged.warehouse,
+    flagged.location,
+    flagged.expected,
+    flagged.actual,
+    cast(flagged.amount_delta as decimal(18, 4)) as amount_delta,
+    cast(flagged.qty_delta as decimal(18, 3)) as qty_delta,
+    cast(flagged.detected_at as timestamp with time zone) as detected_at
 from flagged
+left join catalog on flagged.rule = catalog.rule

@@ -10,6 +10,12 @@ not own (it would drop and replace the table):
   `resolved` one reopens; an `acknowledged` one stays acknowledged;
 - one that stops appearing becomes `resolved` with `resolved_at = as_of`; nothing is ever deleted;
 - every status change is appended to `recon.mismatch_history` (the audit trail).
+
+The rules, their severities and key shapes come from the rule catalog
+(`pipelines.lib.recon.catalog`). Renaming a rule (the catalog's `renamed_from`) or changing its
+key shape changes its `mismatch_id`s; before merging, `apply_lifecycle` moves the existing ones
+to their new ids (`migrate_rule_ids`), with their history, acknowledgements and write-back rows,
+so a renamed rule keeps its audit trail. Idempotent: nothing moves once every id is current.
 """
 
 from __future__ import annotations
@@ -20,23 +26,11 @@ from datetime import UTC, datetime
 import duckdb
 
 from pipelines.lib.migrations import migrate
+from pipelines.lib.recon.catalog import CATALOG, Rule, rules, severities
 
-# The eleven rules of DESIGN §5 and their fixed severity (also in the dbt models: a unit test
-# checks that the two agree).
-SEVERITY: dict[str, str] = {
-    "receipt_not_posted": "medium",
-    "posted_qty_mismatch": "medium",
-    "disposition_mismatch": "medium",
-    "refund_without_credit": "high",
-    "credit_amount_mismatch": "high",
-    "currency_mismatch": "high",
-    "duplicate_credit": "high",
-    "credit_without_receipt": "high",
-    "unmatched_receipt": "medium",
-    "stale_return": "low",
-    "unmapped_sku": "medium",
-}
-RULES: tuple[str, ...] = tuple(SEVERITY)
+# Derived from the rule catalog (seeds/rule_catalog.csv), in its order.
+RULES: tuple[str, ...] = rules()
+SEVERITY: dict[str, str] = severities()
 STATUSES: tuple[str, ...] = ("open", "resolved", "acknowledged")
 SEVERITY_ORDER: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
 
@@ -79,6 +73,23 @@ REPORT_COLUMNS: tuple[str, ...] = (  # the report's columns: DESIGN §5's first,
 )
 
 
+# The mismatch id as recon_mismatches_current computes it (m: a mismatch row; c: its catalog row
+# with the key_shape). Keep the two the same: tests/recon/test_rule_catalog.py checks them against
+# the union's unit test.
+MISMATCH_ID_SQL = """md5(concat_ws('|', m.rule, coalesce(m.rma_number, ''),
+    case when c.key_shape = 'rma' then '' else coalesce(m.sku, '') end,
+    case c.key_shape
+        when 'rma_sku' then coalesce(m.location, '')
+        when 'scanned_rma_sku' then coalesce(m.warehouse, '')
+        else ''
+    end))"""
+# pipelines.lib.writeback.plan's idempotency_key, adjustment_id_for and exception_id_for, in SQL
+# (the lifecycle does not import the write-back; tests/recon/test_rule_catalog.py plans again
+# after a move and finds nothing to change)
+_KEY_SQL = "'returnsync-' || sha256({id} || chr(10) || a.action || chr(10) || a.payload::varchar)"
+_EXCEPTION_ID_SQL = "'exc-' || left(sha256('{kind}' || chr(10) || {ref}), 12)"
+
+
 @dataclass(frozen=True)
 class MergeSummary:
     """What one lifecycle merge did."""
@@ -113,15 +124,217 @@ def run_as_of(con: duckdb.DuckDBPyConnection) -> datetime | None:
     return _as_utc(row[0]) if row and row[0] is not None else None
 
 
+def _move_ids(con: duckdb.DuckDBPyConnection, catalog: tuple[Rule, ...]) -> int:
+    """Rename rules and move mismatch ids to the catalog's key shapes (inside the caller's
+    transaction); returns how many mismatches got a new id.
+
+    A renamed rule's mismatches (and their write-back rows) take the new name and severity. Then
+    every mismatch whose id is not the one its rule's key shape gives moves to that id: its
+    history, adjustments and exceptions follow. An adjustment that never reached the ERP (no
+    attempt, not in flight, not sent) also gets the idempotency key and id the planner would now
+    give it, so planning again changes nothing; one that reached the ERP keeps its key (the ERP
+    document carries it). Two mismatches that a coarser key shape makes one are merged: the
+    first seen keeps its place (an acknowledged or open one before a resolved one), the span of
+    first/last seen covers both, and the other's history follows.
+    """
+    for r in catalog:
+        if r.renamed_from:
+            con.execute(
+                f"update {MISMATCHES_TABLE} set rule = ?, severity = ? where rule = ?",
+                [r.rule, r.severity, r.renamed_from],
+            )
+            for table in ("writeback.adjustments", "writeback.exceptions"):
+                con.execute(f"update {table} set rule = ? where rule = ?", [r.rule, r.renamed_from])
+    con.execute("create or replace temp table _rule_shapes (rule varchar, key_shape varchar)")
+    con.executemany(
+        "insert into _rule_shapes values (?, ?)", [(r.rule, r.key_shape) for r in catalog]
+    )
+    con.execute(
+        f"""
+        create or replace temp table _id_moves as
+        select m.mismatch_id as old_id, {MISMATCH_ID_SQL} as new_id
+        from {MISMATCHES_TABLE} m join _rule_shapes c using (rule)
+        where {MISMATCH_ID_SQL} <> m.mismatch_id
+        """
+    )
+    moved = con.execute("select count(*) from _id_moves").fetchone()[0]
+    if moved:
+        _merge_moved(con)
+    con.execute("drop table _id_moves")
+    con.execute("drop table _rule_shapes")
+    return int(moved)
+
+
+def _merge_moved(con: duckdb.DuckDBPyConnection) -> None:
+    # each new id's members: the moved rows and a row that already has that id
+    con.execute(
+        f"""
+        create or replace temp table _members as
+        select new_id, old_id as member, false as in_place from _id_moves
+        union all
+        select m.mismatch_id, m.mismatch_id, true from {MISMATCHES_TABLE} m
+        where m.mismatch_id in (select new_id from _id_moves)
+          and m.mismatch_id not in (select old_id from _id_moves)
+        """
+    )
+    # the row that stays: one already in place, else the best moved one; its status and
+    # acknowledgement are the best member's
+    con.execute(
+        f"""
+        create or replace temp table _kept as
+        with ranked as (
+            select g.new_id, g.member, g.in_place, m.status, m.resolved_at, m.acknowledged_at,
+                m.acknowledged_by, m.first_seen_at, m.last_seen_at,
+                row_number() over (partition by g.new_id order by
+                    case m.status when 'acknowledged' then 0 when 'open' then 1 else 2 end,
+                    m.first_seen_at, g.member) as best,
+                row_number() over (partition by g.new_id order by g.in_place desc,
+                    case m.status when 'acknowledged' then 0 when 'open' then 1 else 2 end,
+                    m.first_seen_at, g.member) as place,
+                min(m.first_seen_at) over (partition by g.new_id) as first_seen,
+                max(m.last_seen_at) over (partition by g.new_id) as last_seen
+            from _members g join {MISMATCHES_TABLE} m on m.mismatch_id = g.member
+        )
+        select p.new_id, p.member, b.status, b.resolved_at, b.acknowledged_at,
+            b.acknowledged_by, p.first_seen, p.last_seen
+        from ranked p join ranked b on b.new_id = p.new_id and b.best = 1
+        where p.place = 1
+        """
+    )
+    con.execute(
+        f"""
+        delete from {MISMATCHES_TABLE} where mismatch_id in (
+            select member from _members where member not in (select member from _kept))
+        """
+    )
+    con.execute(
+        f"""
+        update {MISMATCHES_TABLE} m set status = k.status,
+            resolved_at = k.resolved_at, acknowledged_at = k.acknowledged_at,
+            acknowledged_by = k.acknowledged_by, first_seen_at = k.first_seen,
+            last_seen_at = k.last_seen
+        from _kept k where m.mismatch_id = k.member
+        """
+    )
+    con.execute(
+        f"""
+        update {MISMATCHES_TABLE} m set mismatch_id = k.new_id
+        from _kept k where m.mismatch_id = k.member and k.member <> k.new_id
+        """
+    )
+    con.execute(
+        f"""
+        update {HISTORY_TABLE} h set mismatch_id = g.new_id
+        from _members g where h.mismatch_id = g.member and not g.in_place
+        """
+    )
+    _follow_in_writeback(con)
+    con.execute("drop table _members")
+    con.execute("drop table _kept")
+
+
+def _follow_in_writeback(con: duckdb.DuckDBPyConnection) -> None:
+    # adjustments that never reached the ERP: the key and id the planner now computes
+    con.execute(
+        f"""
+        create or replace temp table _adjustment_moves as
+        select a.adjustment_id as old_adjustment,
+            'adj-' || left(sha256(g.new_id || chr(10) || a.action || chr(10)
+                || a.payload::varchar), 12) as new_adjustment,
+            {_KEY_SQL.format(id="g.new_id")} as new_key
+        from writeback.adjustments a join _id_moves g on a.mismatch_id = g.old_id
+        where a.in_flight_since is null and a.sent_at is null
+          and not exists (
+              select 1 from writeback.attempts t where t.adjustment_id = a.adjustment_id)
+        """
+    )
+    con.execute(
+        """
+        update writeback.adjustments a set adjustment_id = v.new_adjustment,
+            idempotency_key = v.new_key
+        from _adjustment_moves v where a.adjustment_id = v.old_adjustment
+        """
+    )
+    con.execute(
+        f"""
+        update writeback.exceptions e set adjustment_id = v.new_adjustment,
+            exception_id = {_EXCEPTION_ID_SQL.format(kind="adjustment", ref="v.new_adjustment")}
+        from _adjustment_moves v where e.adjustment_id = v.old_adjustment
+        """
+    )
+    con.execute(
+        """
+        update writeback.adjustments a set mismatch_id = g.new_id
+        from _id_moves g where a.mismatch_id = g.old_id
+        """
+    )
+    # a planning exception (no adjustment) is keyed by its mismatch: one per new id keeps it,
+    # any other of the same new id is closed as merged
+    con.execute(
+        f"""
+        create or replace temp table _exception_moves as
+        select e.exception_id as old_exception, g.new_id,
+            {_EXCEPTION_ID_SQL.format(kind="mismatch", ref="g.new_id")} as new_exception,
+            row_number() over (partition by g.new_id
+                order by e.status = 'open' desc, e.created_at, e.exception_id) as n
+        from writeback.exceptions e join _id_moves g on e.mismatch_id = g.old_id
+        where e.adjustment_id is null
+          and e.exception_id = {_EXCEPTION_ID_SQL.format(kind="mismatch", ref="g.old_id")}
+        """
+    )
+    con.execute(
+        """
+        update writeback.exceptions e set exception_id = v.new_exception
+        from _exception_moves v
+        where e.exception_id = v.old_exception and v.n = 1
+          and v.new_exception not in (select exception_id from writeback.exceptions)
+        """
+    )
+    con.execute(
+        """
+        update writeback.exceptions e set status = 'closed',
+            closed_at = coalesce(e.closed_at, e.updated_at),
+            closed_reason = coalesce(e.closed_reason, 'merged into ' || v.new_exception)
+        from _exception_moves v where e.exception_id = v.old_exception
+        """
+    )
+    con.execute(
+        """
+        update writeback.exceptions e set mismatch_id = g.new_id
+        from _id_moves g where e.mismatch_id = g.old_id
+        """
+    )
+    con.execute("drop table _adjustment_moves")
+    con.execute("drop table _exception_moves")
+
+
+def migrate_rule_ids(con: duckdb.DuckDBPyConnection, catalog: tuple[Rule, ...] = CATALOG) -> int:
+    """Apply the catalog's renames and key shapes to the stored mismatches in one transaction
+    (see `_move_ids`); returns how many mismatches got a new id. `apply_lifecycle` does this
+    first on every run."""
+    ensure_tables(con)
+    con.execute("begin transaction")
+    try:
+        moved = _move_ids(con, catalog)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return moved
+
+
 def apply_lifecycle(
     con: duckdb.DuckDBPyConnection,
     as_of: datetime | str | None = None,
     current_table: str = CURRENT_TABLE,
+    catalog: tuple[Rule, ...] = CATALOG,
 ) -> MergeSummary:
     """Merge the current mismatches into `recon.mismatches` in one transaction.
 
     `as_of` defaults to the `as_of` dbt used (`recon.recon_run`), so the lifecycle and the rules
-    agree on the run's time. Raises `LookupError` when the current table does not exist.
+    agree on the run's time. Raises `LookupError` when the current table does not exist. In the
+    same transaction, first moves stored mismatches of renamed or re-keyed rules to their new ids
+    (`migrate_rule_ids`).
     """
     ensure_tables(con)
     when = _as_utc(as_of) if as_of is not None else run_as_of(con)
@@ -139,6 +352,7 @@ def apply_lifecycle(
     set_details = ", ".join(f"{c} = c.{c}" for c in DETAIL_COLUMNS)
     con.execute("begin transaction")
     try:
+        _move_ids(con, catalog)
         con.execute(
             f"create or replace temp table _recon_current as "
             f"select distinct on (mismatch_id) mismatch_id, {details} from {current_table} "

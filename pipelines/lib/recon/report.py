@@ -13,7 +13,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from pipelines.lib.csvsafe import rows_to_csv
-from pipelines.lib.recon.lifecycle import REPORT_COLUMNS, RULES, SEVERITY
+from pipelines.lib.recon.catalog import CATALOG, Rule
+from pipelines.lib.recon.lifecycle import REPORT_COLUMNS
 
 FORMATS: tuple[str, ...] = ("csv", "md", "json")
 
@@ -88,17 +89,19 @@ def amount_at_risk(rows: Iterable[dict]) -> Decimal:
     )
 
 
-def rule_summary(rows: Sequence[dict]) -> list[dict]:
-    """One entry per rule (all eleven, in DESIGN order): severity, count, amount at risk."""
+def rule_summary(rows: Sequence[dict], catalog: tuple[Rule, ...] = CATALOG) -> list[dict]:
+    """One entry per rule of the catalog, in its order: severity, count, amount at risk and the
+    rule's description."""
     summary = []
-    for rule in RULES:
-        mine = [r for r in rows if r["rule"] == rule]
+    for entry in catalog:
+        mine = [r for r in rows if r["rule"] == entry.rule]
         summary.append(
             {
-                "rule": rule,
-                "severity": SEVERITY[rule],
+                "rule": entry.rule,
+                "severity": entry.severity,
                 "count": len(mine),
                 "amount_at_risk": amount_at_risk(mine),
+                "description": entry.description,
             }
         )
     return summary

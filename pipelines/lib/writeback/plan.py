@@ -1,5 +1,8 @@
 """Planning: open mismatches with an automatic fix become adjustments (DESIGN §6).
 
+Which rules have an automatic fix, and why the others need a person, is the rule catalog's
+(`pipelines.lib.recon.catalog`: `auto_fix_action`, `exception_reason`). Today:
+
 - `receipt_not_posted`, `posted_qty_mismatch` (ERP short) → a stock posting of the missing
   quantity (inspected - posted) into the mismatch's disposition location, its move's origin the
   ERP return line;
@@ -37,29 +40,30 @@ from typing import Any
 
 import duckdb
 
+from pipelines.lib.recon.catalog import CATALOG
 from pipelines.lib.source_status import describe, stale_sources
 from pipelines.lib.writeback.schema import ADJUSTMENTS, ATTEMPTS, EXCEPTIONS, ensure_tables
 
-STOCK_RULES: tuple[str, ...] = ("receipt_not_posted", "posted_qty_mismatch")
-CREDIT_RULES: tuple[str, ...] = ("refund_without_credit", "credit_amount_mismatch")
+# the rules by the adjustment that fixes them (the catalog's auto_fix_action)
+STOCK_RULES: tuple[str, ...] = tuple(r.rule for r in CATALOG if r.auto_fix_action == "stock_move")
+CREDIT_RULES: tuple[str, ...] = tuple(r.rule for r in CATALOG if r.auto_fix_action == "credit_note")
 FIXABLE_RULES: tuple[str, ...] = STOCK_RULES + CREDIT_RULES
 AUTO = "auto"
 KEY_PREFIX = "returnsync-"
 
-# why a mismatch of a rule without an automatic fix needs a person
+# why a mismatch of a rule without an automatic fix needs a person (the catalog's
+# exception_reason; a rule without one gets "no automatic fix")
 NO_FIX_REASONS: dict[str, str] = {
-    "disposition_mismatch": "posted into a location where nothing was inspected (wrong disposition "
-    "or warehouse): a person must move or reverse the ERP posting",
-    "currency_mismatch": "channel refund and ERP credit are in different currencies: a person "
-    "must decide which is wrong",
-    "duplicate_credit": "more units credited than authorized: a person must cancel or reverse the "
-    "extra credit",
-    "credit_without_receipt": "credited but nothing was received: a person must chase the return "
-    "or reverse the credit",
-    "unmatched_receipt": "a receipt links to no return: a person must identify the return",
-    "stale_return": "approved long ago and never received: a person must close or chase it",
-    "unmapped_sku": "the channel SKU has no crosswalk entry: a person must map it",
+    r.rule: r.exception_reason
+    for r in CATALOG
+    if r.rule not in FIXABLE_RULES and r.exception_reason
 }
+
+
+def _in_list(names: tuple[str, ...]) -> str:
+    """A SQL `in` list of rule names (catalog names are lower-case identifiers; no rule is
+    named '', so an empty list matches nothing)."""
+    return "(" + ", ".join(f"'{n}'" for n in names or ("",)) + ")"
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,7 @@ def _stock_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
                l.erp_lines, l.erp_return_line_id, l.unit_price, l.currency
         from recon.mismatches as m
         left join lines as l on l.rma_number = m.rma_number and l.sku = m.sku
-        where m.status = 'open' and m.rule in {STOCK_RULES}
+        where m.status = 'open' and m.rule in {_in_list(STOCK_RULES)}
         order by m.mismatch_id
         """,
     )
@@ -286,7 +290,7 @@ def _credit_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
         left join line_counts as lc on lc.return_key = r.return_key
         left join picked as p on p.return_key = r.return_key and p.rn = 1
         left join parties as pa on pa.sale_id = r.erp_return_order_id
-        where m.status = 'open' and m.rule in {CREDIT_RULES}
+        where m.status = 'open' and m.rule in {_in_list(CREDIT_RULES)}
         order by m.mismatch_id
         """,
     )
@@ -343,7 +347,7 @@ def _other_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
     rows = con.execute(
         f"""
         select mismatch_id, rule, rma_number, sku from recon.mismatches
-        where status = 'open' and rule not in {FIXABLE_RULES}
+        where status = 'open' and rule not in {_in_list(FIXABLE_RULES)}
         order by mismatch_id
         """
     ).fetchall()
