@@ -61,13 +61,10 @@ def _last_changes(db_path) -> dict[str, datetime | None]:
         }
 
 
-def _lag_by_table(kafka_module, settings) -> dict[str, dict[str, int]]:
-    """Consumer lag per partition, from the kafka module if it provides it."""
-    lag_fn = getattr(kafka_module, "consumer_lag", None)
-    if lag_fn is None:
-        return {}
+def _lag_by_table(lags: dict[tuple[str, int], int]) -> dict[str, dict[str, int]]:
+    """Consumer lag per raw table and partition (from `kafka.offsets.consumer_lag`)."""
     by_topic: dict[str, dict[str, int]] = {}
-    for (topic, partition), lag in lag_fn(settings).items():
+    for (topic, partition), lag in lags.items():
         by_topic.setdefault(topic, {})[str(partition)] = int(lag)
     return {t.raw_table: by_topic.get(t.topic, {}) for t in CDC_TABLES}
 
@@ -112,10 +109,11 @@ def cdc_landing(context: dg.AssetExecutionContext, settings: SettingsResource):
     stale: dict[str, str] = {}  # source -> why it is stale in this run
     try:
         if resolved.uses_kafka:
-            from pipelines.lib.cdc import kafka
+            from pipelines.lib.cdc.kafka.consumer import consume
+            from pipelines.lib.cdc.kafka.offsets import consumer_lag
 
-            result = kafka.consume(resolved)
-            lag = _lag_by_table(kafka, resolved)
+            result = consume(resolved)
+            lag = _lag_by_table(consumer_lag(resolved))
             mode_metadata["mode"] = "kafka"
         else:
             with connection(resolved.db_path) as con:

@@ -5,8 +5,9 @@ envelopes with `precise` decimals):
 
 1. reference: kafka-python's bare consume rate (assign, seek to the beginning, poll until every
    record was returned; no decoding, no writing), with `crc32c` installed;
-2. returnsync: `pipelines.lib.cdc.kafka.consume` into a fresh DuckDB file (decode, dead-letter
-   checks, raw rows and ledger in one transaction per micro-batch, group commits for lag).
+2. returnsync: `pipelines.lib.cdc.kafka.consumer.consume` into a fresh DuckDB file (decode,
+   dead-letter checks, raw rows and ledger in one transaction per micro-batch, group commits for
+   lag).
 
 Prints one JSON line {name, figures, reference, ratio, versions, date} and appends a row to
 bench/RESULTS.md. Goal (issue 4): ratio >= 0.7 and >= 50,000 landed events/s on one core.
@@ -36,7 +37,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from bench._common import fmt_spread, spread  # noqa: E402
-from pipelines.lib.cdc import kafka  # noqa: E402
+from pipelines.lib.cdc.kafka.consumer import BATCH_SIZE, consume  # noqa: E402
 from pipelines.settings import Settings  # noqa: E402
 from tests.fixtures.kafka_broker import (  # noqa: E402
     load_broker_module,
@@ -80,7 +81,7 @@ def bare_consume(bootstrap: str, n: int) -> tuple[float, float]:
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
-        max_poll_records=kafka.BATCH_SIZE,
+        max_poll_records=BATCH_SIZE,
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
     )
@@ -90,7 +91,7 @@ def bare_consume(bootstrap: str, n: int) -> tuple[float, float]:
     got = 0
     start, cpu = time.perf_counter(), _cpu()
     while got < n:
-        for messages in consumer.poll(timeout_ms=1000, max_records=kafka.BATCH_SIZE).values():
+        for messages in consumer.poll(timeout_ms=1000, max_records=BATCH_SIZE).values():
             got += len(messages)
     seconds, cpu = time.perf_counter() - start, _cpu() - cpu
     consumer.close()
@@ -127,7 +128,7 @@ def returnsync_consume(bootstrap: str, n: int, work: Path) -> tuple[float, float
         kafka_max_records=0,
     )
     start, cpu = time.perf_counter(), _cpu()
-    result = kafka.consume(settings, progress=True)
+    result = consume(settings, progress=True)
     seconds, cpu = time.perf_counter() - start, _cpu() - cpu
     landed = sum(result.landed.values())
     if landed != n or result.dead_letters:

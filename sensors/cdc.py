@@ -40,14 +40,15 @@ def cdc_lag_sensor(context: dg.SensorEvaluationContext, settings: SettingsResour
 
     from pipelines.errors import WarehouseLocked
     from pipelines.lib import warehouse
-    from pipelines.lib.cdc import kafka
+    from pipelines.lib.cdc.kafka.client import KafkaUnavailableError
+    from pipelines.lib.cdc.kafka.offsets import end_offsets, ledger_offsets
 
     resolved = settings.get()
     if not resolved.uses_kafka:
         return dg.SkipReason("Kafka is not configured (RETURNSYNC_KAFKA_BOOTSTRAP unset)")
     try:
-        ends = kafka.end_offsets(resolved)
-    except kafka.KafkaUnavailableError as exc:
+        ends = end_offsets(resolved)
+    except KafkaUnavailableError as exc:
         return dg.SkipReason(str(exc))
     if not ends:
         return dg.SkipReason(f"no topics match {resolved.kafka_topic_pattern!r}")
@@ -55,8 +56,7 @@ def cdc_lag_sensor(context: dg.SensorEvaluationContext, settings: SettingsResour
     if resolved.db_path.exists():
         try:
             with warehouse.connection(resolved.db_path, read_only=True, lock_wait_s=0) as con:
-                if warehouse.table_exists(con, "meta", "stream_offsets"):
-                    ledger = kafka.resume_offsets(con, kafka.SOURCE)
+                ledger = ledger_offsets(con)
         except (WarehouseLocked, duckdb.IOException) as exc:  # a run holds it: next tick
             return dg.SkipReason(f"warehouse busy ({exc}); a run is landing")
     pending = {tp: end - ledger.get(tp, 0) for tp, end in ends.items()}

@@ -132,13 +132,14 @@ def replay(
 
 
 def _replay_kafka(settings, topic, partition, from_offset, start_ms, retry_dead_letters, quiet):
-    """Kafka mode: `pipelines.lib.cdc.kafka.consume` of this topic from the given position.
+    """Kafka mode: `pipelines.lib.cdc.kafka.consumer.consume` of this topic from the given position.
 
     Unbounded (max_records 0): a replay runs until it reaches the end offsets taken at its start.
     With --from-timestamp every partition of the topic starts at its offset for that time
     (--partition does not narrow a time-based replay in Kafka mode; it is idempotent anyway).
     """
-    from pipelines.lib.cdc import kafka
+    from pipelines.lib.cdc.kafka.consumer import consume
+    from pipelines.lib.cdc.kafka.offsets import partitions_for_topic
 
     common = dict(
         topics=[topic],
@@ -147,11 +148,9 @@ def _replay_kafka(settings, topic, partition, from_offset, start_ms, retry_dead_
         progress=not quiet,
     )
     if start_ms is not None:
-        return kafka.consume(settings, start_timestamp_ms=start_ms, **common)
-    partitions = (
-        [partition] if partition is not None else kafka.partitions_for_topic(settings, topic)
-    )
+        return consume(settings, start_timestamp_ms=start_ms, **common)
+    partitions = [partition] if partition is not None else partitions_for_topic(settings, topic)
     if not partitions:
         raise click.ClickException(f"topic {topic} has no partitions (does it exist?)")
     start = {(topic, p): from_offset for p in partitions}
-    return kafka.consume(settings, start=start, **common)
+    return consume(settings, start=start, **common)

@@ -10,7 +10,17 @@ from decimal import Decimal
 import pytest
 
 from pipelines.lib import warehouse
-from pipelines.lib.cdc import kafka
+from pipelines.lib.cdc.kafka.client import KafkaUnavailableError
+from pipelines.lib.cdc.kafka.consumer import consume
+from pipelines.lib.cdc.kafka.offsets import (
+    SOURCE,
+    consumer_lag,
+    end_offsets,
+    lag,
+    partitions_for_topic,
+)
+from pipelines.lib.cdc.kafka.producer import publish
+from pipelines.lib.cdc.land import resume_offsets
 from pipelines.settings import Settings
 from tests.fixtures.kafka_broker import (
     PROJECT_ROOT,
@@ -47,15 +57,15 @@ def _count(settings: Settings, table: str = "raw.erp_sale_line") -> int:
 
 @pytest.mark.parametrize("prefetch", [True, False], ids=["prefetch", "in_process"])
 def test_bounded_runs_resume_from_the_ledger_and_commit_for_lag(kafka_settings, prefetch):
-    kafka.publish(kafka_settings.kafka_bootstrap, sale_line_events(3000))
-    ends = kafka.end_offsets(kafka_settings, topics=[TOPIC])
+    publish(kafka_settings.kafka_bootstrap, sale_line_events(3000))
+    ends = end_offsets(kafka_settings, topics=[TOPIC])
     assert ends == {(TOPIC, 0): 1000, (TOPIC, 1): 1000, (TOPIC, 2): 1000}
 
-    first = kafka.consume(kafka_settings, max_records=1200, batch_size=500, prefetch=prefetch)
+    first = consume(kafka_settings, max_records=1200, batch_size=500, prefetch=prefetch)
     assert first.landed == {"erp_sale_line": 1200}
     with warehouse.connection(kafka_settings.db_path, read_only=True) as con:
-        assert sum(kafka.lag(kafka_settings, con).values()) == 1800
-        ledger = kafka.resume_offsets(con, kafka.SOURCE)
+        assert sum(lag(kafka_settings, con).values()) == 1800
+        ledger = resume_offsets(con, SOURCE)
     assert sum(ledger.values()) == 1200
 
     # the group's committed offsets follow the ledger (lag monitoring), they are never read back
@@ -68,10 +78,10 @@ def test_bounded_runs_resume_from_the_ledger_and_commit_for_lag(kafka_settings, 
         admin.close()
     assert {(tp.topic, tp.partition): om.offset for tp, om in committed.items()} == ledger
 
-    rest = kafka.consume(kafka_settings, prefetch=prefetch)  # caught up to the end: it ends
+    rest = consume(kafka_settings, prefetch=prefetch)  # caught up to the end: it ends
     assert rest.landed == {"erp_sale_line": 1800}
-    lag = kafka.consumer_lag(kafka_settings)
-    assert len(lag) == 6 and set(lag.values()) == {0}
+    lags = consumer_lag(kafka_settings)
+    assert len(lags) == 6 and set(lags.values()) == {0}
     with warehouse.connection(kafka_settings.db_path, read_only=True) as con:
         got = con.execute(
             "select _partition, _offset, id, unit_price, _op from raw.erp_sale_line "
@@ -81,24 +91,24 @@ def test_bounded_runs_resume_from_the_ledger_and_commit_for_lag(kafka_settings, 
     assert got == (1, 7, i % 5000 + 1, sale_line_price(i), "c")
     assert _count(kafka_settings) == 3000
 
-    again = kafka.consume(kafka_settings)  # nothing new: lands nothing
+    again = consume(kafka_settings)  # nothing new: lands nothing
     assert again.landed == {} and again.skipped == 0
 
 
 def test_replay_from_offset_and_time_changes_nothing(kafka_settings):
-    kafka.publish(kafka_settings.kafka_bootstrap, sale_line_events(600))
-    kafka.consume(kafka_settings)
+    publish(kafka_settings.kafka_bootstrap, sale_line_events(600))
+    consume(kafka_settings)
     with warehouse.connection(kafka_settings.db_path, read_only=True) as con:
         before = con.execute("select count(*), sum(unit_price) from raw.erp_sale_line").fetchone()
     assert before == (600, sum((sale_line_price(i) for i in range(600)), Decimal(0)))
 
-    replay = kafka.consume(kafka_settings, start=0)
+    replay = consume(kafka_settings, start=0)
     assert replay.landed == {} and replay.skipped == 600
-    by_time = kafka.consume(kafka_settings, start_timestamp_ms=0, topics=[TOPIC])
+    by_time = consume(kafka_settings, start_timestamp_ms=0, topics=[TOPIC])
     assert by_time.landed == {} and by_time.skipped == 600
-    one = kafka.consume(kafka_settings, start={(TOPIC, 2): 150})
+    one = consume(kafka_settings, start={(TOPIC, 2): 150})
     assert one.skipped == 50
-    assert kafka.partitions_for_topic(kafka_settings, TOPIC) == [0, 1, 2]
+    assert partitions_for_topic(kafka_settings, TOPIC) == [0, 1, 2]
     assert _count(kafka_settings) == 600
 
 
@@ -126,13 +136,13 @@ def test_bad_records_become_dead_letters_and_the_batch_goes_on(kafka_settings):
             "ts_ms": 1_780_000_000_001,
         },
     }  # fmt: skip
-    kafka.publish(kafka_settings.kafka_bootstrap, [*good, *bad, tombstone, receipt])
+    publish(kafka_settings.kafka_bootstrap, [*good, *bad, tombstone, receipt])
     (kafka_settings.landing_dir / "cdc").mkdir(parents=True)
     (kafka_settings.landing_dir / "cdc" / "connectors.json").write_text(
         json.dumps({"wms": {"decimal.handling.mode": "string"}})
     )
 
-    result = kafka.consume(kafka_settings)
+    result = consume(kafka_settings)
     assert result.landed == {"erp_sale_line": 11, "wms_receipts": 1}
     assert result.dead_letters == 2
     with warehouse.connection(kafka_settings.db_path, read_only=True) as con:
@@ -148,14 +158,14 @@ def test_bad_records_become_dead_letters_and_the_batch_goes_on(kafka_settings):
             Decimal("2.500"),
             "lr 104233",
         )
-    assert kafka.consume(kafka_settings, start=0).dead_letters == 0  # replay: no new letters
+    assert consume(kafka_settings, start=0).dead_letters == 0  # replay: no new letters
 
 
 def test_unreachable_bootstrap_is_a_clear_error(tmp_path):
     port = load_broker_module().free_port()  # nothing listens there
     settings = Settings.from_env(env={}, base_dir=tmp_path, kafka_bootstrap=f"127.0.0.1:{port}")
-    with pytest.raises(kafka.KafkaUnavailableError, match=f"127.0.0.1:{port}"):
-        kafka.consume(settings, bootstrap_timeout_ms=2000)
+    with pytest.raises(KafkaUnavailableError, match=f"127.0.0.1:{port}"):
+        consume(settings, bootstrap_timeout_ms=2000)
     done = subprocess.run(
         [sys.executable, "-m", "pipelines.lib.cdc.kafka", "--bootstrap", f"127.0.0.1:{port}",
          "--db", str(tmp_path / "w.duckdb"), "--bootstrap-timeout-ms", "2000"],
@@ -168,7 +178,7 @@ def test_unreachable_bootstrap_is_a_clear_error(tmp_path):
 def test_not_configured_is_a_clear_error(tmp_path):
     settings = Settings.from_env(env={}, base_dir=tmp_path)
     with pytest.raises(ValueError, match="RETURNSYNC_KAFKA_BOOTSTRAP"):
-        kafka.consume(settings)
+        consume(settings)
 
 
 def test_a_cut_batch_keeps_a_prefix_of_each_partition():

@@ -25,7 +25,9 @@ import pyarrow as pa
 import pytest
 
 from pipelines.lib import warehouse
-from pipelines.lib.cdc import kafka
+from pipelines.lib.cdc.kafka.offsets import SOURCE
+from pipelines.lib.cdc.kafka.producer import publish
+from pipelines.lib.cdc.land import resume_offsets
 from tests.fixtures.kafka_broker import (
     PROJECT_ROOT,
     recreate_topics,
@@ -90,7 +92,7 @@ def _content(con) -> tuple:
 @pytest.mark.timeout(900)
 def test_sigkill_twenty_times_then_every_event_exactly_once(kafka_bootstrap, tmp_path):
     recreate_topics(kafka_bootstrap, [TOPIC])
-    assert kafka.publish(kafka_bootstrap, sale_line_events(N_EVENTS)) == N_EVENTS
+    assert publish(kafka_bootstrap, sale_line_events(N_EVENTS)) == N_EVENTS
     db = tmp_path / "warehouse.duckdb"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     rng = random.Random(20261126)
@@ -137,7 +139,7 @@ def test_sigkill_twenty_times_then_every_event_exactly_once(kafka_bootstrap, tmp
         ):
             assert con.execute(f"select count(*) from ({query})").fetchone()[0] == 0
         assert con.execute("select count(*) from meta.dead_letters").fetchone()[0] == 0
-        ledger = kafka.resume_offsets(con, kafka.SOURCE)
+        ledger = resume_offsets(con, SOURCE)
         before = _content(con)
     ends = {(TOPIC, p): N_EVENTS // 3 + (1 if p < N_EVENTS % 3 else 0) for p in range(3)}
     assert ledger == ends
@@ -151,4 +153,4 @@ def test_sigkill_twenty_times_then_every_event_exactly_once(kafka_bootstrap, tmp
     assert summary["landed"] == {} and summary["skipped"] == N_EVENTS
     with warehouse.connection(db, read_only=True) as con:
         assert _content(con) == before
-        assert kafka.resume_offsets(con, kafka.SOURCE) == ends
+        assert resume_offsets(con, SOURCE) == ends

@@ -8,7 +8,8 @@ import sys
 import dagster as dg
 import pytest
 
-from pipelines.lib.cdc import kafka
+from pipelines.lib.cdc.kafka.consumer import consume
+from pipelines.lib.cdc.kafka.producer import publish
 from pipelines.resources import SettingsResource
 from pipelines.settings import Settings
 from sensors.cdc import cdc_ingest_job, cdc_ingest_schedule, cdc_lag_sensor
@@ -36,22 +37,22 @@ def _tick():
 def test_requests_a_run_while_records_wait_and_skips_when_caught_up(lag_env):
     assert isinstance(_tick(), dg.SkipReason)  # empty topic: caught up
 
-    kafka.publish(lag_env.kafka_bootstrap, sale_line_events(300))
+    publish(lag_env.kafka_bootstrap, sale_line_events(300))
     first = _tick()
     assert isinstance(first, dg.RunRequest)
     assert first.tags["returnsync/cdc_pending"] == "300"
     assert _tick().run_key == first.run_key  # same end offsets, same run key
 
-    kafka.consume(lag_env, max_records=100)
+    consume(lag_env, max_records=100)
     partial = _tick()  # still behind, same end state: same key (Dagster will not launch twice)
     assert isinstance(partial, dg.RunRequest) and partial.run_key == first.run_key
     assert partial.tags["returnsync/cdc_pending"] == "200"
 
-    kafka.consume(lag_env)
+    consume(lag_env)
     caught_up = _tick()
     assert isinstance(caught_up, dg.SkipReason) and "caught up" in caught_up.skip_message
 
-    kafka.publish(lag_env.kafka_bootstrap, sale_line_events(1))
+    publish(lag_env.kafka_bootstrap, sale_line_events(1))
     later = _tick()
     assert isinstance(later, dg.RunRequest) and later.run_key != first.run_key
     assert later.tags["returnsync/cdc_pending"] == "1"
@@ -79,8 +80,8 @@ def test_job_selects_every_cdc_landing_asset(definitions):
 
 
 def test_skips_while_a_run_holds_the_warehouse(lag_env):
-    kafka.publish(lag_env.kafka_bootstrap, sale_line_events(5))
-    kafka.consume(lag_env, max_records=1)  # creates the warehouse
+    publish(lag_env.kafka_bootstrap, sale_line_events(5))
+    consume(lag_env, max_records=1)  # creates the warehouse
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "

@@ -298,7 +298,7 @@ def test_landing_asset_in_kafka_mode(settings_env, kafka_bootstrap, monkeypatch)
     import dagster as dg
 
     from assets.cdc import cdc_landing
-    from pipelines.lib.cdc import kafka
+    from pipelines.lib.cdc.kafka.producer import publish
     from pipelines.resources import SettingsResource
     from tests.fixtures.kafka_broker import recreate_topics
 
@@ -317,7 +317,7 @@ def test_landing_asset_in_kafka_mode(settings_env, kafka_bootstrap, monkeypatch)
         }
         for i in range(5)
     ]
-    kafka.publish(kafka_bootstrap, records, partitions=2)
+    publish(kafka_bootstrap, records, partitions=2)
     monkeypatch.setenv("RETURNSYNC_KAFKA_TOPICS", r"^wms\.public\.inspections$")
     (settings_env.landing_dir / "cdc").mkdir()
     (settings_env.landing_dir / "cdc" / "connectors.json").write_text(json.dumps(CONNECTORS))

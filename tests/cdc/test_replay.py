@@ -130,20 +130,21 @@ def test_no_cdc_files(settings_env):
 
 @pytest.mark.kafka
 def test_replay_from_kafka(settings_env, kafka_bootstrap, monkeypatch):
-    from pipelines.lib.cdc import kafka
+    from pipelines.lib.cdc.kafka.consumer import consume
+    from pipelines.lib.cdc.kafka.producer import publish
     from pipelines.settings import Settings
     from tests.fixtures.kafka_broker import recreate_topics
 
     recreate_topics(kafka_bootstrap, [TOPIC], partitions=2)
     records = [json.loads(line(i, partition=i % 2)) for i in range(6)]
-    assert kafka.publish(kafka_bootstrap, records, partitions=2) == 6
+    assert publish(kafka_bootstrap, records, partitions=2) == 6
     monkeypatch.setenv("RETURNSYNC_KAFKA_BOOTSTRAP", kafka_bootstrap)
     monkeypatch.setenv("RETURNSYNC_KAFKA_TOPICS", r"^erp\.public\.product_product$")
     settings = Settings.from_env()
 
     table = land.CDC_BY_TOPIC[TOPIC]
     monkeypatch.delitem(land.CDC_BY_TOPIC, TOPIC)  # the decoder does not know the topic yet
-    assert kafka.consume(settings).dead_letters == 6
+    assert consume(settings).dead_letters == 6
     monkeypatch.setitem(land.CDC_BY_TOPIC, TOPIC, table)
 
     result = invoke("--topic", TOPIC, "--from-offset", "0", "--keep-dead-letters")

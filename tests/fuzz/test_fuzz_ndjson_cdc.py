@@ -32,9 +32,9 @@ import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from pipelines.lib.cdc.decode import decimal_type
 from pipelines.lib.cdc.files import land_cdc_files, parse_line
 from pipelines.lib.cdc.land import ParsedRecord, decode_batch
+from pipelines.lib.coltypes import decimal_type
 from pipelines.lib.contracts import CDC_TABLES, FILE_SOURCES, CdcTable
 from pipelines.lib.files.ndjson import LineTally, land_ndjson
 from pipelines.lib.warehouse import connect

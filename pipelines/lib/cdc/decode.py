@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -27,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from pipelines.lib.coltypes import decimal_type
 from pipelines.lib.contracts import CdcTable
 
 ROW_OPS = frozenset({"c", "u", "d", "r", "t"})  # operations that change a table
@@ -555,15 +555,6 @@ def _timestamp_converter(field: str, aware: bool) -> Converter:
 
 def _json_converter(field: str) -> Converter:
     return lambda v: None if v is None else dumps(v)
-
-
-_DECIMAL_RE = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
-
-
-def decimal_type(kind: str) -> tuple[int, int] | None:
-    """(precision, scale) of a `decimal(p,s)` column type, else None."""
-    m = _DECIMAL_RE.match(kind)
-    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def column_converter(kind: str, decimal_mode: str, field: str) -> Converter:

@@ -44,12 +44,12 @@ from pipelines.lib.cdc.decode import (
     DecodeError,
     TableDecoder,
     decimal_mode_for,
-    decimal_type,
     dumps,
     key_object,
     loads,
     parse_key,
 )
+from pipelines.lib.coltypes import arrow_type
 from pipelines.lib.contracts import CDC_BY_TOPIC, CDC_META_COLUMNS, CdcTable
 from pipelines.lib.warehouse import (
     DeadLetter,
@@ -147,9 +147,8 @@ def gc_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector for a batch.
 
     A batch allocates hundreds of thousands of acyclic objects (parsed envelopes, rows), and each
-    allocation burst makes the collector walk every live object again: about a quarter of the
-    landing time. Nothing a batch allocates is cyclic, so nothing is leaked; the collector's
-    previous state is restored on exit.
+    allocation burst would make the collector walk every live object again. Nothing a batch
+    allocates is cyclic, so nothing is leaked; the collector's previous state is restored on exit.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -214,29 +213,12 @@ def resume_offsets(con: duckdb.DuckDBPyConnection, source: str) -> dict[tuple[st
     return {(t, p): o for t, p, o in rows}
 
 
-# -- Arrow column types for the raw tables ------------------------------------------------------
-
-
-def _arrow_type(kind: str) -> pa.DataType:
-    dec = decimal_type(kind)
-    if dec:
-        return pa.decimal128(*dec)
-    return {
-        "bigint": pa.int64(),
-        "integer": pa.int32(),
-        "varchar": pa.string(),
-        "double": pa.float64(),
-        "boolean": pa.bool_(),
-        "date": pa.date32(),
-        "timestamp": pa.timestamp("us"),
-        "timestamptz": pa.timestamp("us", tz="UTC"),
-        "json": pa.string(),
-    }[kind]
+# -- Arrow columns for the raw tables (types from coltypes) ------------------------------------
 
 
 def _column_array(kind: str, values: Sequence) -> pa.Array:
     """Arrow array of converter outputs (see decode: unscaled ints, µs, days)."""
-    typ = _arrow_type(kind)
+    typ = arrow_type(kind)
     if pa.types.is_decimal(typ) and typ.precision <= 18:
         # unscaled int64 -> decimal128: low word the value, high word its sign extension
         ints = pa.array(values, pa.int64())
@@ -251,20 +233,12 @@ def _column_array(kind: str, values: Sequence) -> pa.Array:
 
 
 # Metadata columns in the order rows are built: the position, then decode.ROW_META.
-# (_ingested_at is one value per batch, set in SQL.)
+# (_ingested_at is one value per batch, set in SQL; the decoder gives _changed_at in ms, which
+# DuckDB widens to the column's µs on insert.)
 _META_ORDER = ["_topic", "_partition", "_offset", *ROW_META]
 _META_TYPES = {
-    "_topic": pa.string(),
-    "_partition": pa.int32(),
-    "_offset": pa.int64(),
-    "_op": pa.string(),
-    "_is_tombstone": pa.bool_(),
-    "_source_lsn": pa.int64(),
-    "_source_ts_ms": pa.int64(),
-    "_source_tx_id": pa.int64(),
+    **{name: arrow_type(CDC_META_COLUMNS[name]) for name in _META_ORDER},
     "_changed_at": pa.timestamp("ms", tz="UTC"),
-    "_key": pa.string(),
-    "_extra": pa.string(),
 }
 assert set(_META_ORDER) | {"_ingested_at"} == set(CDC_META_COLUMNS)
 

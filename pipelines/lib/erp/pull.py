@@ -40,6 +40,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from pipelines.lib.coltypes import arrow_schema
 from pipelines.lib.contracts import CDC_META_COLUMNS, CDC_TABLES, CdcTable
 from pipelines.lib.erp.base import ErpAdapter
 from pipelines.lib.migrations import migrate
@@ -283,7 +284,7 @@ def _land_page(
             ledger.append((spec.model, record_id, version, contract.raw_table, offset))
         # Arrow, not executemany: DuckDB's executemany costs milliseconds per row
         _insert_arrow(
-            con, f"raw.{contract.raw_table}", pa.Table.from_pylist(rows, _arrow_schema(contract))
+            con, f"raw.{contract.raw_table}", pa.Table.from_pylist(rows, raw_schema(contract))
         )
         _insert_arrow(
             con,
@@ -296,15 +297,16 @@ def _land_page(
         result.landed += len(rows)
 
 
-_LEDGER_SCHEMA = pa.schema(
-    [
-        ("model", pa.string()),
-        ("record_id", pa.int64()),
-        ("version_at", pa.timestamp("us")),
-        ("raw_table", pa.string()),
-        ("offset", pa.int64()),
-        ("pulled_at", pa.timestamp("us", tz="UTC")),
-    ]
+# meta.erp_pull_ledger (migrations.py), in its column order
+_LEDGER_SCHEMA = arrow_schema(
+    {
+        "model": "varchar",
+        "record_id": "bigint",
+        "version_at": "timestamp",
+        "raw_table": "varchar",
+        "offset": "bigint",
+        "pulled_at": "timestamptz",
+    }
 )
 
 
@@ -401,26 +403,6 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=default, sort_keys=True)
 
 
-_ARROW_TYPES = {
-    "bigint": pa.int64(),
-    "integer": pa.int32(),
-    "varchar": pa.string(),
-    "double": pa.float64(),
-    "boolean": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us"),
-    "timestamptz": pa.timestamp("us", tz="UTC"),
-    "json": pa.string(),
-}
-
-
-def _arrow_type(kind: str) -> pa.DataType:
-    if kind.startswith("decimal("):
-        precision, scale = kind[len("decimal(") : -1].split(",")
-        return pa.decimal128(int(precision), int(scale))
-    return _ARROW_TYPES[kind]
-
-
-def _arrow_schema(contract: CdcTable) -> pa.Schema:
-    columns = {**CDC_META_COLUMNS, **contract.columns}
-    return pa.schema([(name, _arrow_type(kind)) for name, kind in columns.items()])
+def raw_schema(contract: CdcTable) -> pa.Schema:
+    """The Arrow schema of a pulled page: the raw table's columns, with DuckDB's types."""
+    return arrow_schema({**CDC_META_COLUMNS, **contract.columns})

@@ -23,8 +23,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache
 from typing import Any
 
+from pipelines.lib.coltypes import Spec, parse_type
 from pipelines.lib.contracts import FileSource
-from pipelines.lib.files.types import Spec, parse_type
 from pipelines.lib.files.values import _DEC_RE, _INT_RANGE, dumps, parse_time, render
 
 WEBHOOK_ENVELOPE = ("webhook_id", "topic", "delivered_at")

@@ -25,9 +25,9 @@ from typing import IO, Any
 
 import pyarrow as pa
 
+from pipelines.lib.coltypes import Spec, arrow_schema, parse_type
 from pipelines.lib.contracts import FILE_META_COLUMNS, FileSource
 from pipelines.lib.files.fastrow import compile_builder, fast_dumps
-from pipelines.lib.files.types import Spec, arrow_schema, parse_type
 from pipelines.lib.files.values import Problems, _type_name, compile_converter, dumps
 from pipelines.lib.warehouse import DeadLetter
 

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from pipelines.lib.files.types import Spec
+from pipelines.lib.coltypes import Spec
 
 _INT_RE = re.compile(r"\s*[+-]?\d+\s*")
 _DEC_RE = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*")
