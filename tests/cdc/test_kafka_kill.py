@@ -1,11 +1,16 @@
-"""Kill the Kafka ingestion with SIGKILL at random points, ≥ 20 times: every event lands once.
+"""Kill the Kafka ingestion with SIGKILL mid-stream, 20 times: every event lands once.
 
 100,000 bare Debezium envelopes of `erp.public.sale_line` (precise decimals) go to a real broker
-(3 partitions). The ingestion runs as a subprocess (`python -m pipelines.lib.cdc.kafka`), printing
-a line per landed batch; the test kills it after a random number of batches plus a random delay, so
-kills fall before, inside and after DuckDB transactions. After the last restart runs to completion,
-the raw table must hold exactly the produced events (count, distinct positions, content). Then a
-replay from offset 0 changes nothing.
+(3 partitions). The ingestion runs as a subprocess (`python -m pipelines.lib.cdc.kafka`), which
+prints a marker line after each batch it commits (`--print-batches`). The test waits for the
+first marker (the process is inside its landing loop), lets 0-2 more batches land, then kills it
+at a random moment of the next one, so kills fall before, inside and after DuckDB transactions.
+Only a kill that hit the landing loop counts: the process died by the signal, had committed at
+least one batch in this attempt and had not finished the stream. After each kill the raw table
+holds exactly the batches the markers announced, plus at most the one committed just before the
+kill (never part of a batch). After the last restart runs to completion, the raw table must hold
+exactly the produced events (count, distinct positions, content). Then a replay from offset 0
+changes nothing.
 """
 
 from __future__ import annotations
@@ -99,25 +104,50 @@ def test_sigkill_twenty_times_then_every_event_exactly_once(kafka_bootstrap, tmp
 
     kills = 0
     attempts = 0
+    announced = 0  # rows the batch markers of every attempt so far said were committed
     while kills < KILLS:
         attempts += 1
-        assert attempts < 80, f"only {kills} kills landed mid-work in {attempts} attempts"
+        assert attempts < 80, f"only {kills} kills landed mid-stream in {attempts} attempts"
         proc = subprocess.Popen(
             _ingest_cmd(kafka_bootstrap, db), cwd=PROJECT_ROOT, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
-        # let it land 0-2 batches, then kill it at a random moment of the next one
-        for _ in range(rng.randint(0, 2)):
-            if not proc.stdout.readline():
+        # the first marker: one batch committed, the process is in its landing loop; then 0-2
+        # more batches, then a random moment of the next one
+        markers = []
+        for _ in range(1 + rng.randint(0, 2)):
+            line = proc.stdout.readline()
+            if not line:
                 break
+            markers.append(json.loads(line))
         time.sleep(rng.uniform(0.0, 0.4))
-        if proc.poll() is None:
+        signalled = proc.poll() is None
+        if signalled:
             proc.send_signal(signal.SIGKILL)
-            kills += 1
         proc.wait()
+        markers += [json.loads(line) for line in proc.stdout.read().splitlines()]
         proc.stdout.close()
-        assert proc.returncode in (0, -signal.SIGKILL)
         _no_orphans(db)
+        assert proc.returncode in (0, -signal.SIGKILL)
+        batches = [m for m in markers if "batch_landed" in m]
+        announced += sum(m["batch_landed"] for m in batches)
+        with warehouse.connection(db, read_only=True) as con:
+            (rows,) = con.execute("select count(*) from raw.erp_sale_line").fetchone()
+        # batches are whole: what the markers announced, plus at most the one batch committed
+        # in the instant between its commit and its marker
+        assert 0 <= rows - announced <= BATCH, (rows, announced)
+        announced = rows
+        hit = (
+            signalled
+            and proc.returncode == -signal.SIGKILL
+            and len(batches) >= 1
+            and len(batches) == len(markers)  # no summary line: the stream was not finished
+            and rows < N_EVENTS
+        )
+        kills += hit
+        if rows == N_EVENTS:  # the stream ran out before 20 kills landed: start over
+            break
+    assert kills == KILLS, f"{kills} kills hit the landing loop before the stream was consumed"
 
     final = subprocess.run(
         _ingest_cmd(kafka_bootstrap, db), cwd=PROJECT_ROOT, env=env,
