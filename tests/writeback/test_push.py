@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 
 from pipelines.lib.erp import TrytonAdapter
+from pipelines.lib.stages import MARKER_ENV
 from pipelines.lib.warehouse import connect, connection
 from pipelines.lib.writeback import (
     RetryPolicy,
@@ -184,37 +185,56 @@ def test_a_crash_between_erp_create_and_warehouse_update_never_duplicates(
         assert all(r["in_flight_since"] is None for r in adjustments(con).values())
 
 
+def _documents(adapter: TrytonAdapter, keys: list[str]) -> list[int]:
+    return [_count(adapter, "stock_move", k) for k in keys]
+
+
 def test_sigkill_mid_batch_then_push_again_creates_each_document_once(
-    db, erp_return, tryton_server, tryton_adapter
+    db, erp_return, tryton_server, tryton_adapter, tmp_path
 ):
-    with connection(db) as con:
-        ids = [
-            _stock_case(con, erp_return, f"RMA-K{i}", sku, "1", "WH-W-SCR")
-            for i, sku in enumerate(PRODUCTS)
-        ]
-    adj = _plan(db)
-    keys = [adj[m]["idempotency_key"] for m in ids]
+    """The kill must land inside the batch: the process marked its writeback stage, and when it
+    died the ERP held some of the batch's documents but not all. An attempt whose kill landed
+    elsewhere (before the first document or after the last) is not counted; a fresh batch is
+    planned for the next one."""
     env = {**os.environ, **tryton_server.env(), "RETURNSYNC_DB": str(db)}
-    process = subprocess.Popen(
-        [*RETURNSYNC, "push", "--backoff", "0"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(600):  # bounded: until the first document exists in Tryton
-            if process.poll() is not None or any(
-                tryton_adapter.find_document("stock_move", k) for k in keys
-            ):
-                break
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait()
+    interrupted = None
+    for attempt in range(5):
+        with connection(db) as con:
+            ids = [
+                _stock_case(con, erp_return, f"RMA-K{attempt}-{i}", sku, "1", "WH-W-SCR")
+                for i, sku in enumerate(PRODUCTS)
+            ]
+        adj = _plan(db)
+        keys = [adj[m]["idempotency_key"] for m in ids]
+        marker = tmp_path / f"stages-{attempt}"
+        process = subprocess.Popen(
+            [*RETURNSYNC, "push", "--backoff", "0"],
+            cwd=PROJECT_ROOT,
+            env={**env, MARKER_ENV: str(marker)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            for _ in range(1200):  # bounded: until the first document exists in Tryton
+                if process.poll() is not None or any(_documents(tryton_adapter, keys)):
+                    break
+                time.sleep(0.02)
+            process.send_signal(signal.SIGKILL)
+        finally:
+            process.wait()
+        stages = marker.read_text().split() if marker.exists() else []
+        assert stages[:2] == ["writeback", str(process.pid)], stages  # it was the push, pushing
+        created = _documents(tryton_adapter, keys)
+        if process.returncode == -signal.SIGKILL and 0 < sum(created) < len(keys):
+            interrupted = keys
+            break
+        push_adjustments(db, tryton_adapter, policy=FAST)  # finish this batch; try again
+    assert interrupted, "no kill landed inside a batch in 5 attempts"
+    assert max(created) == 1  # what the killed push did create, it created once
+
     summary = push_adjustments(db, tryton_adapter, policy=FAST)
     assert summary.exceptions == 0
-    assert [_count(tryton_adapter, "stock_move", k) for k in keys] == [1, 1, 1, 1]
+    assert _documents(tryton_adapter, interrupted) == [1, 1, 1, 1]
     with connection(db, read_only=True) as con:
         assert {r["status"] for r in adjustments(con).values()} == {"sent"}
 
