@@ -1,43 +1,86 @@
-"""A hand-made warehouse for the write-back tests: recon.mismatches and the few marts columns the
-planner reads, created with SQL (no dbt), so each test states exactly the data it plans from."""
+"""A hand-made warehouse for the write-back tests: recon.mismatches and the tables the planner
+reads, so each test states exactly the data it plans from (no dbt run).
+
+The tables are built from the dbt project itself, never from a copy of its DDL: the marts from
+their enforced contracts (`models/marts/_marts.yml`: every column, with its type), the ERP sales
+staging model from the columns its YAML documents, and the settings seed from its CSV with the
+types of `seeds/_seeds.yml`. A column renamed or retyped in dbt is renamed or retyped here, and a
+planner query that still uses the old name fails these tests. Rows are inserted by column name.
+"""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 
 import duckdb
+import yaml
 
 from pipelines.lib.recon.lifecycle import SEVERITY
 from pipelines.lib.recon.lifecycle import ensure_tables as ensure_recon_tables
 from pipelines.lib.warehouse import connect
+from pipelines.settings import DBT_PROJECT_DIR
 
 SEEN = datetime(2026, 11, 20, 12, tzinfo=UTC)
+MARTS = ("returns", "return_lines", "credits")
 
-MARTS_DDL = """
-create schema if not exists marts;
-create schema if not exists staging;
-create schema if not exists seeds;
-create table if not exists marts.returns (
-    return_key varchar, rma_number varchar, erp_return_order_id bigint, currency varchar
-);
-create table if not exists marts.return_lines (
-    return_line_key varchar, return_key varchar, rma_number varchar, erp_return_line_id bigint,
-    sku varchar, qty_authorized decimal(12,3), unit_price decimal(18,4), currency varchar
-);
-create table if not exists marts.credits (
-    return_key varchar, return_line_key varchar, system varchar, is_channel_refund boolean,
-    amount decimal(18,4), currency varchar, quantity decimal(12,3)
-);
-create table if not exists staging.stg_erp__sales (
-    sale_id bigint, party_id bigint, is_deleted boolean
-);
-create or replace table seeds.recon_settings (setting varchar, value decimal(18,4));
-insert into seeds.recon_settings values ('auto_approve_amount', 250), ('auto_approve_quantity', 10);
-"""
+
+def _models(path: Path) -> dict[str, dict]:
+    return {m["name"]: m for m in yaml.safe_load(path.read_text(encoding="utf-8"))["models"]}
+
+
+@cache
+def dbt_ddl() -> str:
+    """`create table` statements for what the planner reads, from the dbt project's files."""
+    models = DBT_PROJECT_DIR / "models"
+    statements = ["create schema if not exists marts", "create schema if not exists staging"]
+    marts = _models(models / "marts" / "_marts.yml")
+    for name in MARTS:
+        model = marts[name]
+        assert model["config"]["contract"]["enforced"], f"marts.{name} has no enforced contract"
+        cols = ", ".join(f'"{c["name"]}" {c["data_type"]}' for c in model["columns"])
+        statements.append(f"create table if not exists marts.{name} ({cols})")
+    # staging has no contract: the columns its YAML documents, typed by the project's naming
+    sales = _models(models / "staging" / "erp" / "_erp__models.yml")["stg_erp__sales"]
+
+    def staging_type(col: str) -> str:
+        if col.endswith("_id"):
+            return "bigint"
+        if col.startswith("is_"):
+            return "boolean"
+        return "timestamp with time zone" if col.endswith("_at") else "varchar"
+
+    cols = ", ".join(f'"{c["name"]}" {staging_type(c["name"])}' for c in sales["columns"])
+    statements.append(f"create table if not exists staging.stg_erp__sales ({cols})")
+    return ";\n".join(statements) + ";"
+
+
+def _load_settings_seed(con: duckdb.DuckDBPyConnection) -> None:
+    """seeds.recon_settings as dbt seeds it: the CSV, with the column types of _seeds.yml."""
+    seeds = DBT_PROJECT_DIR / "seeds"
+    config = {s["name"]: s for s in yaml.safe_load((seeds / "_seeds.yml").read_text())["seeds"]}
+    types = config["recon_settings"]["config"]["column_types"]
+    with open(seeds / "recon_settings.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    con.execute("create schema if not exists seeds")
+    cols = ", ".join(f'"{c}" {types.get(c, "varchar")}' for c in rows[0])
+    con.execute(f"create or replace table seeds.recon_settings ({cols})")
+    marks = ", ".join("?" for _ in rows[0])
+    con.executemany(
+        f"insert into seeds.recon_settings values ({marks})", [list(r.values()) for r in rows]
+    )
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, **values) -> None:
+    """Insert one row by column name (the other columns stay null)."""
+    cols = ", ".join(f'"{c}"' for c in values)
+    marks = ", ".join("?" for _ in values)
+    con.execute(f"insert into {table} ({cols}) values ({marks})", list(values.values()))
 
 
 def _key(*parts: object) -> str:
@@ -48,7 +91,8 @@ def make_warehouse(path: Path) -> Path:
     con = connect(path)
     try:
         ensure_recon_tables(con)
-        con.execute(MARTS_DDL)
+        con.execute(dbt_ddl())
+        _load_settings_seed(con)
     finally:
         con.close()
     return path
@@ -73,44 +117,60 @@ class ReturnSpec:
 def add_return(con: duckdb.DuckDBPyConnection, spec: ReturnSpec) -> None:
     return_key = _key("return", spec.rma)
     line_key = _key("line", spec.rma, spec.sku)
-    con.execute(
-        "insert into marts.returns values (?, ?, ?, ?)",
-        [return_key, spec.rma, spec.erp_return_order_id, spec.currency],
+    _insert(
+        con,
+        "marts.returns",
+        return_key=return_key,
+        rma_number=spec.rma,
+        erp_return_order_id=spec.erp_return_order_id,
+        currency=spec.currency,
     )
-    con.execute(
-        "insert into marts.return_lines values (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            line_key,
-            return_key,
-            spec.rma,
-            spec.erp_return_line_id,
-            spec.sku,
-            spec.qty_authorized,
-            spec.unit_price,
-            spec.currency,
-        ],
+    _insert(
+        con,
+        "marts.return_lines",
+        return_line_key=line_key,
+        return_key=return_key,
+        rma_number=spec.rma,
+        erp_return_line_id=spec.erp_return_line_id,
+        sku=spec.sku,
+        qty_authorized=spec.qty_authorized,
+        unit_price=spec.unit_price,
+        currency=spec.currency,
     )
     if spec.erp_return_order_id is not None and spec.party_id is not None:
-        con.execute(
-            "insert into staging.stg_erp__sales select ?, ?, false where not exists "
-            "(select 1 from staging.stg_erp__sales where sale_id = ?)",
-            [spec.erp_return_order_id, spec.party_id, spec.erp_return_order_id],
-        )
+        known = con.execute(
+            "select count(*) from staging.stg_erp__sales where sale_id = ?",
+            [spec.erp_return_order_id],
+        ).fetchone()[0]
+        if not known:
+            _insert(
+                con,
+                "staging.stg_erp__sales",
+                sale_id=spec.erp_return_order_id,
+                party_id=spec.party_id,
+                is_deleted=False,
+            )
     if spec.erp_credited_qty is not None:
-        con.execute(
-            "insert into marts.credits values (?, ?, 'erp', false, ?, ?, ?)",
-            [
-                return_key,
-                line_key,
-                spec.erp_credited_qty * spec.unit_price,
-                spec.currency,
-                spec.erp_credited_qty,
-            ],
+        _insert(
+            con,
+            "marts.credits",
+            return_key=return_key,
+            return_line_key=line_key,
+            system="erp",
+            is_channel_refund=False,
+            amount=spec.erp_credited_qty * spec.unit_price,
+            currency=spec.currency,
+            quantity=spec.erp_credited_qty,
         )
     if spec.channel_refund is not None:
-        con.execute(
-            "insert into marts.credits values (?, null, 'shopify', true, ?, ?, null)",
-            [return_key, spec.channel_refund, spec.currency],
+        _insert(
+            con,
+            "marts.credits",
+            return_key=return_key,
+            system="shopify",
+            is_channel_refund=True,
+            amount=spec.channel_refund,
+            currency=spec.currency,
         )
 
 
