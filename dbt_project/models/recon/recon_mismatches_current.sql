@@ -22,13 +22,14 @@
 ] %}
 {%- if execute and not listed %}
     {%- for node in graph.get('nodes', {}).values()
-        if node.resource_type == 'model'
-        and node.original_file_path.startswith('models/recon/')
-        and node.name not in rule_models + ['recon_run', 'recon_mismatches_current'] %}
-        {%- do exceptions.warn(
-            node.name ~ ' is not in recon_mismatches_current: dbt was started without '
-            ~ 'RETURNSYNC_RECON_RULE_MODELS (run it through returnsync)'
-        ) %}
+        if node.resource_type == 'model' and node.original_file_path.startswith('models/recon/') %}
+        {%- set model = node.unique_id.split('.')[-1] %}
+        {%- if model not in rule_models + ['recon_run', 'recon_mismatches_current'] %}
+            {%- do exceptions.warn(
+                model ~ ' is not in recon_mismatches_current: dbt was started without '
+                ~ 'RETURNSYNC_RECON_RULE_MODELS (run it through returnsync)'
+            ) %}
+        {%- endif %}
     {%- endfor %}
 {%- endif %}
 
