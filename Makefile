@@ -15,7 +15,7 @@ export GX_ANALYTICS_ENABLED := False
 DEMO_RETURNS ?= 200
 DEMO_SEED ?= 7
 
-.PHONY: help install run test fuzz dev lint format lock bench docs clean erp erp-install erp-db erp-lock kafka kafka-start kafka-stop
+.PHONY: help install run test fuzz dev lint format lock bench docs clean erp erp-install erp-db erp-lock kafka kafka-start kafka-stop mutants
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ test: install erp-db $(DAGSTER_HOME)/dagster.yaml ## Run the whole test suite (s
 
 fuzz: install ## The property-based tests (tests/fuzz/) with the long hypothesis profile
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -p no:cacheprovider tests/fuzz/
+
+mutants: install erp-db $(DAGSTER_HOME)/dagster.yaml ## Break each fixed test's behaviour (tests/mutants/*.patch) in a scratch copy; each test must fail
+	@bash scripts/system-packages.sh
+	$(BIN)/python tests/mutants/run.py
 
 dev: install $(DAGSTER_HOME)/dagster.yaml ## Dagster UI on http://127.0.0.1:3000
 	$(BIN)/returnsync prepare
