@@ -132,10 +132,11 @@ def _move_ids(con: duckdb.DuckDBPyConnection, catalog: tuple[Rule, ...]) -> int:
     every mismatch whose id is not the one its rule's key shape gives moves to that id: its
     history, adjustments and exceptions follow. An adjustment that never reached the ERP (no
     attempt, not in flight, not sent) also gets the idempotency key and id the planner would now
-    give it, so planning again changes nothing; one that reached the ERP keeps its key (the ERP
-    document carries it). Two mismatches that a coarser key shape makes one are merged: the
-    first seen keeps its place (an acknowledged or open one before a resolved one), the span of
-    first/last seen covers both, and the other's history follows.
+    give it, so a person's approval survives a new key shape (a rename changes the document's
+    description, which names the rule, so planning replaces those as for any changed mismatch);
+    one that reached the ERP keeps its key (the ERP document carries it). Two mismatches that a
+    coarser key shape makes one are merged: the status and acknowledgement of the acknowledged
+    (else open, else resolved) one, first/last seen spanning both, both histories.
     """
     for r in catalog:
         if r.renamed_from:
