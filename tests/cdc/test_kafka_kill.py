@@ -3,7 +3,7 @@
 100,000 bare Debezium envelopes of `erp.public.sale_line` (precise decimals) go to a real broker
 (3 partitions). The ingestion runs as a subprocess (`python -m pipelines.lib.cdc.kafka`), which
 prints a marker line after each batch it commits (`--print-batches`). The test waits for the
-first marker (the process is inside its landing loop), lets 0-2 more batches land, then kills it
+first marker (the process is inside its landing loop), lets 0-1 more batch land, then kills it
 at a random moment of the next one, so kills fall before, inside and after DuckDB transactions.
 Only a kill that hit the landing loop counts: the process died by the signal, had committed at
 least one batch in this attempt and had not finished the stream. After each kill the raw table
@@ -105,6 +105,7 @@ def test_sigkill_twenty_times_then_every_event_exactly_once(kafka_bootstrap, tmp
     kills = 0
     attempts = 0
     announced = 0  # rows the batch markers of every attempt so far said were committed
+    batch_s = 0.05  # how long one batch takes, measured between two markers
     while kills < KILLS:
         attempts += 1
         assert attempts < 80, f"only {kills} kills landed mid-stream in {attempts} attempts"
@@ -112,15 +113,19 @@ def test_sigkill_twenty_times_then_every_event_exactly_once(kafka_bootstrap, tmp
             _ingest_cmd(kafka_bootstrap, db), cwd=PROJECT_ROOT, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
-        # the first marker: one batch committed, the process is in its landing loop; then 0-2
-        # more batches, then a random moment of the next one
-        markers = []
-        for _ in range(1 + rng.randint(0, 2)):
+        # the first marker: one batch committed, the process is in its landing loop; then 0-1
+        # more batch, then a random moment of the next one (a batch's time is learnt from the
+        # markers, so a fast machine does not consume the stream in fewer than 20 kills)
+        markers, times = [], []
+        for _ in range(1 + rng.randint(0, 1)):
             line = proc.stdout.readline()
             if not line:
                 break
             markers.append(json.loads(line))
-        time.sleep(rng.uniform(0.0, 0.4))
+            times.append(time.monotonic())
+        if len(times) == 2:
+            batch_s = times[1] - times[0]
+        time.sleep(rng.uniform(0.0, batch_s))
         signalled = proc.poll() is None
         if signalled:
             proc.send_signal(signal.SIGKILL)
