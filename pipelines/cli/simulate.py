@@ -82,8 +82,8 @@ def simulate(
     quiet: bool,
 ) -> None:
     """Write a simulated returns landscape (DESIGN §2.9) and its answer key to OUT."""
-    from pipelines.lib.simulate import SimOptions, publish
-    from pipelines.lib.simulate import simulate as run_simulation
+    from returnsync_sim import SimOptions, publish
+    from returnsync_sim import simulate as run_simulation
 
     options = replace(SimOptions(), fault_rate=fault_rate, noise=not no_noise)
     summary = run_simulation(n_returns, seed, out_dir, as_of, options, progress=not quiet)

@@ -24,8 +24,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.lib.simulate import SimOptions, simulate
-from pipelines.lib.simulate.scenarios import BY_NAME, COMBO_BY_NAME
+from returnsync_sim import SimOptions, simulate
+from returnsync_sim.scenarios import BY_NAME, COMBO_BY_NAME
 from tests.simulate.oracle import analyse
 
 pytestmark = pytest.mark.slow

@@ -201,7 +201,7 @@ def test_values_at_their_limits_give_identical_rows_and_dead_letters(tmp_path):
 
 
 def test_simulated_landscape_gives_identical_rows_and_dead_letters(tmp_path):
-    from pipelines.lib.simulate import SimOptions, simulate
+    from returnsync_sim import SimOptions, simulate
 
     sim = tmp_path / "sim"
     simulate(200, 5, sim, datetime(2024, 6, 30, tzinfo=UTC), SimOptions(), progress=False)

@@ -696,7 +696,7 @@ def test_sources_filter(landing, con):
 def test_simulated_landscape_lands_with_exactly_the_expected_dead_letters(tmp_path, con):
     import csv
 
-    from pipelines.lib.simulate import SimOptions, simulate
+    from returnsync_sim import SimOptions, simulate
 
     landing = tmp_path / "sim"
     simulate(300, 11, landing, datetime(2024, 6, 30, tzinfo=UTC), SimOptions(), progress=False)

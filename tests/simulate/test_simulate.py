@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from kafka.partitioner.default import murmur2
 
 from pipelines.lib.contracts import AMAZON_COLUMNS, CDC_TABLES
-from pipelines.lib.simulate import SCENARIOS, SimOptions, simulate
-from pipelines.lib.simulate.kafka import parse_line
+from returnsync_sim import SCENARIOS, SimOptions, simulate
+from returnsync_sim.kafka import parse_line
 from tests.simulate.oracle import analyse
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
@@ -384,7 +384,7 @@ def test_publish_sends_the_file_records_to_kafka(kafka_bootstrap, tmp_path):
 
     from kafka import KafkaConsumer, TopicPartition
 
-    from pipelines.lib.simulate import publish
+    from returnsync_sim import publish
 
     simulate(40, 9, tmp_path, AS_OF, progress=False)
     prefix = f"simtest-{uuid.uuid4().hex[:8]}."

@@ -21,8 +21,8 @@ import duckdb
 import pytest
 
 from pipelines.lib.recon.lifecycle import RULES
-from pipelines.lib.simulate import SCENARIOS, SimOptions, simulate
 from pipelines.settings import PROJECT_ROOT
+from returnsync_sim import SCENARIOS, SimOptions, simulate
 
 pytestmark = pytest.mark.slow
 

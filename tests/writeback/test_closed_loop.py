@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
-from pipelines.lib.simulate.cdc import CdcWriter
 from pipelines.lib.warehouse import connection
+from returnsync_sim.cdc import CdcWriter
 from tests.fixtures.tryton_server import create_sale, return_sale, sale_lines, start_tryton
 
 pytestmark = [pytest.mark.erp, pytest.mark.slow]
