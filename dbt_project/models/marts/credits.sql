@@ -31,5 +31,10 @@ select
     cast(source_position as varchar) as source_position,
     cast(source_changed_at as timestamp with time zone) as source_changed_at
 from {{ ref('int_credits_unioned') }}
-where {{ in_touched('return_key', 'return', full) }}
-    or (return_key is null and system = 'shopify' and {{ in_touched('try_cast(external_id as bigint)', 'refund', full) }})
+where
+    {{ in_touched('return_key', 'return', full) }}
+    or (
+        return_key is null
+        and system = 'shopify'
+        and {{ in_touched('try_cast(external_id as bigint)', 'refund', full) }}
+    )

@@ -31,4 +31,6 @@ select
     cast(source_position as varchar) as source_position,
     cast(source_changed_at as timestamp with time zone) as source_changed_at
 from {{ ref('int_dispositions_mapped') }}
-where {{ in_touched('receipt_id', 'receipt', full) }} or {{ in_touched('inspection_id', 'inspection', full) }}
+where
+    {{ in_touched('receipt_id', 'receipt', full) }}
+    or {{ in_touched('inspection_id', 'inspection', full) }}

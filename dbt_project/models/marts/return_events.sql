@@ -12,11 +12,17 @@
 
 -- One row per lifecycle step of a return, from whichever system recorded it.
 with returns as (
-    select * from {{ ref('int_returns_linked') }} where {{ in_touched('return_key', 'return', full) }}
+    select * from {{ ref('int_returns_linked') }}
+    where {{ in_touched('return_key', 'return', full) }}
 ),
 
 steps as (
-    select return_key, 'requested' as event, requested_at as occurred_at, source_system, source_record_id
+    select
+        return_key,
+        'requested' as event,
+        requested_at as occurred_at,
+        source_system,
+        source_record_id
     from returns
     where requested_at is not null and channel is not null
 
@@ -28,7 +34,12 @@ steps as (
 
     union all
 
-    select return_key, base_status, coalesce(closed_at, source_changed_at), source_system, source_record_id
+    select
+        return_key,
+        base_status,
+        coalesce(closed_at, source_changed_at),
+        source_system,
+        source_record_id
     from returns
     where base_status in ('closed', 'cancelled', 'rejected', 'expired')
 

@@ -14,7 +14,8 @@
 -- state (cancelled, rejected, expired, closed) when it has one, otherwise the furthest step the
 -- other systems show (credited, inspected, received, in_transit, approved, requested).
 with returns as (
-    select * from {{ ref('int_returns_linked') }} where {{ in_touched('return_key', 'return', full) }}
+    select * from {{ ref('int_returns_linked') }}
+    where {{ in_touched('return_key', 'return', full) }}
 ),
 
 receipts as (
@@ -34,7 +35,9 @@ inspections as (
 ),
 
 credits as (
-    select distinct return_key from {{ ref('int_credits_unioned') }} where kind <> 'store_credit' and {{ in_touched('return_key', 'return', full) }}
+    select distinct return_key
+    from {{ ref('int_credits_unioned') }}
+    where kind <> 'store_credit' and {{ in_touched('return_key', 'return', full) }}
 )
 
 select

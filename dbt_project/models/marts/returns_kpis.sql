@@ -17,7 +17,7 @@ receipts as (
         arg_min(warehouse, [epoch(received_at), receipt_id]) as warehouse
     from {{ ref('int_receipts_linked') }}
     where return_key is not null
-    group by 1
+    group by return_key
 ),
 
 erp_warehouse as (
@@ -28,14 +28,14 @@ first_credit as (
     select return_key, min(issued_at) as credited_at
     from {{ ref('int_credits_unioned') }}
     where return_key is not null and kind <> 'store_credit'
-    group by 1
+    group by return_key
 ),
 
 first_posting as (
     select return_key, min(posted_at) as posted_at
     from {{ ref('int_return_stock_moves_joined') }}
     where state = 'done'
-    group by 1
+    group by return_key
 ),
 
 mix as (
@@ -47,7 +47,7 @@ mix as (
         sum(quantity) filter (where disposition = 'return_to_vendor') as units_return_to_vendor
     from {{ ref('int_dispositions_mapped') }}
     where return_key is not null
-    group by 1
+    group by return_key
 ),
 
 per_return as (
@@ -57,8 +57,10 @@ per_return as (
         coalesce(receipts.warehouse, erp_warehouse.erp_warehouse_code, 'unknown') as warehouse,
         receipts.return_key is not null as is_received,
         coalesce(receipts.units_received, 0) as units_received,
-        date_diff('second', returns.requested_at, first_credit.credited_at) / 3600.0 as refund_cycle_h,
-        date_diff('second', receipts.received_at, first_posting.posted_at) / 3600.0 as posting_latency_h,
+        date_diff('second', returns.requested_at, first_credit.credited_at) / 3600.0
+            as refund_cycle_h,
+        date_diff('second', receipts.received_at, first_posting.posted_at) / 3600.0
+            as posting_latency_h,
         coalesce(mix.units_restock, 0) as units_restock,
         coalesce(mix.units_refurbish, 0) as units_refurbish,
         coalesce(mix.units_scrap, 0) as units_scrap,

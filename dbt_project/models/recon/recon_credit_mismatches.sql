@@ -62,8 +62,8 @@ returns_money as (
         run.receipt_after_credit_grace_h,
         run.amount_tolerance
     from {{ ref('returns') }} as r
-    left join channel_refunds as c on r.return_key = c.return_key
-    left join erp_credits as e on r.return_key = e.return_key
+    left join channel_refunds as c on c.return_key = r.return_key
+    left join erp_credits as e on e.return_key = r.return_key
     cross join run
     where c.return_key is not null or e.return_key is not null
 ),
@@ -88,9 +88,10 @@ refund_without_credit as (
         -refund_amount as amount_delta,
         as_of
     from same_currency
-    where has_refund
-      and not has_credit
-      and first_refund_at + interval 1 hour * credit_grace_h <= as_of
+    where
+        has_refund
+        and not has_credit
+        and first_refund_at + interval 1 hour * credit_grace_h <= as_of
 ),
 
 credit_amount_mismatch as (
@@ -129,10 +130,11 @@ credit_without_receipt as (
         credit_amount as amount_delta,
         as_of
     from same_currency
-    where has_credit
-      and not is_received
-      and coalesce(outcome, '') <> 'keep_item'
-      and first_credit_at + interval 1 hour * receipt_after_credit_grace_h <= as_of
+    where
+        has_credit
+        and not is_received
+        and coalesce(outcome, '') <> 'keep_item'
+        and first_credit_at + interval 1 hour * receipt_after_credit_grace_h <= as_of
 ),
 
 flagged as (

@@ -14,8 +14,9 @@ erp_credited as (
 shopify_refunded as (
     select return_line_key, sum(abs(quantity)) as quantity
     from {{ ref('credits') }}
-    where system = 'shopify' and is_channel_refund
-      and return_line_key is not null and quantity is not null
+    where
+        system = 'shopify' and is_channel_refund
+        and return_line_key is not null and quantity is not null
     group by return_line_key
 ),
 
@@ -28,8 +29,8 @@ judged as (
         lines.unit_price,
         greatest(coalesce(e.quantity, 0), coalesce(s.quantity, 0)) as credited_qty
     from {{ ref('return_lines') }} as lines
-    left join erp_credited as e on lines.return_line_key = e.return_line_key
-    left join shopify_refunded as s on lines.return_line_key = s.return_line_key
+    left join erp_credited as e on e.return_line_key = lines.return_line_key
+    left join shopify_refunded as s on s.return_line_key = lines.return_line_key
     where lines.qty_authorized is not null
 )
 

@@ -37,10 +37,10 @@ with
 
 flagged as (
     {%- for rule_model in rule_models %}
-    select * from {{ ref(rule_model) }}
-    {%- if not loop.last %}
-    union all by name
-    {%- endif %}
+        select * from {{ ref(rule_model) }}
+        {%- if not loop.last %}
+            union all by name
+        {%- endif %}
     {%- endfor %}
 ),
 
@@ -72,4 +72,4 @@ select
     cast(flagged.qty_delta as decimal(18, 3)) as qty_delta,
     cast(flagged.detected_at as timestamp with time zone) as detected_at
 from flagged
-left join catalog on flagged.rule = catalog.rule
+left join catalog on catalog.rule = flagged.rule

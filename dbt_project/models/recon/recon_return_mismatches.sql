@@ -21,11 +21,12 @@ stale_return as (
         run.as_of
     from {{ ref('returns') }} as r
     cross join run
-    where r.approved_at is not null
-      and r.approved_at + interval 1 hour * run.stale_return_h <= run.as_of
-      and not coalesce(r.is_received, false)
-      and coalesce(r.status, '') not in ('cancelled', 'rejected')
-      and coalesce(r.outcome, '') <> 'keep_item'
+    where
+        r.approved_at is not null
+        and r.approved_at + interval 1 hour * run.stale_return_h <= run.as_of
+        and not coalesce(r.is_received, false)
+        and coalesce(r.status, '') not in ('cancelled', 'rejected')
+        and coalesce(r.outcome, '') <> 'keep_item'
 ),
 
 unmapped_sku as (

@@ -5,9 +5,9 @@
 
 select
     {% if as_of -%}
-    cast('{{ as_of }}' as timestamp with time zone)
+        cast('{{ as_of }}' as timestamp with time zone)
     {%- else -%}
-    cast(get_current_timestamp() as timestamp with time zone)
+        cast(get_current_timestamp() as timestamp with time zone)
     {%- endif %} as as_of,
     max(case when setting = 'posting_grace_h' then value end) as posting_grace_h,
     max(case when setting = 'credit_grace_h' then value end) as credit_grace_h,

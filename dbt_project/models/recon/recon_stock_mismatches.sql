@@ -33,9 +33,11 @@ posted as (
         location,
         sum(abs(quantity)) as posted_qty
     from {{ ref('inventory_adjustments') }}
-    where return_line_key is not null
-      and regexp_extract(location, '-([^-]+)$', 1)
-          in (select location_suffix from disposition_suffixes)
+    where
+        return_line_key is not null
+        and regexp_extract(location, '-([^-]+)$', 1) in (
+            select disposition_suffixes.location_suffix from disposition_suffixes
+        )
     group by return_line_key, location
 ),
 
@@ -48,22 +50,22 @@ positions as (
         coalesce(p.posted_qty, 0) as posted_qty
     from inspected as i
     full outer join posted as p
-        on i.return_line_key = p.return_line_key and i.location = p.location
+        on p.return_line_key = i.return_line_key and p.location = i.location
 ),
 
 judged as (
     select
         case
-            when positions.inspected_qty > 0
+            when
+                positions.inspected_qty > 0
                 and positions.posted_qty = 0
-                and positions.last_inspected_at + interval 1 hour * run.posting_grace_h
-                    <= run.as_of
+                and positions.last_inspected_at + interval 1 hour * run.posting_grace_h <= run.as_of
                 then 'receipt_not_posted'
-            when positions.inspected_qty > 0
+            when
+                positions.inspected_qty > 0
                 and positions.posted_qty > 0
                 and positions.inspected_qty <> positions.posted_qty
-                and positions.last_inspected_at + interval 1 hour * run.posting_grace_h
-                    <= run.as_of
+                and positions.last_inspected_at + interval 1 hour * run.posting_grace_h <= run.as_of
                 then 'posted_qty_mismatch'
             when positions.posted_qty > 0 and positions.inspected_qty = 0
                 then 'disposition_mismatch'
@@ -78,7 +80,7 @@ judged as (
         run.as_of
     from positions
     inner join {{ ref('return_lines') }} as lines
-        on positions.return_line_key = lines.return_line_key
+        on lines.return_line_key = positions.return_line_key
     cross join run
 )
 

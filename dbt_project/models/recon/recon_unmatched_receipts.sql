@@ -17,8 +17,9 @@ unmatched as (
         run.as_of
     from {{ ref('receipts') }} as receipts
     cross join run
-    where receipts.return_key is null
-      and receipts.received_at + interval 1 hour * run.unmatched_receipt_grace_h <= run.as_of
+    where
+        receipts.return_key is null
+        and receipts.received_at + interval 1 hour * run.unmatched_receipt_grace_h <= run.as_of
 )
 
 select

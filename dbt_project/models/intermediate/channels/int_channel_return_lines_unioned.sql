@@ -44,8 +44,9 @@ saas as (
     left join reasons as r1
         on r1.source_system = 'returns_saas' and r1.source_reason = upper(items.return_reason)
     left join reasons as r2
-        on r2.source_system = 'returns_saas_parent'
-        and r2.source_reason = upper(items.parent_return_reason)
+        on
+            r2.source_system = 'returns_saas_parent'
+            and r2.source_reason = upper(items.parent_return_reason)
     where {{ in_touched('items.rma_normalized', 'rma', full) }}
 ),
 
@@ -110,8 +111,10 @@ select
     crosswalk.erp_product_code as sku,
     crosswalk.erp_product_code is not null as is_sku_mapped,
     coalesce(crosswalk.erp_product_code, 'channel_sku:' || unioned.channel_sku) as line_ident,
-    {{ surrogate_key('return_line', ['unioned.rma_normalized', "coalesce(crosswalk.erp_product_code, 'channel_sku:' || unioned.channel_sku)"]) }}
-        as return_line_key,
+    {{ surrogate_key('return_line', [
+        'unioned.rma_normalized',
+        "coalesce(crosswalk.erp_product_code, 'channel_sku:' || unioned.channel_sku)",
+    ]) }} as return_line_key,
     unioned.channel_line_id,
     unioned.qty_requested,
     cast(unioned.unit_price as decimal(18, 4)) as unit_price,

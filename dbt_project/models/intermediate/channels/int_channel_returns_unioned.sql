@@ -15,11 +15,13 @@
 -- B2B credit requests (grouped by request_id). `base_status` is the channel's own state on the
 -- canonical scale; approved_at is the start of the stale-return window (DESIGN §5).
 with saas as (
-    select * from {{ ref('stg_returns_saas__returns') }} where {{ in_touched('rma_normalized', 'rma', full) }}
+    select * from {{ ref('stg_returns_saas__returns') }}
+    where {{ in_touched('rma_normalized', 'rma', full) }}
 ),
 
 amazon_rows as (
-    select * from {{ ref('stg_amazon__returns') }} where {{ in_touched('rma_normalized', 'rma', full) }}
+    select * from {{ ref('stg_amazon__returns') }}
+    where {{ in_touched('rma_normalized', 'rma', full) }}
 ),
 
 amazon as (
@@ -27,20 +29,30 @@ amazon as (
         amazon_rma_id,
         rma_normalized,
         min(return_request_date) as requested_at,
-        arg_max(return_request_status, {'report_date': report_date, 'delivered': return_delivery_date, 'sku': channel_sku}) as status,
-        arg_max(resolution, {'report_date': report_date, 'delivered': return_delivery_date, 'sku': channel_sku}) as resolution,
+        arg_max(
+            return_request_status,
+            {'report_date': report_date, 'delivered': return_delivery_date, 'sku': channel_sku}
+        ) as status,
+        arg_max(
+            resolution,
+            {'report_date': report_date, 'delivered': return_delivery_date, 'sku': channel_sku}
+        ) as resolution,
         min(currency) as currency,
         min(tracking_number) as tracking_number,
         min(tracking_normalized) as tracking_normalized,
         min(order_id) as order_id,
         max(source_changed_at) as last_changed_at,
-        arg_max(source_position, {'report_date': report_date, 'delivered': return_delivery_date, 'sku': channel_sku}) as source_position
+        arg_max(
+            source_position,
+            {'report_date': report_date, 'delivered': return_delivery_date, 'sku': channel_sku}
+        ) as source_position
     from amazon_rows
     group by 1, 2
 ),
 
 b2b_rows as (
-    select * from {{ ref('stg_b2b__credit_requests') }} where {{ in_touched('rma_normalized', 'rma', full) }}
+    select * from {{ ref('stg_b2b__credit_requests') }}
+    where {{ in_touched('rma_normalized', 'rma', full) }}
 ),
 
 b2b as (
@@ -98,7 +110,7 @@ unioned as (
         'amazon',
         'amazon',
         amazon_rma_id,
-        amazon_rma_id,
+        amazon_rma_id as rma_number,
         rma_normalized,
         status,
         case
@@ -109,7 +121,7 @@ unioned as (
             else 'requested'
         end,
         requested_at,
-        requested_at,
+        requested_at as approved_at,
         case
             when lower(status) similar to '.*(cancel|reject|denied|declined|closed|complete).*'
                 then last_changed_at
@@ -130,10 +142,14 @@ unioned as (
         'b2b',
         'b2b',
         request_id,
-        request_id,
+        request_id as rma_number,
         rma_normalized,
         status,
-        case status when 'approved' then 'approved' when 'rejected' then 'rejected' else 'requested' end,
+        case status
+            when 'approved' then 'approved'
+            when 'rejected' then 'rejected'
+            else 'requested'
+        end,
         requested_at,
         approved_at,
         case when status = 'rejected' then last_changed_at end,

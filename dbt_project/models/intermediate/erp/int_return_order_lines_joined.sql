@@ -32,8 +32,10 @@ select
     products.product_code,
     coalesce(products.product_code, 'erp_product:' || lines.product_id) as line_ident,
     {{ surrogate_key('return', ['orders.rma_normalized']) }} as return_key,
-    {{ surrogate_key('return_line', ['orders.rma_normalized', "coalesce(products.product_code, 'erp_product:' || lines.product_id)"]) }}
-        as return_line_key,
+    {{ surrogate_key('return_line', [
+        'orders.rma_normalized',
+        "coalesce(products.product_code, 'erp_product:' || lines.product_id)",
+    ]) }} as return_line_key,
     abs(lines.quantity) as qty_authorized,
     lines.unit_price,
     orders.currency_code,

@@ -52,5 +52,6 @@ from sales
 left join sales as original on original.sale_id = sales.origin_sale_id
 left join currencies on currencies.currency_id = sales.currency_id
 left join locations on locations.location_id = sales.warehouse_id
-where (sales.origin_sale_id is not null or sales.sale_id in (select sale_id from negative))
+where
+    (sales.origin_sale_id is not null or sales.sale_id in (select negative.sale_id from negative))
     and {{ in_touched('sales.sale_id', 'sale', full) }}

@@ -100,8 +100,10 @@ erp as (
         cast(invoice_line_id as varchar) as external_line_id,
         sku,
         quantity,
-        case when return_line_key is not null then 'erp_line_origin' when return_key is not null then 'erp_invoice' end
-            as link_rule,
+        case
+            when return_line_key is not null then 'erp_line_origin'
+            when return_key is not null then 'erp_invoice'
+        end as link_rule,
         'erp' as source_system,
         cast(invoice_line_id as varchar) as source_record_id,
         source_position,
@@ -139,18 +141,21 @@ refunds as (
 
 
 saas_lines as (
-    select provider_line_item_id, return_line_key, return_key, sku
+    select items.provider_line_item_id, lines.return_line_key, lines.return_key, lines.sku
     from {{ ref('int_channel_return_lines_unioned') }} as lines
     inner join {{ ref('stg_returns_saas__return_line_items') }} as items
-        on items.rma_normalized = lines.rma_normalized
-        and items.channel_sku = lines.channel_sku
+        on
+            items.rma_normalized = lines.rma_normalized
+            and items.channel_sku = lines.channel_sku
     where lines.source_system = 'returns_saas' and items.provider_line_item_id is not null
     {%- if not full %}
         and items.provider_line_item_id in (
             select line_item_id from refund_items where refund_id in (select refund_id from refunds)
         )
     {%- endif %}
-    qualify row_number() over (partition by provider_line_item_id order by return_key) = 1
+    qualify row_number() over (
+        partition by items.provider_line_item_id order by lines.return_key
+    ) = 1
 ),
 
 saas_orders as (
@@ -205,7 +210,8 @@ shopify_allocated as (
 
 shopify as (
     select
-        {{ surrogate_key('credit', ["'shopify'", 'refund_id', 'refund_line_item_id']) }} as credit_key,
+        {{ surrogate_key('credit', ["'shopify'", 'refund_id', 'refund_line_item_id']) }}
+            as credit_key,
         return_key,
         return_line_key,
         'shopify',
@@ -224,7 +230,8 @@ shopify as (
         source_position,
         source_changed_at
     from shopify_allocated
-    where {{ in_touched('return_key', 'return', full) }}
+    where
+        {{ in_touched('return_key', 'return', full) }}
         or (return_key is null and {{ in_touched('refund_id', 'refund', full) }})
 ),
 
@@ -242,7 +249,7 @@ amazon as (
         true,
         cast(abs(rows_.refunded_amount) as decimal(18, 4)),
         rows_.currency,
-        rows_.source_changed_at,
+        rows_.source_changed_at as issued_at,
         rows_.amazon_rma_id,
         rows_.channel_sku,
         amazon_lines.sku,
@@ -254,8 +261,9 @@ amazon as (
         rows_.source_changed_at
     from {{ ref('stg_amazon__returns') }} as rows_
     inner join amazon_lines
-        on amazon_lines.rma_normalized = rows_.rma_normalized
-        and amazon_lines.channel_sku = rows_.channel_sku
+        on
+            amazon_lines.rma_normalized = rows_.rma_normalized
+            and amazon_lines.channel_sku = rows_.channel_sku
     where rows_.refunded_amount <> 0 and {{ in_touched('rows_.rma_normalized', 'rma', full) }}
 ),
 

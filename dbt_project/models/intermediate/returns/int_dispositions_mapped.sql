@@ -14,8 +14,12 @@
 -- seed) and the ERP location the units must be posted to: `<ERP warehouse code>-<suffix>`.
 with inspections as (
     select * from {{ ref('stg_wms__inspections') }}
-    where not is_deleted
-        and ({{ in_touched('receipt_id', 'receipt', full) }} or {{ in_touched('inspection_id', 'inspection', full) }})
+    where
+        not is_deleted
+        and (
+            {{ in_touched('receipt_id', 'receipt', full) }}
+            or {{ in_touched('inspection_id', 'inspection', full) }}
+        )
 ),
 
 receipts as (
@@ -37,8 +41,9 @@ select
     inspections.grade,
     inspections.disposition_code as disposition_raw,
     dispositions.disposition,
-    case when receipts.warehouse is not null and dispositions.location_suffix is not null
-        then receipts.warehouse || '-' || dispositions.location_suffix
+    case
+        when receipts.warehouse is not null and dispositions.location_suffix is not null
+            then receipts.warehouse || '-' || dispositions.location_suffix
     end as location_code,
     inspections.quantity,
     inspections.inspected_at,

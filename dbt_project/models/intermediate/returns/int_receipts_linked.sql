@@ -31,7 +31,10 @@ exact_rmas as (
 ),
 
 exact_unique as (
-    select rma, min(return_key) as return_key from exact_rmas group by 1 having count(distinct return_key) = 1
+    select rma, min(return_key) as return_key
+    from exact_rmas
+    group by 1
+    having count(distinct return_key) = 1
 ),
 
 trackings as (
@@ -65,8 +68,9 @@ select
     linked.receipt_id,
     linked.return_key,
     returns.rma_normalized,
-    case when linked.return_key is not null then
-        {{ surrogate_key('return_line', ['returns.rma_normalized', 'linked.sku']) }}
+    case
+        when linked.return_key is not null then
+            {{ surrogate_key('return_line', ['returns.rma_normalized', 'linked.sku']) }}
     end as return_line_key,
     linked.link_rule,
     linked.dc_code,

@@ -15,7 +15,8 @@
 -- own). Quantities: requested (channel), authorized (|ERP return line|), received and inspected
 -- (WMS). Descriptive columns come from the channel line first, then the ERP line, then the receipt.
 with returns as (
-    select * from {{ ref('int_returns_linked') }} where {{ in_touched('return_key', 'return', full) }}
+    select * from {{ ref('int_returns_linked') }}
+    where {{ in_touched('return_key', 'return', full) }}
 ),
 
 channel_lines as (
@@ -111,8 +112,10 @@ select
     channel_lines.reason,
     channel_lines.reason_raw,
     coalesce(erp_lines.unit_price, channel_lines.unit_price) as unit_price,
-    case when erp_lines.unit_price is not null then erp_lines.currency else channel_lines.currency end
-        as currency,
+    case
+        when erp_lines.unit_price is not null then erp_lines.currency
+        else channel_lines.currency
+    end as currency,
     coalesce(receipt_lines.warehouse, erp_lines.warehouse, returns.erp_warehouse_code) as warehouse,
     case
         when channel_lines.return_line_key is not null then channel_lines.source_system
@@ -124,10 +127,13 @@ select
         cast(coalesce(erp_lines.live_line_id, erp_lines.any_line_id) as varchar),
         cast(receipt_lines.first_receipt_id as varchar)
     ) as source_record_id,
-    coalesce(channel_lines.source_position, erp_lines.source_position, receipt_lines.source_position)
-        as source_position,
     coalesce(
-        channel_lines.source_changed_at, erp_lines.source_changed_at, receipt_lines.source_changed_at
+        channel_lines.source_position, erp_lines.source_position, receipt_lines.source_position
+    ) as source_position,
+    coalesce(
+        channel_lines.source_changed_at,
+        erp_lines.source_changed_at,
+        receipt_lines.source_changed_at
     ) as source_changed_at
 from line_keys
 inner join returns on returns.return_key = line_keys.return_key

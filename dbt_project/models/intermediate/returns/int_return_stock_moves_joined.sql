@@ -18,7 +18,8 @@ with moves as (
 ),
 
 return_lines as (
-    select * from {{ ref('int_return_order_lines_joined') }} where {{ in_touched('return_key', 'return', full) }}
+    select * from {{ ref('int_return_order_lines_joined') }}
+    where {{ in_touched('return_key', 'return', full) }}
 ),
 
 locations as (

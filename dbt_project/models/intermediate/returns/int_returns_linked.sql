@@ -37,8 +37,9 @@ select
     channel.channel,
     channel.channel_return_id,
     channel.channel_status,
-    coalesce(channel.base_status, case when erp.state = 'cancelled' then 'cancelled' else 'approved' end)
-        as base_status,
+    coalesce(
+        channel.base_status, case when erp.state = 'cancelled' then 'cancelled' else 'approved' end
+    ) as base_status,
     coalesce(channel.requested_at, {{ utc('erp.sale_date') }}, erp.created_at) as requested_at,
     channel.approved_at,
     channel.closed_at,

@@ -28,14 +28,23 @@
 -- touched return has (or had) its RMA or tracking number, a Shopify refund when a touched return
 -- has (or had) its order or one of its line items, an ERP credit note when one of its lines
 -- comes from a touched return's lines; the returns those link to (before and now) are touched.
+--
+-- The Jinja down to `with` renders no SQL when dbt compiles (what sqlfluff lints), and sqlfluff
+-- misreads the indentation of its whitespace-stripping tags.
+-- noqa: disable=LT02
 {%- set models = returns_incremental_models() %}
 {%- set prev = {} %}
 {%- set reason = namespace(full=none, watermark=none) %}
 {#- the scope is computed only when models are built (not by compile, show or docs generate) -#}
 {%- set building = execute and flags.WHICH in ['run', 'build', 'retry'] %}
 {%- if building %}
-    {%- for name in ['int_return_orders_joined', 'int_returns_linked', 'int_receipts_linked', 'int_dispositions_mapped', 'int_credits_unioned', 'int_return_stock_moves_joined'] %}
-        {%- set rel = adapter.get_relation(database=target.database, schema='intermediate', identifier=name) %}
+    {%- for name in [
+        'int_return_orders_joined', 'int_returns_linked', 'int_receipts_linked',
+        'int_dispositions_mapped', 'int_credits_unioned', 'int_return_stock_moves_joined',
+    ] %}
+        {%- set rel = adapter.get_relation(
+            database=target.database, schema='intermediate', identifier=name
+        ) %}
         {%- if rel is none %}{% set reason.full = 'no previous ' ~ name %}{% endif %}
         {%- do prev.update({name: rel}) %}
     {%- endfor %}
@@ -43,13 +52,16 @@
         select md5(coalesce((select string_agg(t::varchar, '|' order by t::varchar) from {{ ref('reason_map') }} as t), '')
             || '#' || coalesce((select string_agg(t::varchar, '|' order by t::varchar) from {{ ref('disposition_map') }} as t), ''))
     {%- endset %}
-    {%- if load_relation(ref('reason_map')) is none or load_relation(ref('disposition_map')) is none %}
+    {%- if load_relation(ref('reason_map')) is none
+            or load_relation(ref('disposition_map')) is none %}
         {%- set fingerprint = '' %}
         {%- set reason.full = 'no seeds yet' %}
     {%- else %}
         {%- set fingerprint = run_query(fingerprint_sql).columns[0].values()[0] %}
     {%- endif %}
-    {%- if adapter.get_relation(database=target.database, schema='intermediate', identifier='_incremental_state') is none %}
+    {%- if adapter.get_relation(
+            database=target.database, schema='intermediate', identifier='_incremental_state'
+        ) is none %}
         {%- set reason.full = 'no watermarks yet' %}
     {%- endif %}
     {%- if reason.full is none %}
@@ -78,21 +90,32 @@
     {%- set fingerprint = '' %}
     {%- set reason.full = 'not a build' %}
 {%- endif %}
-{%- set all_raw = ['erp_sale_sale', 'erp_sale_line', 'erp_account_invoice', 'erp_account_invoice_line', 'erp_stock_move', 'erp_stock_location', 'erp_stock_shipment_out_return', 'erp_product_product', 'erp_currency_currency', 'erp_party_party', 'wms_receipts', 'wms_inspections', 'returns_saas_webhooks', 'shopify_refunds', 'amazon_returns', 'b2b_credit_requests', 'sku_crosswalk', 'warehouse_crosswalk'] %}
+{%- set all_raw = [
+    'erp_sale_sale', 'erp_sale_line', 'erp_account_invoice', 'erp_account_invoice_line',
+    'erp_stock_move', 'erp_stock_location', 'erp_stock_shipment_out_return', 'erp_product_product',
+    'erp_currency_currency', 'erp_party_party', 'wms_receipts', 'wms_inspections',
+    'returns_saas_webhooks', 'shopify_refunds', 'amazon_returns', 'b2b_credit_requests',
+    'sku_crosswalk', 'warehouse_crosswalk',
+] %}
 {%- set since = "_ingested_at > '" ~ reason.watermark ~ "'::timestamptz" %}
+-- noqa: enable=LT02
 
 with next_watermark as (
     select max(stamp) as watermark_at
     from (
         {%- for t in all_raw %}
-        select max(_ingested_at) as stamp from {{ source('raw', t) }}{% if not loop.last %} union all{% endif %}
+        select max(_ingested_at) as stamp from {{ source('raw', t) }}
+        {%- if not loop.last %}
+        union all
+        {%- endif %}
         {%- endfor %}
     )
 ),
 
 {% if reason.full is not none %}
 scope as (
-    select 'full' as kind, cast(null as varchar) as key, cast(null as varchar) as rma_normalized,
+    select
+        'full' as kind, cast(null as varchar) as key, cast(null as varchar) as rma_normalized,
         '{{ reason.full }}' as reason
 )
 {% else %}
@@ -424,7 +447,9 @@ select
     scope.key,
     scope.rma_normalized,
     scope.reason,
-    coalesce(next_watermark.watermark_at, '1970-01-01 00:00:00+00'::timestamptz) as watermark_at,
+    coalesce(
+        next_watermark.watermark_at, cast('1970-01-01 00:00:00+00' as timestamptz)
+    ) as watermark_at,
     '{{ fingerprint }}' as fingerprint
 from scope
 cross join next_watermark

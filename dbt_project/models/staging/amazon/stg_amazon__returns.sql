@@ -24,40 +24,44 @@ first_seen as (
         min(all_rows.report_date) as first_reported_on
     from rows_
     inner join all_rows
-        on trim(all_rows.amazon_rma_id) = trim(rows_.amazon_rma_id)
-        and trim(all_rows.merchant_sku) is not distinct from trim(rows_.merchant_sku)
-        and all_rows.return_request_status is not distinct from rows_.return_request_status
-        and all_rows.refunded_amount is not distinct from rows_.refunded_amount
+        on
+            trim(all_rows.amazon_rma_id) = trim(rows_.amazon_rma_id)
+            and trim(all_rows.merchant_sku) is not distinct from trim(rows_.merchant_sku)
+            and all_rows.return_request_status is not distinct from rows_.return_request_status
+            and all_rows.refunded_amount is not distinct from rows_.refunded_amount
     group by 1, 2
 )
 
 select
-    trim(amazon_rma_id) as amazon_rma_id,
-    {{ normalize_rma('amazon_rma_id') }} as rma_normalized,
-    trim(merchant_sku) as channel_sku,
-    trim(order_id) as order_id,
-    order_date,
-    return_request_date,
-    nullif(trim(return_request_status), '') as return_request_status,
-    nullif(trim(merchant_rma_id), '') as merchant_rma_id,
-    upper(nullif(trim(currency_code), '')) as currency,
-    nullif(trim(tracking_id), '') as tracking_number,
-    {{ normalize_rma('tracking_id') }} as tracking_normalized,
-    nullif(trim(asin), '') as asin,
-    cast(return_quantity as decimal(12, 3)) as quantity,
-    nullif(trim(return_reason), '') as return_reason,
-    nullif(trim(resolution), '') as resolution,
-    nullif(trim(return_type), '') as return_type,
-    return_delivery_date,
-    order_amount,
-    order_quantity,
-    refunded_amount,
-    report_date,
+    trim(rows_.amazon_rma_id) as amazon_rma_id,
+    {{ normalize_rma('rows_.amazon_rma_id') }} as rma_normalized,
+    trim(rows_.merchant_sku) as channel_sku,
+    trim(rows_.order_id) as order_id,
+    rows_.order_date,
+    rows_.return_request_date,
+    nullif(trim(rows_.return_request_status), '') as return_request_status,
+    nullif(trim(rows_.merchant_rma_id), '') as merchant_rma_id,
+    upper(nullif(trim(rows_.currency_code), '')) as currency,
+    nullif(trim(rows_.tracking_id), '') as tracking_number,
+    {{ normalize_rma('rows_.tracking_id') }} as tracking_normalized,
+    nullif(trim(rows_.asin), '') as asin,
+    cast(rows_.return_quantity as decimal(12, 3)) as quantity,
+    nullif(trim(rows_.return_reason), '') as return_reason,
+    nullif(trim(rows_.resolution), '') as resolution,
+    nullif(trim(rows_.return_type), '') as return_type,
+    rows_.return_delivery_date,
+    rows_.order_amount,
+    rows_.order_quantity,
+    rows_.refunded_amount,
+    rows_.report_date,
     first_seen.first_reported_on,
-    _file as source_file,
-    _file_sha256 || ':' || _row_number as source_position,
-    coalesce(return_delivery_date, {{ utc('first_seen.first_reported_on') }}) as source_changed_at
+    rows_._file as source_file,
+    rows_._file_sha256 || ':' || rows_._row_number as source_position,
+    coalesce(
+        rows_.return_delivery_date, {{ utc('first_seen.first_reported_on') }}
+    ) as source_changed_at
 from rows_
 left join first_seen
-    on first_seen.fs_rma_id = trim(rows_.amazon_rma_id)
-    and first_seen.fs_sku is not distinct from trim(rows_.merchant_sku)
+    on
+        first_seen.fs_rma_id = trim(rows_.amazon_rma_id)
+        and first_seen.fs_sku is not distinct from trim(rows_.merchant_sku)

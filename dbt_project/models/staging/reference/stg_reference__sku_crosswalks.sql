@@ -26,9 +26,11 @@ select
     _file as source_file,
     _row_number as source_row_number
 from {{ source('raw', 'sku_crosswalk') }}
-where _file_sha256 = coalesce(
-    (select sha256 from current_version), (select _file_sha256 from newest_file)
-)
+where
+    _file_sha256 = coalesce(
+        (select current_version.sha256 from current_version),
+        (select newest_file._file_sha256 from newest_file)
+    )
 qualify row_number() over (
     partition by lower(trim(channel)), trim(channel_sku) order by _row_number desc
 ) = 1

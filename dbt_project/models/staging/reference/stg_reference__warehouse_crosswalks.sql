@@ -21,7 +21,9 @@ select
     _file as source_file,
     _row_number as source_row_number
 from {{ source('raw', 'warehouse_crosswalk') }}
-where _file_sha256 = coalesce(
-    (select sha256 from current_version), (select _file_sha256 from newest_file)
-)
+where
+    _file_sha256 = coalesce(
+        (select current_version.sha256 from current_version),
+        (select newest_file._file_sha256 from newest_file)
+    )
 qualify row_number() over (partition by upper(trim(dc_code)) order by _row_number desc) = 1

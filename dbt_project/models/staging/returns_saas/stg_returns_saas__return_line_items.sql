@@ -16,18 +16,18 @@ items as (
 )
 
 select
-    return_id,
-    item.line_item_id as line_item_id,
-    item.provider_line_item_id as provider_line_item_id,
-    trim(item.sku) as channel_sku,
-    cast(item.quantity as decimal(12, 3)) as quantity,
-    item.price as unit_price,
-    item.refund as refund_amount,
-    nullif(trim(item.return_reason), '') as return_reason,
-    nullif(trim(item.parent_return_reason), '') as parent_return_reason,
-    rma_number,
-    rma_normalized,
-    currency,
-    source_position,
-    source_changed_at
+    items.return_id,
+    items.item.line_item_id,
+    items.item.provider_line_item_id,
+    trim(items.item.sku) as channel_sku,
+    cast(items.item.quantity as decimal(12, 3)) as quantity,
+    items.item.price as unit_price,
+    items.item.refund as refund_amount,
+    nullif(trim(items.item.return_reason), '') as return_reason,
+    nullif(trim(items.item.parent_return_reason), '') as parent_return_reason,
+    items.rma_number,
+    items.rma_normalized,
+    items.currency,
+    items.source_position,
+    items.source_changed_at
 from items

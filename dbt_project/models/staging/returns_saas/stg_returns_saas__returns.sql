@@ -52,7 +52,8 @@ latest as (
     from deliveries
     qualify row_number() over (
         partition by return_id
-        order by updated_at desc nulls last, delivered_at desc nulls last, _file desc, _row_number desc
+        order by
+            updated_at desc nulls last, delivered_at desc nulls last, _file desc, _row_number desc
     ) = 1
 )
 

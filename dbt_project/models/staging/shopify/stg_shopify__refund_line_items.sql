@@ -13,15 +13,15 @@ items as (
 )
 
 select
-    item.id as refund_line_item_id,
-    refund_id,
-    item.line_item_id as line_item_id,
-    cast(item.quantity as decimal(12, 3)) as quantity,
-    item.restock_type as restock_type,
-    item.subtotal as subtotal,
-    item.total_tax as total_tax,
-    trim(item.line_item.sku) as channel_sku,
-    item.line_item.price as unit_price,
-    source_position,
-    source_changed_at
+    items.item.id as refund_line_item_id,
+    items.refund_id,
+    items.item.line_item_id,
+    cast(items.item.quantity as decimal(12, 3)) as quantity,
+    items.item.restock_type,
+    items.item.subtotal,
+    items.item.total_tax,
+    trim(items.item.line_item.sku) as channel_sku,
+    items.item.line_item.price as unit_price,
+    items.source_position,
+    items.source_changed_at
 from items

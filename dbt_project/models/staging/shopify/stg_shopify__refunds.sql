@@ -10,6 +10,9 @@ with refunds as (
     ) = 1
 ),
 
+-- `t` is each unnested transaction (a struct): sqlfluff takes `t.amount` for a column of a table
+-- `t` missing from the FROM clause, but to DuckDB it is the struct's field.
+-- noqa: disable=RF01
 successful as (
     select
         refunds.id as refund_id,
@@ -17,10 +20,11 @@ successful as (
         min(upper(trim(t.currency))) as currency,
         string_agg(cast(t.id as varchar), ',' order by t.id) as transaction_ids,
         count(*) as transactions
-    from refunds, unnest(refunds.transactions) as u(t)
+    from refunds, unnest(refunds.transactions) as u (t)
     where lower(t.kind) = 'refund' and lower(t.status) = 'success'
     group by 1
 )
+-- noqa: enable=RF01
 
 select
     refunds.id as refund_id,
