@@ -99,16 +99,17 @@ SQLFLUFF := cd dbt_project && RETURNSYNC_DB=:memory: ../$(BIN)/sqlfluff
 SQL_PATHS := models macros tests
 
 # Every check runs even after one fails; the last line names the ones that failed.
-lint: install ## ruff check, ruff format check, sqlfluff on the dbt SQL (CI runs it before the tests)
+lint: install ## ruff check, ruff format check, import contracts, sqlfluff on the dbt SQL (CI runs it before the tests)
 	@failed=; \
 	echo "== ruff check"; $(BIN)/ruff check . || failed="$$failed ruff-check"; \
 	echo "== ruff format --check"; $(BIN)/ruff format --check . || failed="$$failed ruff-format"; \
+	echo "== lint-imports (pyproject.toml [tool.importlinter])"; $(BIN)/lint-imports --no-cache --no-logo || failed="$$failed import-contracts"; \
 	echo "== sqlfluff lint (dbt templater)"; ($(SQLFLUFF) lint --processes 0 $(SQL_PATHS)) || failed="$$failed sqlfluff"; \
 	if [ -n "$$failed" ]; then \
 		echo "make lint FAILED:$$failed (make format / make format-sql apply the automatic fixes)"; \
 		exit 1; \
 	fi; \
-	echo "make lint: ruff check, ruff format and sqlfluff passed"
+	echo "make lint: ruff check, ruff format, import contracts and sqlfluff passed"
 
 lint-sql: install ## sqlfluff alone on the dbt SQL (dbt templater, DuckDB dialect)
 	$(SQLFLUFF) lint --processes 0 $(SQL_PATHS)

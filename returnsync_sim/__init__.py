@@ -2,8 +2,9 @@
 
 A package of its own beside the product, installed by the same `pyproject.toml`: it writes what
 the sources would deliver, so the product never imports it. Only the `returnsync simulate`
-command does, lazily. It may read the product's source contracts (`pipelines.lib.contracts`),
-the formats it must write.
+command does, lazily (`make lint` checks the imports against the contracts in `pyproject.toml`;
+tests/test_architecture.py that the one allowed import is lazy). It may read the product's source
+contracts (`pipelines.lib.contracts`), the formats it must write.
 
 `simulate(n_returns, seed, out, as_of, options)` writes the landing layout of DESIGN §2.9 plus the
 answer key (`expected_mismatches.csv`, `expected_dead_letters.csv`, `scenarios.csv`,
