@@ -28,6 +28,7 @@ from pathlib import Path
 from dagster_dbt import DbtCliResource, DbtProject
 
 from pipelines.dbt_child import PARENT_ENV
+from pipelines.lib.processes import is_running
 from pipelines.settings import DBT_PROJECT_DIR, Settings
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
@@ -136,15 +137,7 @@ def _owner_alive(folder: Path) -> bool | None:
     if not match:
         return None
     pid = int(match.group(1))
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid == os.getpid() or is_running(pid)
 
 
 def _last_change(folder: Path) -> float:

@@ -21,6 +21,8 @@ import signal
 import sys
 from pathlib import Path
 
+from pipelines.lib.processes import is_running
+
 PARENT_ENV = "RETURNSYNC_DBT_PARENT_PID"
 PR_SET_PDEATHSIG = 1
 EXIT_ORPHANED = 137  # as if the death signal had arrived: 128 + SIGKILL
@@ -40,25 +42,10 @@ def die_with_parent() -> bool:
         return False
 
 
-def _running(pid: int) -> bool:
-    """The process exists and is not a zombie (a killed launcher not yet reaped is one)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _orphaned(parent: int, expected: str | None) -> bool:
     """Whether the launcher is gone before dbt could start (see the module doc)."""
     if expected and expected.isdigit():
-        return parent != int(expected) and not _running(int(expected))
+        return parent != int(expected) and not is_running(int(expected))
     return parent == 1
 
 

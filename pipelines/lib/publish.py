@@ -42,6 +42,8 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.lib.processes import is_running
+
 PUBLISHED_SCHEMAS = ("marts", "recon")
 
 # Reports and the published marts never carry personal data (DESIGN §5). The marts should not
@@ -73,20 +75,6 @@ class PublishResult:
     published_at: datetime | None = None
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    except OSError:
-        return False
-    return True
-
-
 def remove_leftovers(target: Path, max_age_s: float = LEFTOVER_MAX_AGE_S) -> list[Path]:
     """Delete the staging files an interrupted publish of `target` left behind: those whose
     process is no longer alive, or that are older than `max_age_s` (a reused pid). A publish in
@@ -106,7 +94,7 @@ def remove_leftovers(target: Path, max_age_s: float = LEFTOVER_MAX_AGE_S) -> lis
             age = now - path.lstat().st_mtime
         except OSError:
             continue
-        if age <= max_age_s and (pid == os.getpid() or _pid_alive(pid)):
+        if age <= max_age_s and (pid == os.getpid() or is_running(pid)):
             continue  # a publish in progress (this process's own, in another thread, included)
         try:
             if path.is_dir() and not path.is_symlink():
