@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -135,6 +135,9 @@ class RunOutcome:
     log_file: Path | None = None
     failure: str | None = None  # one line: the step that failed and why
     exit_code: int = 0  # the CLI's exit code for the failure (DESIGN §12)
+    # paths in the landing folders that were not read (symbolic links, directories, FIFOs,
+    # unreadable files: DESIGN §12), as (path, reason), from the landing assets' metadata
+    not_read: list[tuple[str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return self.success
@@ -173,10 +176,25 @@ def run_main_job(
             run_id=run_id,
         )
     if result.success:
-        return RunOutcome(True, result.run_id, log_file)
+        return RunOutcome(True, result.run_id, log_file, not_read=paths_not_read(result))
     failure, code = describe_failure(result)
     where = f" (full log: {log_file})" if log_file else ""
     return RunOutcome(False, result.run_id, log_file, failure + where, code)
+
+
+NOT_READ_METADATA = ("skipped_paths", "files_ignored")  # assets/files.py, assets/cdc.py
+
+
+def paths_not_read(result) -> list[tuple[str, str]]:
+    """(path, reason) of every landing path the run did not read, once each, sorted."""
+    found: dict[str, str] = {}
+    for event in result.get_asset_materialization_events():
+        metadata = event.event_specific_data.materialization.metadata
+        for key in NOT_READ_METADATA:
+            value = metadata.get(key)
+            for item in getattr(value, "data", None) or []:
+                found[str(item["path"])] = str(item["reason"])
+    return sorted(found.items())
 
 
 def _exit_codes() -> dict[str, int]:

@@ -18,6 +18,8 @@ import click
 from pipelines.errors import ConfigError, JobFailed
 from pipelines.settings import Settings, parse_as_of
 
+NOT_READ_SHOWN = 20  # landing paths not read, listed in the summary (the rest in the run's log)
+
 
 @click.command()
 @click.option(
@@ -87,6 +89,12 @@ def run(landing_dir: Path | None, db_path: Path | None, as_of: str | None, quiet
     if not outcome:
         raise outcome.error()
     data = print_summary(settings, click.echo)
+    if outcome.not_read:
+        click.echo(f"not read ({len(outcome.not_read)} path(s): links are never followed):")
+        for path, reason in outcome.not_read[:NOT_READ_SHOWN]:
+            click.echo(f"  {path}: {reason}")
+        if len(outcome.not_read) > NOT_READ_SHOWN:
+            click.echo(f"  ... and {len(outcome.not_read) - NOT_READ_SHOWN} more (see {log_file})")
     if data["stale"]:
         from pipelines.lib.source_status import describe
 

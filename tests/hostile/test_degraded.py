@@ -64,6 +64,9 @@ def landscape(tmp_path_factory):
         "--quiet", env=clean_env(root / "unused"),
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
+    # paths a run must not read, and must say it did not (DESIGN §12)
+    (landing / "cdc" / "x.ndjson").mkdir()
+    (landing / "b2b" / "passwd.csv").symlink_to("/etc/passwd")
     return root, landing
 
 
@@ -102,6 +105,11 @@ def test_an_unreachable_erp_and_a_crashing_reader_leave_the_rest_reconciled(outa
     assert "== returnsync summary" in result.stdout  # partial, not failed: the summary is there
     summary = result.stdout.split("STALE sources", 1)[1]
     assert "erp_pull" in summary and CRASHED in summary
+    not_read = result.stdout.split("not read (2 path(s)", 1)[1].splitlines()[1:3]
+    assert not_read == [
+        "  b2b/passwd.csv: symbolic link: not followed",
+        "  cdc/x.ndjson: not read: a directory",
+    ], result.stdout
 
 
 def test_report_names_every_stale_source(outage, tmp_path):
