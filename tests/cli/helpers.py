@@ -5,6 +5,7 @@ error, never a traceback."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,10 @@ def error_line(result: subprocess.CompletedProcess, code: int) -> str:
     assert "Traceback" not in result.stderr and "Stack Trace" not in result.stderr
     assert lines[0].startswith("returnsync: "), lines[0]
     return lines[0]
+
+
+def closed_port() -> int:
+    """A 127.0.0.1 port nothing listens on: bound, then closed again, so a connection is refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -3,14 +3,12 @@ one line, exit 2 or 4, and not one adjustment changes state (DESIGN §6, §12)."
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from pipelines.errors import EXIT_ERP, EXIT_USAGE
 from pipelines.lib.warehouse import connection
 from pipelines.lib.writeback import plan_adjustments
-from tests.cli.helpers import clean_env, error_line, returnsync
+from tests.cli.helpers import clean_env, closed_port, error_line, returnsync
 from tests.writeback.helpers import ReturnSpec, add_mismatch, add_return, make_warehouse
 
 ERP = {
@@ -18,12 +16,6 @@ ERP = {
     "RETURNSYNC_ERP_USER": "admin",
     "RETURNSYNC_ERP_PASSWORD": "pw-9c1e-never-shown",
 }
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again when the block ends: connection refused
 
 
 def _state(db) -> dict[str, list]:
@@ -59,7 +51,7 @@ def test_an_erp_url_that_is_not_a_url_changes_nothing(tmp_path, approved):
 
 def test_an_unreachable_erp_is_exit_4_and_changes_no_adjustment(tmp_path, approved):
     before = _state(approved)
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{closed_port()}"
     env = clean_env(tmp_path / "data", RETURNSYNC_ERP_URL=url, **ERP)
     result = returnsync("push", "--backoff", "0", "--max-attempts", "2", env=env)
     line = error_line(result, EXIT_ERP)

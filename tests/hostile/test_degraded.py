@@ -6,15 +6,13 @@ auto-approves nothing, and exits 1 with one line on standard error."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from pipelines.errors import EXIT_FAILED
 from pipelines.lib import source_status
 from pipelines.lib.warehouse import connection
 from pipelines.lib.writeback import plan_adjustments
-from tests.cli.helpers import clean_env, error_line, returnsync
+from tests.cli.helpers import clean_env, closed_port, error_line, returnsync
 
 pytestmark = pytest.mark.slow  # two real runs of the main job
 
@@ -26,12 +24,6 @@ ERP = {
     "RETURNSYNC_ERP_USER": "admin",
     "RETURNSYNC_ERP_PASSWORD": "pw-4f1d-never-shown",
 }
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _counts(db) -> dict[str, int]:
@@ -74,7 +66,7 @@ def landscape(tmp_path_factory):
 def outage(landscape):
     """A first run with the ERP pull unreachable and the Shopify reader crashing."""
     root, landing = landscape
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{closed_port()}"
     env = clean_env(root / "data", RETURNSYNC_ERP_URL=url, **ERP)
     result = returnsync(
         "run", "--quiet", "--landing", str(landing), "--as-of", AS_OF,
