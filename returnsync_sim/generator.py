@@ -22,6 +22,7 @@ from pipelines.lib.contracts import AMAZON_COLUMNS
 from . import reference as ref
 from .cdc import MALFORMED_KINDS, CdcWriter, Change
 from .files import CsvWriter, HashedWriter
+from .observers import load_observers
 from .scenarios import BY_NAME, COMBO_BY_NAME, COMBOS, SCENARIOS, SKU_RULES, Scenario
 
 CENT = Decimal("0.01")
@@ -361,6 +362,7 @@ class Simulator:
             if self.opt.multi_fault_rate > 0 and (enabled is None or c.name in enabled)
         ]
         self.margin = timedelta(seconds=self.opt.near_miss_margin_s)
+        self.observers = load_observers()  # answer-key extensions (observers.py)
 
     # -- ids -------------------------------------------------------------------------------------
     def next_id(self, kind: str) -> int:
@@ -385,7 +387,7 @@ class Simulator:
     def run(self) -> dict:
         for d in OUTPUT_DIRS:
             shutil.rmtree(self.out / d, ignore_errors=True)
-        for name in OUTPUT_FILES:
+        for name in OUTPUT_FILES + tuple(f for obs in self.observers for f in obs.files):
             (self.out / name).unlink(missing_ok=True)
         self.out.mkdir(parents=True, exist_ok=True)
         self.cdc = CdcWriter(
@@ -562,6 +564,8 @@ class Simulator:
         pending, self.pending_bad = self.pending_bad, []
         self.emit_channel(r, rng, [m for m in malformed if m[0] != "cdc"] + pending)
         self.write_changes(i, rng, changes, [k for s, k in malformed if s == "cdc"])
+        for obs in self.observers:
+            obs.on_return(self, r, main, expected)
 
     def record_scenario(
         self, scen: Scenario, channel: str, rma: str, expected: list[tuple[str, str, str]]
@@ -1873,6 +1877,10 @@ class Simulator:
             "dead_letters": len(dead),
             "quarantined": self.quarantined,
         }
+        for obs in self.observers:
+            extra = obs.finish(self, self.out)
+            if extra is not None:
+                summary[obs.name] = extra
         with open(self.out / "landscape.json", "w", encoding="utf-8") as f:
             f.write(json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         return summary
