@@ -6,9 +6,11 @@ keys without per-model overrides; groups are the dbt layer; dbt tests become ass
 Each build writes its artifacts to a folder of its own (`pipelines.dbt.run_target_path`), removed
 when the build succeeds and kept when it fails (dagster-dbt's error names its `dbt.log`); the
 folders of earlier failed or killed builds are pruned first, but for the newest few.
+
+`as_of` reaches dbt through the run context (`pipelines.dbt.write_run_context`), not `--vars`,
+so a run never makes dbt re-parse.
 """
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +24,7 @@ from pipelines.dbt import (
     remove_run_target,
     run_target_path,
     use_settings,
+    write_run_context,
 )
 from pipelines.lib.stages import mark
 from pipelines.lib.warehouse import initialize
@@ -73,13 +76,13 @@ def returnsync_dbt_assets(
     resolved = settings.get()
     initialize(resolved.db_path)  # raw sources exist even before anything has landed
     use_settings(resolved)
-    dbt_vars = {"as_of": resolve_as_of(config.as_of)}
-    context.log.info(f"dbt build with as_of={dbt_vars['as_of']}")
+    as_of = resolve_as_of(config.as_of)
+    # through the run context, not --vars: a var would make dbt re-parse the project every run
+    write_run_context(resolved.db_path, as_of, context.run.run_id)
+    context.log.info(f"dbt build with as_of={as_of}")
     prune_run_targets()
     target = run_target_path(context.run.run_id)
-    yield from dbt.cli(
-        ["build", "--vars", json.dumps(dbt_vars)], context=context, target_path=target
-    ).stream()
+    yield from dbt.cli(["build"], context=context, target_path=target).stream()
     remove_run_target(target)  # not reached when the build failed: its dbt.log stays
 
 

@@ -12,6 +12,11 @@ dbt build of a run writes its artifacts to its own folder
 succeeds; `prune_run_targets` removes the folders of earlier builds that failed or were killed,
 except the newest few (their `dbt.log` helps debugging). `target/manifest.json` and
 `target/partial_parse.msgpack` are never touched.
+
+The run's `as_of` reaches dbt through the run context (`write_run_context`: the table
+`recon.run_context`, one row, written right before dbt starts; macros/run_context.sql reads it),
+never through `--vars`: a changed var makes dbt re-parse the whole project (3-5 s here), a row
+does not.
 """
 
 from __future__ import annotations
@@ -83,6 +88,25 @@ def use_settings(settings: Settings) -> None:
     """
     os.environ.update(settings.dbt_env())
     mark_dbt_parent()
+
+
+RUN_CONTEXT_TABLE = "recon.run_context"  # macros/run_context.sql
+
+
+def write_run_context(db_path: Path | str, as_of: str, run_id: str) -> None:
+    """Replace the run context dbt reads (`as_of`, ISO-8601) in one short write transaction.
+
+    Written before every dbt build of a run, so a build never sees an earlier run's time; the
+    connection is closed before dbt opens the warehouse."""
+    from pipelines.lib.warehouse import connection, transaction
+
+    with connection(db_path) as con, transaction(con):
+        con.execute("create schema if not exists recon")
+        con.execute(
+            f"create or replace table {RUN_CONTEXT_TABLE} as select ?::timestamptz as as_of, "
+            "?::varchar as run_id, now() as written_at",
+            [as_of, run_id],
+        )
 
 
 def manifest_is_stale() -> bool:

@@ -1,20 +1,27 @@
--- One row: the run's `as_of` (the dbt var, default now) and the settings seed pivoted to columns.
--- Every rule reads its windows and the tolerance from here, and the lifecycle (Python) reads the
--- same `as_of`, so one run has one time.
-{%- set as_of = var('as_of', none) %}
+-- One row: the run's `as_of` and every numeric setting of the settings seed as a column of its
+-- own name. Every rule reads its windows and tolerances from here, and the lifecycle (Python)
+-- reads the same `as_of`, so one run has one time.
+--
+-- `as_of` comes from the run context (macros/run_context.sql: the table the Dagster asset writes
+-- before dbt starts, a `--vars` override, else now). The settings are pivoted generically: a new
+-- numeric row in the seed is a new column here without an edit; settings whose value is not a
+-- number (a currency code, a text) are left to the models that read the seed itself.
+
+with numeric_settings as (
+    select
+        setting,
+        try_cast(value as decimal(18, 4)) as numeric_value
+    from {{ ref('recon_settings') }}
+    where try_cast(value as decimal(18, 4)) is not null
+),
+
+-- noqa: disable=all
+settings as (
+    pivot numeric_settings on setting using max(numeric_value)
+)
+-- noqa: enable=all
 
 select
-    {% if as_of -%}
-        cast('{{ as_of }}' as timestamp with time zone)
-    {%- else -%}
-        cast(get_current_timestamp() as timestamp with time zone)
-    {%- endif %} as as_of,
-    max(case when setting = 'posting_grace_h' then value end) as posting_grace_h,
-    max(case when setting = 'credit_grace_h' then value end) as credit_grace_h,
-    max(case when setting = 'receipt_after_credit_grace_h' then value end)
-        as receipt_after_credit_grace_h,
-    max(case when setting = 'stale_return_h' then value end) as stale_return_h,
-    max(case when setting = 'unmatched_receipt_grace_h' then value end)
-        as unmatched_receipt_grace_h,
-    max(case when setting = 'amount_tolerance' then value end) as amount_tolerance
-from {{ ref('recon_settings') }}
+    {{ run_as_of() }} as as_of,
+    settings.*  -- noqa: AM04
+from settings
