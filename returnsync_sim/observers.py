@@ -21,7 +21,7 @@ import importlib
 from typing import Protocol
 
 # "module:Class" of every observer, in the order they run. Each module is imported lazily.
-OBSERVERS: tuple[str, ...] = ()
+OBSERVERS: tuple[str, ...] = ("returnsync_sim.stages:StageLatencies",)
 
 
 class Observer(Protocol):
