@@ -25,6 +25,7 @@ DOCUMENTED_COMMANDS = [
     "shell",
     "simulate",
     "sql",
+    "unacknowledge",
 ]
 
 

@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "pipelines.cli.simulate:simulate",
     "report": "pipelines.cli.report:report",
     "acknowledge": "pipelines.cli.acknowledge:acknowledge",
+    "unacknowledge": "pipelines.cli.acknowledge:unacknowledge",
     "approve": "pipelines.cli.adjustments:approve",
     "reject": "pipelines.cli.adjustments:reject",
     "push": "pipelines.cli.adjustments:push",

@@ -248,6 +248,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        4,
+        "acknowledgement notes: why a person acknowledged a mismatch (DESIGN §11)",
+        """
+        -- The note a person gave with `returnsync acknowledge --note` (null: none given, or the
+        -- mismatch is not acknowledged). Written by pipelines/lib/recon/lifecycle.py; the report
+        -- shows it as `acknowledgement_note`.
+        alter table recon.mismatches add column if not exists acknowledgement_note varchar;
+        -- Append-only: every note given, so an unacknowledge or a new note keeps the old one.
+        -- (recon.mismatch_history keeps its four columns: the status changes, who and when.)
+        create table if not exists recon.acknowledgement_notes (
+            mismatch_id varchar     not null,
+            noted_at    timestamptz not null,
+            noted_by    varchar     not null,
+            note        varchar     not null
+        );
+        """,
+    ),
 )
 
 LEDGER_DDL = """

@@ -20,7 +20,7 @@ so a renamed rule keeps its audit trail. Idempotent: nothing moves once every id
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import duckdb
@@ -38,6 +38,7 @@ CURRENT_TABLE = "recon.recon_mismatches_current"
 RUN_TABLE = "recon.recon_run"
 MISMATCHES_TABLE = "recon.mismatches"
 HISTORY_TABLE = "recon.mismatch_history"
+NOTES_TABLE = "recon.acknowledgement_notes"  # append-only: every note given (migration 4)
 
 # The columns dbt produces for each current mismatch (DESIGN §5, plus the ERP `location`).
 DETAIL_COLUMNS: tuple[str, ...] = (
@@ -70,6 +71,7 @@ REPORT_COLUMNS: tuple[str, ...] = (  # the report's columns: DESIGN §5's first,
     "location",
     "acknowledged_at",
     "acknowledged_by",
+    "acknowledgement_note",  # migration 4
 )
 
 
@@ -185,7 +187,7 @@ def _merge_moved(con: duckdb.DuckDBPyConnection) -> None:
         create or replace temp table _kept as
         with ranked as (
             select g.new_id, g.member, g.in_place, m.status, m.resolved_at, m.acknowledged_at,
-                m.acknowledged_by, m.first_seen_at, m.last_seen_at,
+                m.acknowledged_by, m.acknowledgement_note, m.first_seen_at, m.last_seen_at,
                 row_number() over (partition by g.new_id order by
                     case m.status when 'acknowledged' then 0 when 'open' then 1 else 2 end,
                     m.first_seen_at, g.member) as best,
@@ -197,7 +199,7 @@ def _merge_moved(con: duckdb.DuckDBPyConnection) -> None:
             from _members g join {MISMATCHES_TABLE} m on m.mismatch_id = g.member
         )
         select p.new_id, p.member, b.status, b.resolved_at, b.acknowledged_at,
-            b.acknowledged_by, p.first_seen, p.last_seen
+            b.acknowledged_by, b.acknowledgement_note, p.first_seen, p.last_seen
         from ranked p join ranked b on b.new_id = p.new_id and b.best = 1
         where p.place = 1
         """
@@ -212,7 +214,8 @@ def _merge_moved(con: duckdb.DuckDBPyConnection) -> None:
         f"""
         update {MISMATCHES_TABLE} m set status = k.status,
             resolved_at = k.resolved_at, acknowledged_at = k.acknowledged_at,
-            acknowledged_by = k.acknowledged_by, first_seen_at = k.first_seen,
+            acknowledged_by = k.acknowledged_by,
+            acknowledgement_note = k.acknowledgement_note, first_seen_at = k.first_seen,
             last_seen_at = k.last_seen
         from _kept k where m.mismatch_id = k.member
         """
@@ -227,6 +230,12 @@ def _merge_moved(con: duckdb.DuckDBPyConnection) -> None:
         f"""
         update {HISTORY_TABLE} h set mismatch_id = g.new_id
         from _members g where h.mismatch_id = g.member and not g.in_place
+        """
+    )
+    con.execute(
+        f"""
+        update {NOTES_TABLE} n set mismatch_id = g.new_id
+        from _members g where n.mismatch_id = g.member and not g.in_place
         """
     )
     _follow_in_writeback(con)
@@ -432,38 +441,169 @@ def apply_lifecycle(
     )
 
 
-def acknowledge(
-    con: duckdb.DuckDBPyConnection, mismatch_id: str, by: str, at: datetime | None = None
-) -> bool:
-    """Mark an open mismatch acknowledged by a person; it stays so across reruns.
+@dataclass
+class AckOutcome:
+    """What one acknowledge or unacknowledge did, id by id (in the order given)."""
 
-    Returns False when there is no open mismatch with that id (resolved ones cannot be
-    acknowledged; an acknowledged one is left as it was).
+    changed: list[str] = field(default_factory=list)  # acknowledged / unacknowledged now
+    noted: list[str] = field(default_factory=list)  # already acknowledged: the new note stored
+    unchanged: list[str] = field(default_factory=list)  # already so: nothing to do
+    resolved: list[str] = field(default_factory=list)  # resolved: nothing to acknowledge
+    unknown: list[str] = field(default_factory=list)  # no mismatch with that id
+
+
+def _clean(text: str | None, what: str) -> str | None:
+    if text is None:
+        return None
+    text = " ".join(str(text).split())
+    if not text:
+        raise ValueError(f"{what} is empty")
+    return text
+
+
+def set_acknowledged(
+    con: duckdb.DuckDBPyConnection,
+    mismatch_ids: list[str] | tuple[str, ...],
+    by: str,
+    note: str | None = None,
+    at: datetime | None = None,
+) -> AckOutcome:
+    """Acknowledge open mismatches by a person, with an optional note, in one transaction.
+
+    An acknowledged mismatch stays so across reruns while it keeps appearing. Idempotent: one
+    already acknowledged is left as it was (`unchanged`), except that a different note replaces
+    its note (`noted`; who and when stay the first acknowledgement's). Every note given is also
+    appended to `recon.acknowledgement_notes`, every status change to the history. Resolved and
+    unknown ids change nothing.
     """
-    if not by or not by.strip():
+    who = _clean(by, "who acknowledges (by)")
+    if who is None:
         raise ValueError("acknowledge needs the name of who acknowledges (by)")
+    text = _clean(note, "the note")
     ensure_tables(con)
     when = _as_utc(at) if at is not None else datetime.now(UTC)
+    outcome = AckOutcome()
     con.execute("begin transaction")
     try:
-        changed = con.execute(
-            f"""
-            update {MISMATCHES_TABLE}
-            set status = 'acknowledged', acknowledged_at = ?, acknowledged_by = ?
-            where mismatch_id = ? and status = 'open'
-            """,
-            [when, by.strip(), mismatch_id],
-        ).fetchone()[0]
-        if changed:
-            con.execute(
-                f"insert into {HISTORY_TABLE} values (?, 'acknowledged', ?, ?)",
-                [mismatch_id, when, by.strip()],
-            )
+        for mismatch_id in dict.fromkeys(mismatch_ids):
+            row = con.execute(
+                f"select status, acknowledgement_note from {MISMATCHES_TABLE} "
+                "where mismatch_id = ?",
+                [mismatch_id],
+            ).fetchone()
+            if row is None:
+                outcome.unknown.append(mismatch_id)
+                continue
+            status, old_note = row
+            if status == "resolved":
+                outcome.resolved.append(mismatch_id)
+                continue
+            if status == "acknowledged":
+                if text is None or text == old_note:
+                    outcome.unchanged.append(mismatch_id)
+                    continue
+                con.execute(
+                    f"update {MISMATCHES_TABLE} set acknowledgement_note = ? where mismatch_id = ?",
+                    [text, mismatch_id],
+                )
+                outcome.noted.append(mismatch_id)
+            else:
+                con.execute(
+                    f"""
+                    update {MISMATCHES_TABLE}
+                    set status = 'acknowledged', acknowledged_at = ?, acknowledged_by = ?,
+                        acknowledgement_note = ?
+                    where mismatch_id = ?
+                    """,
+                    [when, who, text, mismatch_id],
+                )
+                con.execute(
+                    f"insert into {HISTORY_TABLE} (mismatch_id, status, changed_at, changed_by) "
+                    "values (?, 'acknowledged', ?, ?)",
+                    [mismatch_id, when, who],
+                )
+                outcome.changed.append(mismatch_id)
+            if text is not None:
+                con.execute(
+                    f"insert into {NOTES_TABLE} (mismatch_id, noted_at, noted_by, note) "
+                    "values (?, ?, ?, ?)",
+                    [mismatch_id, when, who, text],
+                )
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
-    return bool(changed)
+    return outcome
+
+
+def unacknowledge(
+    con: duckdb.DuckDBPyConnection,
+    mismatch_ids: list[str] | tuple[str, ...],
+    by: str,
+    at: datetime | None = None,
+) -> AckOutcome:
+    """Take acknowledgements back: the mismatches are `open` again (and fail their checks).
+
+    Who and when the acknowledgement was, and its note, are cleared from the mismatch; the
+    history gets an `unacknowledged` row by `by`, and `recon.acknowledgement_notes` keeps every
+    note. Idempotent: an open one is `unchanged`; resolved and unknown ids change nothing.
+    """
+    who = _clean(by, "who unacknowledges (by)")
+    if who is None:
+        raise ValueError("unacknowledge needs the name of who does it (by)")
+    ensure_tables(con)
+    when = _as_utc(at) if at is not None else datetime.now(UTC)
+    outcome = AckOutcome()
+    con.execute("begin transaction")
+    try:
+        for mismatch_id in dict.fromkeys(mismatch_ids):
+            row = con.execute(
+                f"select status from {MISMATCHES_TABLE} where mismatch_id = ?", [mismatch_id]
+            ).fetchone()
+            if row is None:
+                outcome.unknown.append(mismatch_id)
+            elif row[0] == "resolved":
+                outcome.resolved.append(mismatch_id)
+            elif row[0] == "open":
+                outcome.unchanged.append(mismatch_id)
+            else:
+                con.execute(
+                    f"""
+                    update {MISMATCHES_TABLE}
+                    set status = 'open', acknowledged_at = null, acknowledged_by = null,
+                        acknowledgement_note = null
+                    where mismatch_id = ?
+                    """,
+                    [mismatch_id],
+                )
+                con.execute(
+                    f"insert into {HISTORY_TABLE} (mismatch_id, status, changed_at, changed_by) "
+                    "values (?, 'unacknowledged', ?, ?)",
+                    [mismatch_id, when, who],
+                )
+                outcome.changed.append(mismatch_id)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return outcome
+
+
+def acknowledge(
+    con: duckdb.DuckDBPyConnection,
+    mismatch_id: str,
+    by: str,
+    at: datetime | None = None,
+    note: str | None = None,
+) -> bool:
+    """Mark an open mismatch acknowledged by a person (see `set_acknowledged`).
+
+    Returns False when there is no open mismatch with that id (resolved ones cannot be
+    acknowledged; an acknowledged one is left as it was, unless `note` gives it a new note).
+    """
+    if not by or not by.strip():
+        raise ValueError("acknowledge needs the name of who acknowledges (by)")
+    return bool(set_acknowledged(con, [mismatch_id], by=by, note=note, at=at).changed)
 
 
 def list_mismatches(
