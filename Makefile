@@ -134,3 +134,7 @@ docs: install ## Generate the dbt docs site (dbt_project/target/index.html); DOC
 
 clean: ## Remove the environment, caches and local data
 	rm -rf $(VENV) .venv-erp .cache .pytest_cache .ruff_cache dbt_project/target dbt_project/logs data .dagster_home
+
+.PHONY: sources-yml
+sources-yml: install ## Write dbt_project/models/staging/_sources.yml from the source registry (pipelines/lib/contracts.py)
+	$(BIN)/python -m pipelines.lib.contracts

@@ -12,26 +12,23 @@ tests on staging; a rule is written in one place.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-# Value sets (DESIGN §2.4-2.8). Amazon's report spells its statuses in words; the set below is the
-# one returnsync's simulator and staging use.
-WEBHOOK_TOPICS = ("return.created", "return.updated", "return.closed", "return.cancelled")
-RETURN_STATES = ("open", "closed", "cancelled", "expired", "review")
-RETURN_OUTCOMES = ("refund", "exchange", "store_credit", "keep_item")
-SHOPIFY_TRANSACTION_KINDS = ("authorization", "capture", "sale", "void", "refund", "change")
-SHOPIFY_TRANSACTION_STATUSES = ("pending", "failure", "success", "error")
-AMAZON_RETURN_REQUEST_STATUSES = (
-    "Approved",
-    "Authorized",
-    "Pending",
-    "Closed",
-    "Completed",
-    "Rejected",
-    "Cancelled",
+# Value sets live with their source in the registry (pipelines/lib/contracts.py); re-exported.
+from pipelines.lib.contracts import (  # noqa: F401
+    AMAZON_RETURN_REQUEST_STATUSES,
+    B2B_STATUSES,
+    CHANNELS,
+    FILE_SOURCES,
+    RETURN_OUTCOMES,
+    RETURN_STATES,
+    SHOPIFY_TRANSACTION_KINDS,
+    SHOPIFY_TRANSACTION_STATUSES,
+    WEBHOOK_TOPICS,
+    FileSource,
+    Items,
 )
-B2B_STATUSES = ("submitted", "approved", "rejected")
-CHANNELS = ("shopify", "amazon", "b2b")
 
 # Columns that may hold personal data: never selected into a frame, never shown in a sample.
 PERSONAL_COLUMNS = frozenset(
@@ -91,106 +88,68 @@ def _money(expr: str, alias: str) -> str:
     return f"cast({expr} as double) as {alias}"
 
 
-SUITES: dict[str, tuple[Frame, ...]] = {
-    "returns_saas_webhooks": (
+def _alias(expr: str) -> tuple[str, str]:
+    """`col` -> (col, col); `col as x` -> (col, x)."""
+    name, _, alias = expr.partition(" as ")
+    return name, alias or name
+
+
+def _is_decimal(kind: str, name: str) -> bool:
+    """Is `name` a decimal, in a column type or in a struct type's fields?"""
+    return re.search(rf"(^|[(, ]){re.escape(name)} decimal\(", kind) is not None or (
+        name == "" and kind.startswith("decimal(")
+    )
+
+
+def _checks(sets: dict, above_zero: tuple, at_least_zero: tuple) -> list[Expectation]:
+    checks = [in_set(c, tuple(v)) for c, v in sets.items()]
+    return checks + [positive(c) for c in above_zero] + [non_negative(c) for c in at_least_zero]
+
+
+def suite_for(fs: FileSource) -> tuple[Frame, ...]:
+    """The suite of one file source, from its registry entry: the main frame (not-null, value
+    sets, ranges) and one frame per checked list column. Decimals are read as double."""
+    table = fs.raw_table
+    not_nulls = (*fs.not_null, *(c for c in fs.required if c not in fs.not_null))
+    checked = {*not_nulls, *fs.value_sets, *fs.positive, *fs.non_negative}
+    cols = [c for c in fs.columns if c in checked]
+    if PERSONAL_COLUMNS & {
+        *cols,
+        *(_alias(e)[0] for it in fs.items for e in it.parent + it.fields),
+    }:
+        raise ValueError(f"{table}: a suite never reads personal data ({sorted(PERSONAL_COLUMNS)})")
+    select = ", ".join(
+        _money(f"r.{c}", c) if _is_decimal(fs.columns[c], "") else f"r.{c}" for c in cols
+    )
+    frames = [
         _frame(
-            "deliveries",
-            "returns_saas_webhooks",
-            "r.webhook_id, r.topic, r.delivered_at, r.return_id, r.rma, r.state, r.updated_at, "
-            f"r.outcome, {_money('r.total_refund', 'total_refund')}",
-            [
-                *not_null(
-                    "webhook_id", "topic", "delivered_at", "return_id", "rma", "state", "updated_at"
-                ),
-                in_set("topic", WEBHOOK_TOPICS),
-                in_set("state", RETURN_STATES),
-                in_set("outcome", RETURN_OUTCOMES),
-                non_negative("total_refund"),
-            ],
-        ),
-        _frame(
-            "line_items",
-            "returns_saas_webhooks",
-            "r.rma, item.line_item_id, item.quantity, "
-            f"{_money('item.price', 'price')}, {_money('item.refund', 'refund')}",
-            [positive("quantity"), non_negative("price"), non_negative("refund")],
-            unnest="line_items",
-        ),
-    ),
-    "shopify_refunds": (
-        _frame(
-            "refunds",
-            "shopify_refunds",
-            "r.id, r.order_id, r.created_at",
-            not_null("id", "order_id", "created_at"),
-        ),
-        _frame(
-            "refund_line_items",
-            "shopify_refunds",
-            "r.id as refund_id, item.id as refund_line_item_id, item.line_item_id, item.quantity, "
-            f"{_money('item.subtotal', 'subtotal')}, {_money('item.total_tax', 'total_tax')}",
-            [positive("quantity"), non_negative("subtotal"), non_negative("total_tax")],
-            unnest="refund_line_items",
-        ),
-        _frame(
-            "transactions",
-            "shopify_refunds",
-            "r.id as refund_id, item.id as transaction_id, item.kind, item.status, "
-            f"{_money('item.amount', 'amount')}",
-            [
-                in_set("kind", SHOPIFY_TRANSACTION_KINDS),
-                in_set("status", SHOPIFY_TRANSACTION_STATUSES),
-                non_negative("amount"),
-            ],
-            unnest="transactions",
-        ),
-    ),
-    "amazon_returns": (
-        _frame(
-            "returns",
-            "amazon_returns",
-            "r.report_date, r.order_id, r.amazon_rma_id, r.merchant_sku, r.return_quantity, "
-            f"r.return_request_status, {_money('r.refunded_amount', 'refunded_amount')}, "
-            f"{_money('r.label_cost', 'label_cost')}, {_money('r.order_amount', 'order_amount')}",
-            [
-                *not_null("report_date", "order_id", "amazon_rma_id", "merchant_sku"),
-                *not_null("return_quantity"),
-                in_set("return_request_status", AMAZON_RETURN_REQUEST_STATUSES),
-                positive("return_quantity"),
-                non_negative("refunded_amount"),
-                non_negative("label_cost"),
-                non_negative("order_amount"),
-            ],
-        ),
-    ),
-    "b2b_credit_requests": (
-        _frame(
-            "credit_requests",
-            "b2b_credit_requests",
-            "r.request_id, r.sku, cast(r.quantity as double) as quantity, "
-            f"{_money('r.unit_price', 'unit_price')}, r.status",
-            [
-                *not_null("request_id", "sku", "quantity", "status"),
-                in_set("status", B2B_STATUSES),
-                positive("quantity"),
-                non_negative("unit_price"),
-            ],
-        ),
-    ),
-    "sku_crosswalk": (
-        _frame(
-            "sku_crosswalk",
-            "sku_crosswalk",
-            "r.channel, r.channel_sku, r.erp_product_code",
-            [*not_null("channel", "channel_sku", "erp_product_code"), in_set("channel", CHANNELS)],
-        ),
-    ),
-    "warehouse_crosswalk": (
-        _frame(
-            "warehouse_crosswalk",
-            "warehouse_crosswalk",
-            "r.dc_code, r.erp_warehouse_code",
-            not_null("dc_code", "erp_warehouse_code"),
-        ),
-    ),
-}
+            fs.frame or table,
+            table,
+            select,
+            [*not_null(*not_nulls), *_checks(fs.value_sets, fs.positive, fs.non_negative)],
+        )
+    ]
+    for it in fs.items:
+        kind = fs.columns[it.column]
+        parts = [f"r.{name}" + (f" as {alias}" if alias != name else "") for name, alias in
+                 map(_alias, it.parent)]  # fmt: skip
+        for expr in it.fields:
+            name, alias = _alias(expr)
+            if _is_decimal(kind, name):
+                parts.append(_money(f"item.{name}", alias))
+            else:
+                parts.append(f"item.{name}" + (f" as {alias}" if alias != name else ""))
+        frames.append(
+            _frame(
+                it.frame,
+                table,
+                ", ".join(parts),
+                _checks(it.value_sets, it.positive, it.non_negative),
+                unnest=it.column,
+            )
+        )
+    return tuple(frames)
+
+
+# one suite per raw file table, built from the source registry
+SUITES: dict[str, tuple[Frame, ...]] = {fs.raw_table: suite_for(fs) for fs in FILE_SOURCES}

@@ -20,6 +20,8 @@ from pathlib import Path
 import orjson
 from tqdm import tqdm
 
+from pipelines.lib.contracts import FILE_SOURCES
+
 from . import reference as ref
 from .cdc import MALFORMED_KINDS, CdcWriter, Change
 from .emitters import FILE_EMITTERS, amazon, crosswalks, delivery, erp, wms
@@ -78,7 +80,8 @@ __all__ = [
     "ts",
 ]
 
-OUTPUT_DIRS = ("cdc", *(e.SOURCE for e in FILE_EMITTERS), "reference")
+# the landing folders a landscape replaces: the CDC files and every file source's folder
+OUTPUT_DIRS = ("cdc", *dict.fromkeys(fs.folder for fs in FILE_SOURCES))
 OUTPUT_FILES = (
     "expected_mismatches.csv",
     "expected_dead_letters.csv",

@@ -10,7 +10,7 @@ Types are DuckDB type names. Every raw table also has the metadata columns of it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # -- change streams (DESIGN §2.1-2.3) ------------------------------------------------------------
 
@@ -182,17 +182,73 @@ AMAZON_COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 
+# Value sets (DESIGN §2.4-2.8) the landing-boundary suites check. Amazon's report spells its
+# statuses in words; the set below is the one returnsync's simulator and staging use.
+WEBHOOK_TOPICS = ("return.created", "return.updated", "return.closed", "return.cancelled")
+RETURN_STATES = ("open", "closed", "cancelled", "expired", "review")
+RETURN_OUTCOMES = ("refund", "exchange", "store_credit", "keep_item")
+SHOPIFY_TRANSACTION_KINDS = ("authorization", "capture", "sale", "void", "refund", "change")
+SHOPIFY_TRANSACTION_STATUSES = ("pending", "failure", "success", "error")
+AMAZON_RETURN_REQUEST_STATUSES = (
+    "Approved", "Authorized", "Pending", "Closed", "Completed", "Rejected", "Cancelled",
+)  # fmt: skip
+B2B_STATUSES = ("submitted", "approved", "rejected")
+CHANNELS = ("shopify", "amazon", "b2b")
+
+
+@dataclass(frozen=True)
+class Items:
+    """A list column whose items the landing-boundary suite checks one by one (its own frame)."""
+
+    column: str  # the list-of-struct column
+    frame: str  # the frame's name in validation results
+    parent: tuple[str, ...]  # columns of the row shown beside each item (`col` or `col as x`)
+    fields: tuple[str, ...]  # item fields selected (`field` or `field as x`)
+    value_sets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    positive: tuple[str, ...] = ()  # fields (by selected name) that must be > 0
+    non_negative: tuple[str, ...] = ()  # fields that must be >= 0
+
+
 @dataclass(frozen=True)
 class FileSource:
+    """One file source: the one place it is declared (issue 20). Derived from it: the raw table
+    and its DDL (`all_raw_tables`), the landing (`pipelines/lib/files`, by format), the
+    landing-boundary suite (`expectations/suites.py`), dbt's `models/staging/_sources.yml`
+    (written by `python -m pipelines.lib.contracts`), the channel models the unions read
+    (`channel`), and the simulator's list of emitters (tests/simulate checks it)."""
+
     source: str  # ledger / dead-letter source name
     raw_table: str
-    pattern: str  # glob under the landing directory
+    pattern: str  # glob under the landing directory: `<folder>/<file glob>.<format>`
     columns: dict[str, str]  # contract columns (after the FILE_META_COLUMNS)
     required: tuple[str, ...]  # a record missing one of these is dead-lettered
     # reference files (versioned by arrival, DESIGN §12): the columns that identify an entry, to
     # count the keys a new version drops
     key: tuple[str, ...] = ()
+    # -- the landing-boundary suite (expectations/suites.py): the required columns are not null,
+    # and these hold; a failing-row sample shows only the columns named here and the position
+    value_sets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    positive: tuple[str, ...] = ()  # numeric columns that must be > 0
+    non_negative: tuple[str, ...] = ()  # numeric columns that must be >= 0
+    not_null: tuple[str, ...] = ()  # not null besides `required` (e.g. taken from the file name)
+    items: tuple[Items, ...] = ()
+    frame: str = ""  # the main frame's name in validation results (default: the raw table)
+    # the sales channel whose returns this source carries (its channel models feed the unions in
+    # dbt_project/models/intermediate/channels/); "" for a source that carries no channel returns
+    channel: str = ""
 
+    @property
+    def folder(self) -> str:
+        """The landing folder (also the staging folder's name: models/staging/<folder>/)."""
+        return self.pattern.partition("/")[0]
+
+    @property
+    def format(self) -> str:
+        """ndjson, csv or tsv: the landing code picks the parser by it."""
+        return self.pattern.rpartition(".")[2].lower()
+
+
+FORMATS = ("ndjson", "csv", "tsv")  # the parsers pipelines/lib/files has
 
 # fmt: off
 FILE_SOURCES: tuple[FileSource, ...] = (
@@ -208,6 +264,14 @@ FILE_SOURCES: tuple[FileSource, ...] = (
             "payload": "json",  # the whole payload as delivered (may hold personal data)
         },
         ("webhook_id", "topic", "delivered_at", "return_id", "rma", "state", "updated_at"),
+        value_sets={"topic": WEBHOOK_TOPICS, "state": RETURN_STATES, "outcome": RETURN_OUTCOMES},
+        non_negative=("total_refund",),
+        items=(
+            Items("line_items", "line_items", ("rma",), ("line_item_id", "quantity", "price",
+                  "refund"), positive=("quantity",), non_negative=("price", "refund")),
+        ),
+        frame="deliveries",
+        channel="shopify",
     ),
     FileSource(
         "shopify", "shopify_refunds", "shopify/*.ndjson",
@@ -218,12 +282,29 @@ FILE_SOURCES: tuple[FileSource, ...] = (
             "transactions": f"{SHOPIFY_TRANSACTION}[]",
         },
         ("id", "order_id", "created_at"),
+        items=(
+            Items("refund_line_items", "refund_line_items", ("id as refund_id",),
+                  ("id as refund_line_item_id", "line_item_id", "quantity", "subtotal",
+                   "total_tax"), positive=("quantity",), non_negative=("subtotal", "total_tax")),
+            Items("transactions", "transactions", ("id as refund_id",),
+                  ("id as transaction_id", "kind", "status", "amount"),
+                  value_sets={"kind": SHOPIFY_TRANSACTION_KINDS,
+                              "status": SHOPIFY_TRANSACTION_STATUSES},
+                  non_negative=("amount",)),
+        ),
+        frame="refunds",
     ),
     FileSource(
         "amazon", "amazon_returns", "amazon/returns_*.tsv",
         # _report_date comes from the file name (returns_<YYYY-MM-DD>.tsv): the newest wins
         {"report_date": "date", **{col: kind for col, kind in AMAZON_COLUMNS.values()}},
         ("order_id", "amazon_rma_id", "merchant_sku", "return_quantity"),
+        value_sets={"return_request_status": AMAZON_RETURN_REQUEST_STATUSES},
+        positive=("return_quantity",),
+        non_negative=("refunded_amount", "label_cost", "order_amount"),
+        not_null=("report_date",),
+        frame="returns",
+        channel="amazon",
     ),
     FileSource(
         "b2b", "b2b_credit_requests", "b2b/*.csv",
@@ -234,12 +315,18 @@ FILE_SOURCES: tuple[FileSource, ...] = (
             "requested_at": "timestamptz", "status": "varchar", "approved_at": "timestamptz",
         },
         ("request_id", "sku", "quantity", "status"),
+        value_sets={"status": B2B_STATUSES},
+        positive=("quantity",),
+        non_negative=("unit_price",),
+        frame="credit_requests",
+        channel="b2b",
     ),
     FileSource(
         "reference", "sku_crosswalk", "reference/sku_crosswalk.csv",
         {"channel": "varchar", "channel_sku": "varchar", "erp_product_code": "varchar"},
         ("channel", "channel_sku", "erp_product_code"),
         key=("channel", "channel_sku"),
+        value_sets={"channel": CHANNELS},
     ),
     FileSource(
         "reference", "warehouse_crosswalk", "reference/warehouse_crosswalk.csv",
@@ -250,6 +337,8 @@ FILE_SOURCES: tuple[FileSource, ...] = (
 )
 
 # fmt: on
+
+FILE_SOURCE_BY_TABLE: dict[str, FileSource] = {f.raw_table: f for f in FILE_SOURCES}
 
 
 def raw_ddl(table: str, meta: dict[str, str], columns: dict[str, str]) -> str:
@@ -264,3 +353,70 @@ def all_raw_tables() -> dict[str, str]:
     for f in FILE_SOURCES:
         ddl[f.raw_table] = raw_ddl(f.raw_table, FILE_META_COLUMNS, f.columns)
     return ddl
+
+
+# -- dbt's sources (models/staging/_sources.yml is written from the registry) --------------------
+
+DBT_SOURCES_PATH = "models/staging/_sources.yml"  # under the dbt project
+
+
+def dbt_sources_yml() -> str:
+    """The text of `models/staging/_sources.yml`: every raw table, with `meta` saying where it
+    comes from (kind cdc|file, source, format, channel), so dbt code can select tables by it
+    instead of listing them. tests/test_contracts.py fails when the committed file differs."""
+    out = [
+        "# GENERATED from pipelines/lib/contracts.py by `python -m pipelines.lib.contracts`",
+        "# (make sources-yml); do not edit: tests/test_contracts.py fails when it is out of date.",
+        "# Raw change logs written by the landing assets.",
+        "version: 2",
+        "",
+        "sources:",
+        "  - name: raw",
+        "    schema: raw",
+        "    description: Append-only change logs, one per source entity, each row with its"
+        " position.",
+        "    tables:",
+    ]
+
+    def table(name: str, description: str, meta: dict[str, str]) -> None:
+        out.append(f"      - name: {name}")
+        out.append(f"        description: {description}")
+        out.append("        config:")
+        out.append("          meta:")
+        out.extend(f"            {k}: {v}" for k, v in meta.items() if v)
+
+    for t in CDC_TABLES:
+        table(
+            t.raw_table,
+            f"Debezium change events of {t.prefix} table `{t.table}` (topic `{t.topic}`).",
+            {"kind": "cdc", "source": t.prefix, "topic": t.topic},
+        )
+    for f in FILE_SOURCES:
+        table(
+            f.raw_table,
+            f"Rows of `{f.pattern}` file drops ({f.source}).",
+            {"kind": "file", "source": f.source, "format": f.format, "channel": f.channel},
+        )
+    return "\n".join(out) + "\n"
+
+
+def write_dbt_sources(project_dir) -> bool:
+    """Write `_sources.yml` under `project_dir` from the registry; True when it changed."""
+    from pathlib import Path
+
+    path = Path(project_dir) / DBT_SOURCES_PATH
+    text = dbt_sources_yml()
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.write_text(text, encoding="utf-8")
+    return True
+
+
+if __name__ == "__main__":  # python -m pipelines.lib.contracts [dbt project dir]
+    import sys
+
+    from pipelines.settings import DBT_PROJECT_DIR
+
+    target = sys.argv[1] if len(sys.argv) > 1 else DBT_PROJECT_DIR
+    changed = write_dbt_sources(target)
+    print(f"{DBT_SOURCES_PATH}: {'written' if changed else 'up to date'}")

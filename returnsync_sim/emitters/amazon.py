@@ -7,13 +7,14 @@ import random
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from pipelines.lib.contracts import AMAZON_COLUMNS
+from pipelines.lib.contracts import AMAZON_COLUMNS, FILE_SOURCE_BY_TABLE
 
 from .. import reference as ref
 from ..plan import Line, Return, iso_local, money
 from .common import order_ref
 
-SOURCE = "amazon"
+CONTRACT = FILE_SOURCE_BY_TABLE["amazon_returns"]  # its entry in the source registry
+SOURCE = CONTRACT.source
 CHANNEL = "amazon"
 MALFORMED = ("wrong_type",)
 
@@ -43,11 +44,11 @@ def emit(sim, r: Return, rng: random.Random, bad: list[str]) -> None:
             sim.noise_counts["amazon_overlap_row"] += 1
     header = list(AMAZON_COLUMNS)
     for d, row in rows:
-        sim.file(f"amazon/returns_{d.isoformat()}.tsv", header, "\t").write_row(row)
+        sim.file(f"{CONTRACT.folder}/returns_{d.isoformat()}.tsv", header, "\t").write_row(row)
         sim.file_records["amazon"] += 1
     for _kind in bad:
         d, row = rows[-1]
-        w = sim.file(f"amazon/returns_{d.isoformat()}.tsv", header, "\t")
+        w = sim.file(f"{CONTRACT.folder}/returns_{d.isoformat()}.tsv", header, "\t")
         broken = list(row)
         broken[header.index("Return quantity")] = "two"
         n = w.write_row(broken)

@@ -5,33 +5,23 @@ from __future__ import annotations
 
 import random
 
+from pipelines.lib.contracts import FILE_SOURCE_BY_TABLE
+
 from .. import reference as ref
 from ..plan import Return, iso_z, money
 from .common import order_ref, week
 
-SOURCE = "b2b"
+CONTRACT = FILE_SOURCE_BY_TABLE["b2b_credit_requests"]  # its entry in the source registry
+SOURCE = CONTRACT.source
 CHANNEL = "b2b"
 MALFORMED = ("wrong_type",)
-HEADER = [
-    "request_id",
-    "account_number",
-    "po_number",
-    "erp_order_number",
-    "sku",
-    "quantity",
-    "unit_price",
-    "currency",
-    "reason_code",
-    "requested_at",
-    "status",
-    "approved_at",
-]
-QUARANTINE_PATH = "b2b/credit_requests_legacy.csv"
+HEADER = list(CONTRACT.columns)  # the portal's CSV header is the contract's columns
+QUARANTINE_PATH = f"{CONTRACT.folder}/credit_requests_legacy.csv"
 
 
 def emit(sim, r: Return, rng: random.Random, bad: list[str]) -> None:
     req_at = r.requested_at or r.approved_at
-    rel = f"b2b/credit_requests_{week(req_at)}.csv"
+    rel = f"{CONTRACT.folder}/credit_requests_{week(req_at)}.csv"
     w = sim.file(rel, HEADER)
     rows = []
     for ln in r.lines:

@@ -9,11 +9,14 @@ import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from pipelines.lib.contracts import FILE_SOURCE_BY_TABLE
+
 from .. import reference as ref
 from ..plan import Return, hours, iso_local, iso_z, money, ts
 from .common import order_ref, week
 
-SOURCE = "returns_saas"
+CONTRACT = FILE_SOURCE_BY_TABLE["returns_saas_webhooks"]  # its entry in the source registry
+SOURCE = CONTRACT.source
 CHANNEL = "shopify"
 MALFORMED = ("not_json", "missing_key", "wrong_type")
 
@@ -123,4 +126,4 @@ def emit(sim, r: Return, rng: random.Random, bad: list[str]) -> None:
 
 
 def file_for(delivery: dict) -> str:
-    return f"returns_saas/webhooks_{week(ts(delivery['delivered_at']))}.ndjson"
+    return f"{CONTRACT.folder}/webhooks_{week(ts(delivery['delivered_at']))}.ndjson"

@@ -8,11 +8,14 @@ import random
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from pipelines.lib.contracts import FILE_SOURCE_BY_TABLE
+
 from .. import reference as ref
 from ..plan import Return, iso_local, money
 from .common import week
 
-SOURCE = "shopify"
+CONTRACT = FILE_SOURCE_BY_TABLE["shopify_refunds"]  # its entry in the source registry
+SOURCE = CONTRACT.source
 CHANNEL = "shopify"
 MALFORMED = ("not_json", "missing_key", "wrong_type")
 
@@ -129,4 +132,4 @@ def emit(sim, r: Return, rng: random.Random, bad: list[str]) -> None:
 
 
 def file_for(obj: dict) -> str:
-    return f"shopify/refunds_{week(datetime.fromisoformat(obj['created_at']))}.ndjson"
+    return f"{CONTRACT.folder}/refunds_{week(datetime.fromisoformat(obj['created_at']))}.ndjson"

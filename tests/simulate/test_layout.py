@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import importlib
 from datetime import UTC, datetime
+from fnmatch import fnmatch
 
+from pipelines.lib.contracts import FILE_SOURCES
 from returnsync_sim import faults
 from returnsync_sim.emitters import FILE_EMITTERS
 from returnsync_sim.generator import OUTPUT_DIRS, SimOptions, Simulator
@@ -50,3 +52,18 @@ def test_the_plan_types_stay_importable_from_the_generator():
         assert getattr(gen, name).__module__ == "returnsync_sim.plan", name
     assert gen.SimOptions.__module__ == "returnsync_sim.options"
     assert callable(gen.simulate)
+
+
+def test_the_emitters_write_what_the_registry_declares(tmp_path):
+    """Each file emitter is tied to its registry entry (pipelines/lib/contracts.py) and every file
+    the simulator writes under a file source's folder matches that source's pattern."""
+    sim = Simulator(60, 4, tmp_path, datetime(2024, 6, 30, tzinfo=UTC), SimOptions(), False)
+    sim.run()
+    for e in FILE_EMITTERS:
+        assert e.CONTRACT in FILE_SOURCES and e.CONTRACT.source == e.SOURCE
+    folders = {fs.folder for fs in FILE_SOURCES}
+    assert set(OUTPUT_DIRS) == {"cdc", *folders}
+    for path in tmp_path.rglob("*"):
+        rel = path.relative_to(tmp_path).as_posix()
+        if path.is_file() and rel.split("/")[0] in folders:
+            assert any(fnmatch(rel, fs.pattern) for fs in FILE_SOURCES), rel
