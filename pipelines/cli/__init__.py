@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "shell": "pipelines.cli.analyst:shell",
     "prepare": "pipelines.cli.prepare:prepare",
     "docs": "pipelines.cli.docs:docs",
+    "trace": "pipelines.cli.trace:trace",
 }
 
 
