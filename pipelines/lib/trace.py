@@ -526,8 +526,8 @@ def percentiles(con, table: str = "marts.return_stage_latencies") -> list[dict]:
             union all
             select transition, 'warehouse', warehouse, win, latency_h from rows_
         )
-        select transition, dimension, value, win as window, count(*) as n, {qs}
-        from dims group by all order by transition, dimension, value, window
+        select transition, dimension, value, win as "window", count(*) as n, {qs}
+        from dims group by all order by transition, dimension, value, "window"
     """
     return _rows(con, query)
 
