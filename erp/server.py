@@ -105,21 +105,29 @@ def start(
     password: str = DEFAULT_PASSWORD,
     log: Path | None = None,
     timeout: float = 60,
+    database_uri: str | None = None,
 ) -> TrytonServer:
     """Start `trytond` on 127.0.0.1:`port` over a copy of the prepared database in `directory`.
 
+    With `database_uri` (`postgresql://user@host:port/`, the live stack of DESIGN §13) the server
+    uses that PostgreSQL server's database `returnsync` instead, which the caller prepared
+    (scripts/stack/stack.py restores it); `directory` then only holds the log.
     Returns once the server answers JSON-RPC and has loaded the database.
     """
     directory = Path(directory).resolve()
-    if fresh or not (directory / f"{DATABASE_NAME}.sqlite").exists():
-        copy_database(directory, password)
     port = port or free_port()
-    env = {
-        **os.environ,
-        "TRYTOND_DATABASE__URI": "sqlite://",
-        "TRYTOND_DATABASE__PATH": str(directory),
-        "TRYTOND_WEB__LISTEN": f"127.0.0.1:{port}",
-    }
+    if database_uri:
+        directory.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "TRYTOND_DATABASE__URI": database_uri}
+    else:
+        if fresh or not (directory / f"{DATABASE_NAME}.sqlite").exists():
+            copy_database(directory, password)
+        env = {
+            **os.environ,
+            "TRYTOND_DATABASE__URI": "sqlite://",
+            "TRYTOND_DATABASE__PATH": str(directory),
+        }
+    env["TRYTOND_WEB__LISTEN"] = f"127.0.0.1:{port}"
     log_file = open(log or directory / "trytond.log", "ab")  # noqa: SIM115 - owned by the child
     process = subprocess.Popen(
         [str(ERP_VENV / "bin" / "trytond"), "-d", DATABASE_NAME],
