@@ -5,14 +5,27 @@
 -- `as_of` comes from the run context (macros/run_context.sql: the table the Dagster asset writes
 -- before dbt starts, a `--vars` override, else now). The settings are pivoted generically: a new
 -- numeric row in the seed is a new column here without an edit; settings whose value is not a
--- number (a currency code, a text) are left to the models that read the seed itself.
+-- number (a text) are left to the models that read the seed itself, and so are the rows that
+-- qualify a setting (any column beside setting, value and description filled in, e.g. a
+-- per-currency tolerance): the pivot takes a setting's default row only.
+{%- set qualifiers = [] %}
+{%- if execute and model.resource_type != 'unit_test' %}
+    {%- for column in adapter.get_columns_in_relation(ref('recon_settings')) %}
+        {%- if column.name | lower not in ['setting', 'value', 'description'] %}
+            {%- do qualifiers.append(
+                " and nullif(trim(cast(\"" ~ column.name ~ "\" as varchar)), '') is null"
+            ) %}
+        {%- endif %}
+    {%- endfor %}
+{%- endif %}
 
 with numeric_settings as (
     select
         setting,
         try_cast(value as decimal(18, 4)) as numeric_value
     from {{ ref('recon_settings') }}
-    where try_cast(value as decimal(18, 4)) is not null
+    where
+        try_cast(value as decimal(18, 4)) is not null{{ qualifiers | join('') }}  -- noqa: LT02
 ),
 
 -- noqa: disable=all
