@@ -4,6 +4,11 @@ Each tick reads the approved, unsent adjustments (read-only) and, when there are
 one run for that batch with a `run_key` derived from it (the sorted adjustment ids and their
 idempotency keys, hashed), so the same batch is never launched twice; the run pushes exactly
 those ids. No business logic here: the batch query and the key are in pipelines/lib/writeback.
+
+It starts stopped (DESIGN §6): with the ERP variables exported, `make dev` must not push
+auto-approved adjustments with nobody involved. A deployment turns it on once, in the UI
+(Automation) or with `dagster sensor start adjustment_push_sensor -w workspace.yaml`; the
+instance remembers that across restarts.
 """
 
 import dagster as dg
@@ -15,7 +20,7 @@ from pipelines.resources import SettingsResource
 @dg.sensor(
     job=push_adjustments_job,
     minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=dg.DefaultSensorStatus.STOPPED,  # a deployment turns it on (README)
     description="Launches push_adjustments_job for each new batch of approved, unsent adjustments.",
 )
 def adjustment_push_sensor(context: dg.SensorEvaluationContext, settings: SettingsResource):
