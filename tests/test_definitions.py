@@ -10,8 +10,19 @@ from pathlib import Path
 import dagster as dg
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.txt"
-# DuckDB schemas of the warehouse, plus `analyst` (the published read-only copy)
-LAYERS = {"raw", "staging", "intermediate", "marts", "recon", "seeds", "writeback", "analyst"}
+# DuckDB schemas of the warehouse, plus `analyst` (the published read-only copy) and
+# `operations` (stage-latency KPIs computed from the marts, assets/operations.py)
+LAYERS = {
+    "raw",
+    "staging",
+    "intermediate",
+    "marts",
+    "recon",
+    "seeds",
+    "writeback",
+    "analyst",
+    "operations",
+}
 
 
 def describe(defs: dg.Definitions) -> str:

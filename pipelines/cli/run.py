@@ -50,9 +50,10 @@ NOT_READ_SHOWN = 20  # landing paths not read, listed in the summary (the rest i
 def run(landing_dir: Path | None, db_path: Path | None, as_of: str | None, quiet: bool) -> None:
     """Run the main job: land every source, build the dbt models, reconcile, then print a summary.
 
-    The job is the code location's `main_job` (all assets), executed in this process on the
-    Dagster instance in DAGSTER_HOME if set, otherwise on a throw-away one. Its full log is
-    written to <data dir>/logs/run-*.log. Exit status: 0 ok, 1 failed or partial (a source is
+    The job is the code location's `main_job` (all assets), executed in this process and
+    recorded in the Dagster instance the UI (`make dev`) reads: DAGSTER_HOME if set, else
+    `.dagster_home` beside the data directory. Its full log is written to
+    <data dir>/logs/run-*.log. Exit status: 0 ok, 1 failed or partial (a source is
     stale), 2 usage or configuration error, 3 the warehouse stayed locked.
     """
     settings = Settings.from_env(landing_dir=landing_dir, db_path=db_path)
