@@ -33,6 +33,11 @@ class SimOptions:
     # near miss lies (3600: an hour; 1: one second, the edge itself).
     multi_fault_rate: float = 0.0
     near_miss_margin_s: int = 3600
+    # A stalled warehouse (its ERP code, e.g. "WH-E"): every inspection there comes `stall_h`
+    # hours later than it would, and its received-but-uninspected returns have waited that much
+    # longer (stage latencies, DESIGN §14; the truth is in expected_stages.csv).
+    stalled_warehouse: str | None = None
+    stall_h: float = 0.0
 
     def rate(self, name: str) -> float:
         return getattr(self, name) if self.noise else 0.0
@@ -44,4 +49,9 @@ class SimOptions:
 
 # options added after the first release, left out of landscape.json at their default so that a
 # seed's old output stays byte-identical
-NEW_OPTIONS = {"multi_fault_rate": 0.0, "near_miss_margin_s": 3600}
+NEW_OPTIONS = {
+    "multi_fault_rate": 0.0,
+    "near_miss_margin_s": 3600,
+    "stalled_warehouse": None,
+    "stall_h": 0.0,
+}

@@ -175,11 +175,18 @@ class Planner:
                     split = [(first, pq)]
                 for disp, iq in split:
                     lag = rng.uniform(1, 3) if compact else rng.uniform(1, 36)
+                    lag += self.stall_h(r)
                     ins = Inspection(disp, iq, rc_at + hours(lag))
                     rc.inspections.append(ins)
                     last = max(last, ins.at)
                 ln.receipts.append(rc)
         return last
+
+    def stall_h(self, r: Return) -> float:
+        """Extra hours before inspection at the stalled warehouse (SimOptions.stalled_warehouse)."""
+        if self.opt.stalled_warehouse == ref.WAREHOUSES[r.warehouse][1]:
+            return self.opt.stall_h
+        return 0.0
 
     def post(self, r: Return, rng: random.Random) -> datetime:
         """Stock moves: one per (line, disposition location), after its last inspection."""
@@ -260,7 +267,7 @@ class Planner:
                 for rc in ln.receipts:
                     rc.inspections.clear()
             end = max(rc.at for ln in r.lines for rc in ln.receipts)
-            self.place(r, end, hours(rng.uniform(1, 20)))
+            self.place(r, end, hours(rng.uniform(1, 20) + self.stall_h(r)))
         elif stage == "cancelled":
             if r.channel == "b2b":
                 r.b2b_status, r.erp_return = "rejected", False
