@@ -5,6 +5,10 @@ projection of the raw table (line items and transactions are unnested into their
 the expectations on it. Frames select only keys, positions and the checked columns, never
 personal data (payload, customer, names, emails, notes), so a failing-row sample is safe to show.
 
+The suites are built from the source registry (`pipelines/lib/contracts.py`): each file source's
+entry names its required columns, value sets, ranges and checked list columns, and `suite_for`
+turns them into frames; a new source needs no code here.
+
 Rules here guard the landing boundary only: required fields present, codes in their value sets,
 quantities and money in range. Cross-source rules (uniqueness per key, relationships) are dbt
 tests on staging; a rule is written in one place.
