@@ -14,6 +14,8 @@
 -- SKU crosswalk and the canonical reason through the reason_map seed (unknown reasons: `other`).
 -- The line's identity within its return is the ERP product code, or `channel_sku:<sku>` when the
 -- channel SKU has no crosswalk entry.
+-- One CTE per channel source of the source registry (`channel` in pipelines/lib/contracts.py):
+-- a new one adds its CTE here and in the other union (tests/test_contracts.py checks both).
 with crosswalk as (
     select * from {{ ref('stg_reference__sku_crosswalks') }}
 ),

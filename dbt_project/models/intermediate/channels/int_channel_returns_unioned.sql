@@ -14,6 +14,8 @@
 -- returns SaaS returns (Shopify), Amazon returns (the report's rows grouped by Amazon RMA ID) and
 -- B2B credit requests (grouped by request_id). `base_status` is the channel's own state on the
 -- canonical scale; approved_at is the start of the stale-return window (DESIGN §5).
+-- One CTE per channel source of the source registry (`channel` in pipelines/lib/contracts.py):
+-- a new one adds its CTE here and in the other union (tests/test_contracts.py checks both).
 with saas as (
     select * from {{ ref('stg_returns_saas__returns') }}
     where {{ in_touched('rma_normalized', 'rma', full) }}
