@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import reference as ref
 from .plan import CENT, CreditNote, Line, Refund, Return, hours, midnight, mistype
@@ -24,15 +24,15 @@ from .plan import CENT, CreditNote, Line, Refund, Return, hours, midnight, misty
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from .planner import Planner
     from .scenarios import Scenario
 
+# the planner (planner.Planner) is passed in, never imported: it sits above the scenario plans
 # a scenario's plan: (planner, return, rng, its name, the default age drawn for every scenario)
-PlanFn = Callable[["Planner", Return, random.Random, str, timedelta], None]
+PlanFn = Callable[[Any, Return, random.Random, str, timedelta], None]
 # an overlay of a combo: (planner, return, rng, the line it targets)
-OverlayFn = Callable[["Planner", Return, random.Random, Line], None]
+OverlayFn = Callable[[Any, Return, random.Random, Line], None]
 # an overlay on a "complete" combo base, before it is placed: (..., the line, the return's end)
-CompleteFn = Callable[["Planner", Return, random.Random, Line, "datetime"], None]
+CompleteFn = Callable[[Any, Return, random.Random, Line, "datetime"], None]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class ScenarioPlan:
     stock: bool = False  # a stock fault: its line gets one receipt and one inspection
     replaceable: bool = False  # as a combo base: placed again (its timing is free)
     # extra receipts (Scenario.extra_receipt): how old the unmatched receipt is
-    receipt_age: Callable[[Planner, random.Random, str], timedelta] | None = None
+    receipt_age: Callable[[Any, random.Random, str], timedelta] | None = None
 
 
 PLANS: dict[str, ScenarioPlan] = {}
@@ -68,7 +68,7 @@ def plans(*names: str, **spec) -> Callable[[PlanFn], PlanFn]:
     return register
 
 
-def plan_fault(p: Planner, r: Return, rng: random.Random, name: str) -> None:
+def plan_fault(p: Any, r: Return, rng: random.Random, name: str) -> None:
     old = hours(rng.uniform(36, 800))  # drawn for every scenario: a seed's output stays
     spec = PLANS[name]
     assert spec.plan is not None, name
@@ -391,7 +391,7 @@ for _name in (
     PLANS[_name] = replace(PLANS[_name], replaceable=True)
 
 
-def plan_combo(p: Planner, r: Return, rng: random.Random, combo: Scenario) -> None:
+def plan_combo(p: Any, r: Return, rng: random.Random, combo: Scenario) -> None:
     """Several faults on one return (scenarios.COMBOS): the base, then each overlay."""
     overlays = [(PLANS[f], r.lines[j]) for f, j in combo.overlays]
     r.simple_lines = frozenset(j for f, j in combo.overlays if PLANS[f].stock)
