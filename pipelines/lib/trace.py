@@ -92,6 +92,7 @@ class Event:
                 "position": self.position,
             },
             "detail": self.detail,
+            "sku": list(self.sku),
             "gap_h": _round(self.gap_h),
         }
         if self.missing:

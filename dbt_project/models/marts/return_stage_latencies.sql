@@ -7,18 +7,13 @@
 -- rejected or expired, or one the customer keeps (no receipt will come): it has no row then.
 -- The ERP dates credit notes by day (invoice_date at 00:00 UTC), so a credit dated the refund's
 -- own day counts as 0 h, never negative.
--- SLAs (hours) are the sla_* rows of the settings seed; as_of is the run's time (dbt var).
-{%- set as_of = var('as_of', none) %}
+-- SLAs (hours) are the sla_* rows of the settings seed; as_of is the run's time (the run
+-- context, macros/run_context.sql).
 
 with
 
 run as (
-    select
-        {% if as_of -%}
-            cast('{{ as_of }}' as timestamp with time zone)
-        {%- else -%}
-            cast(get_current_timestamp() as timestamp with time zone)
-        {%- endif %} as as_of
+    select {{ run_as_of() }} as as_of
 ),
 
 slas as (

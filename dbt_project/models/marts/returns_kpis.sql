@@ -1,4 +1,5 @@
--- Day x channel x warehouse: return volume, refund cycle time, receipt-to-posting latency and
+-- Day x channel x warehouse: return volume, refund cycle time, receipt-to-posting latency, the
+-- stage latencies of marts.return_stage_latencies (p50/p90 of each transition, closed ones) and
 -- the disposition mix. The day is the UTC day the return was requested.
 with returns as (
     select
@@ -38,6 +39,22 @@ first_posting as (
     group by return_key
 ),
 
+stage_latencies as (
+    select
+        return_key,
+        max(latency_h) filter (where transition = 'requested_to_received')
+            as requested_to_received_h,
+        max(latency_h) filter (where transition = 'received_to_inspected')
+            as received_to_inspected_h,
+        max(latency_h) filter (where transition = 'inspected_to_posted')
+            as inspected_to_posted_h,
+        max(latency_h) filter (where transition = 'refunded_to_credited')
+            as refunded_to_credited_h,
+        count(*) filter (where is_overdue) as overdue_transitions
+    from {{ ref('return_stage_latencies') }}
+    group by return_key
+),
+
 mix as (
     select
         return_key,
@@ -64,13 +81,19 @@ per_return as (
         coalesce(mix.units_restock, 0) as units_restock,
         coalesce(mix.units_refurbish, 0) as units_refurbish,
         coalesce(mix.units_scrap, 0) as units_scrap,
-        coalesce(mix.units_return_to_vendor, 0) as units_return_to_vendor
+        coalesce(mix.units_return_to_vendor, 0) as units_return_to_vendor,
+        stage_latencies.requested_to_received_h,
+        stage_latencies.received_to_inspected_h,
+        stage_latencies.inspected_to_posted_h,
+        stage_latencies.refunded_to_credited_h,
+        coalesce(stage_latencies.overdue_transitions, 0) as overdue_transitions
     from returns
     left join receipts on receipts.return_key = returns.return_key
     left join erp_warehouse on erp_warehouse.return_key = returns.return_key
     left join first_credit on first_credit.return_key = returns.return_key
     left join first_posting on first_posting.return_key = returns.return_key
     left join mix on mix.return_key = returns.return_key
+    left join stage_latencies on stage_latencies.return_key = returns.return_key
 )
 
 select
@@ -88,6 +111,15 @@ select
     cast(sum(units_restock) as decimal(18, 3)) as units_restock,
     cast(sum(units_refurbish) as decimal(18, 3)) as units_refurbish,
     cast(sum(units_scrap) as decimal(18, 3)) as units_scrap,
-    cast(sum(units_return_to_vendor) as decimal(18, 3)) as units_return_to_vendor
+    cast(sum(units_return_to_vendor) as decimal(18, 3)) as units_return_to_vendor,
+    cast(quantile_cont(requested_to_received_h, 0.5) as double) as requested_to_received_p50_h,
+    cast(quantile_cont(requested_to_received_h, 0.9) as double) as requested_to_received_p90_h,
+    cast(quantile_cont(received_to_inspected_h, 0.5) as double) as received_to_inspected_p50_h,
+    cast(quantile_cont(received_to_inspected_h, 0.9) as double) as received_to_inspected_p90_h,
+    cast(quantile_cont(inspected_to_posted_h, 0.5) as double) as inspected_to_posted_p50_h,
+    cast(quantile_cont(inspected_to_posted_h, 0.9) as double) as inspected_to_posted_p90_h,
+    cast(quantile_cont(refunded_to_credited_h, 0.5) as double) as refunded_to_credited_p50_h,
+    cast(quantile_cont(refunded_to_credited_h, 0.9) as double) as refunded_to_credited_p90_h,
+    cast(sum(overdue_transitions) as bigint) as overdue_transitions
 from per_return
 group by day, channel, warehouse
