@@ -3,9 +3,10 @@
 - `recon/mismatches` merges dbt's `recon/recon_mismatches_current` into the persistent history
   (pipelines/lib/recon/lifecycle.py) and carries one asset check per row of the rule catalog
   (dbt_project/seeds/rule_catalog.csv, read when the definitions load): it passes when the rule
-  has no open mismatch; its metadata shows severity, count, amount at risk and the worst rows.
-- `recon/mismatch_report` is the open table: Markdown in its metadata and a CSV file under
-  `<data_dir>/reports/`.
+  has no open mismatch; its metadata shows the count, the money and goods at risk per currency
+  (numbers, so the UI plots them run over run) and the worst rows as a table.
+- `recon/mismatch_report` is the open table with cases, currencies and actions (DESIGN §11):
+  inline tables in its metadata and a CSV file under `<data_dir>/reports/`.
 Only RMA numbers, products, warehouses, quantities and amounts are shown: no personal data.
 """
 
@@ -20,35 +21,85 @@ from pipelines.resources import SettingsResource
 CURRENT_KEY = dg.AssetKey(["recon", "recon_mismatches_current"])
 MISMATCHES_KEY = dg.AssetKey(["recon", "mismatches"])
 REPORT_KEY = dg.AssetKey(["recon", "mismatch_report"])
+OWNERS = ["team:finance-operations"]
 
 WORST_ROWS = 10  # rows per check
-REPORT_MD_ROWS = 1000  # rows of the report's Markdown metadata (the CSV has them all)
+REPORT_TABLE_ROWS = 200  # rows of the report's table metadata (the CSV has them all)
+
+_NUMBER_COLUMNS = frozenset(
+    {"amount_delta", "qty_delta", "money_at_risk", "goods_at_risk", "money_at_risk_company"}
+)
+_INT_COLUMNS = frozenset({"count", "cases", "rows"})
 
 
 def _check_severity(severity: str) -> dg.AssetCheckSeverity:
     return dg.AssetCheckSeverity.ERROR if severity == "high" else dg.AssetCheckSeverity.WARN
 
 
-def _money(value: Decimal) -> str:
-    return format(value, "f")
+def _cell(value: object) -> str | int | float | bool | None:
+    """A table cell: numbers as floats (the UI sorts and shows them), times as ISO text."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _type(column: str, text: frozenset[str]) -> str:
+    if column in text:
+        return "string"
+    if column in _INT_COLUMNS:
+        return "int"
+    return "float" if column in _NUMBER_COLUMNS else "string"
+
+
+def table(
+    rows: list[dict], columns: tuple[str, ...], text: frozenset[str] = frozenset()
+) -> dg.TableMetadataValue:
+    """Rows as Dagster table metadata: shown inline in the UI, not behind a Markdown link.
+    Amounts are numbers (`text`: columns that hold amounts with their currency as text)."""
+    schema = dg.TableSchema(columns=[dg.TableColumn(name=c, type=_type(c, text)) for c in columns])
+    records = [dg.TableRecord({c: _cell(row.get(c)) for c in columns}) for row in rows]
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
+def per_currency(prefix: str, sums: dict[str, Decimal]) -> dict[str, float]:
+    """`{prefix}_{CUR}`: one float per currency, so the UI plots each one run over run."""
+    return {f"{prefix}_{currency}": float(amount) for currency, amount in sums.items()}
+
+
+def totals_metadata(totals_by_currency: dict[str, dict], company: dict | None) -> dict:
+    meta: dict = {}
+    for currency, t in totals_by_currency.items():
+        meta[f"money_at_risk_{currency}"] = float(t["money_at_risk"])
+        meta[f"goods_at_risk_{currency}"] = float(t["goods_at_risk"])
+    if company is not None:
+        meta["company_currency"] = company["currency"]
+        meta["money_at_risk_company"] = float(company["money_at_risk"])
+        meta["goods_at_risk_company"] = float(company["goods_at_risk"])
+    return meta
 
 
 @dg.asset(
     key=MISMATCHES_KEY,
     deps=[CURRENT_KEY],
     group_name="recon",
+    owners=OWNERS,
     description=(
-        "Every mismatch ever raised, with first/last seen, status (open, resolved, acknowledged) "
-        "and resolved_at: the audit trail. Merged from recon_mismatches_current after each dbt "
-        "build; never dropped."
+        "Every difference found between the sales channels, the warehouse and the ERP, kept "
+        "for good: when it was first and last seen, whether it is open, resolved or "
+        "acknowledged by a person. One check per rule shows its open rows, with the money and "
+        "goods at risk per currency."
     ),
     check_specs=[
         dg.AssetCheckSpec(
             name=entry.rule,
             asset=MISMATCHES_KEY,
             description=(
-                f"{entry.description} (rule {entry.rule}, {entry.family}, {entry.severity}): "
-                "passes with no open mismatch."
+                f"{entry.description}. Passes when nothing of this kind is open "
+                f"({entry.severity} severity)."
             ),
         )
         for entry in CATALOG
@@ -56,15 +107,16 @@ def _money(value: Decimal) -> str:
 )
 def mismatches(context: dg.AssetExecutionContext, settings: SettingsResource):
     from pipelines.lib.recon.lifecycle import apply_lifecycle, list_mismatches
-    from pipelines.lib.recon.report import CHECK_COLUMNS, amount_at_risk, to_markdown
+    from pipelines.lib.recon.report import CHECK_COLUMNS, build_report, money_by_currency
     from pipelines.lib.warehouse import connection
 
     mark("recon")
     resolved = settings.get()
     with connection(resolved.db_path) as con:
         summary = apply_lifecycle(con)
-        open_rows = list_mismatches(con, status="open")
+        report = build_report(con, status="open")
         acknowledged = list_mismatches(con, status="acknowledged")
+    open_rows = report.rows
     context.log.info(
         f"as_of {summary.as_of.isoformat()}: {summary.opened} new, {summary.reopened} reopened, "
         f"{summary.resolved} resolved, {summary.open_total} open or acknowledged"
@@ -78,7 +130,8 @@ def mismatches(context: dg.AssetExecutionContext, settings: SettingsResource):
             "resolved": summary.resolved,
             "open": len(open_rows),
             "acknowledged": len(acknowledged),
-            "amount_at_risk": _money(amount_at_risk(open_rows)),
+            "cases": len({r["case_id"] for r in open_rows}),
+            **totals_metadata(report.totals_by_currency, report.totals_company),
         }
     )
     for entry in CATALOG:
@@ -90,14 +143,15 @@ def mismatches(context: dg.AssetExecutionContext, settings: SettingsResource):
             asset_key=MISMATCHES_KEY,
             passed=not mine,
             severity=_check_severity(entry.severity),
-            description=f"{len(mine)} open {rule} mismatch(es)",
+            description=f"{len(mine)} open: {entry.description}",
             metadata={
                 "severity": entry.severity,
                 "description": entry.description,
                 "count": len(mine),
                 "acknowledged": acked,
-                "amount_at_risk": _money(amount_at_risk(mine)),
-                "worst_rows": dg.MetadataValue.md(to_markdown(mine[:WORST_ROWS], CHECK_COLUMNS)),
+                **per_currency("money_at_risk", money_by_currency(mine, "money_at_risk")),
+                **per_currency("goods_at_risk", money_by_currency(mine, "goods_at_risk")),
+                "worst_rows": table(mine[:WORST_ROWS], CHECK_COLUMNS),
             },
         )
 
@@ -106,45 +160,62 @@ def mismatches(context: dg.AssetExecutionContext, settings: SettingsResource):
     key=REPORT_KEY,
     deps=[MISMATCHES_KEY],
     group_name="recon",
+    owners=OWNERS,
     description=(
-        "The open mismatches (DESIGN §5 report): per-rule summary and the table as Markdown, "
-        "the full table as CSV under <data_dir>/reports/. No personal data."
+        "What finance reviews: every open difference, one case per return, with what to do "
+        "about it, the adjustment planned for it, and the money and goods at risk counted once "
+        "per case, per currency (and in the company currency where exchange rates were "
+        "provided). The full table is also written as a spreadsheet-safe CSV file. No customer "
+        "personal data."
     ),
 )
 def mismatch_report(context: dg.AssetExecutionContext, settings: SettingsResource):
-    from pipelines.lib.recon.lifecycle import list_mismatches, run_as_of
-    from pipelines.lib.recon.report import amount_at_risk, rule_summary, to_csv, to_markdown
+    from pipelines.lib.recon.lifecycle import run_as_of
+    from pipelines.lib.recon.report import REPORT_COLUMNS, build_report, rule_summary, to_csv
     from pipelines.lib.warehouse import connection
 
     mark("report")
     resolved = settings.get()
     with connection(resolved.db_path, read_only=True) as con:
-        rows = list_mismatches(con, status="open")
+        report = build_report(con, status="open")
         as_of = run_as_of(con)
+    rows = report.rows
     stamp = as_of.strftime("%Y%m%dT%H%M%SZ") if as_of else "unknown"
     path = resolved.data_dir / "reports" / f"mismatches_{stamp}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
     tmp.write_text(to_csv(rows), encoding="utf-8")  # spreadsheet-safe (pipelines.lib.csvsafe)
     tmp.replace(path)
-    summary = rule_summary(rows)
-    summary_md = to_markdown(
-        [{**s, "amount_at_risk": _money(s["amount_at_risk"])} for s in summary],
-        ("rule", "severity", "count", "amount_at_risk", "description"),
-    )
-    shown = rows[:REPORT_MD_ROWS]
-    table_md = to_markdown(shown)
-    if len(rows) > len(shown):
-        table_md += f"\n_{len(shown)} of {len(rows)} rows shown; the CSV has them all._\n"
+    by_rule = [
+        {
+            "rule": s["rule"],
+            "severity": s["severity"],
+            "count": s["count"],
+            "money_at_risk": ", ".join(f"{v} {c}" for c, v in s["money_at_risk"].items()),
+            "goods_at_risk": ", ".join(f"{v} {c}" for c, v in s["goods_at_risk"].items()),
+            "description": s["description"],
+        }
+        for s in rule_summary(rows)
+    ]
+    totals = [{"currency": c, **t} for c, t in report.totals_by_currency.items()]
     context.log.info(f"{len(rows)} open mismatch(es) written to {path}")
     return dg.MaterializeResult(
         metadata={
             "as_of": as_of.isoformat() if as_of else None,
             "open": len(rows),
-            "amount_at_risk": _money(amount_at_risk(rows)),
+            "cases": len({r["case_id"] for r in rows}),
+            **totals_metadata(report.totals_by_currency, report.totals_company),
             "csv_path": dg.MetadataValue.path(str(path)),
-            "by_rule": dg.MetadataValue.md(summary_md),
-            "mismatches": dg.MetadataValue.md(table_md),
+            "totals_by_currency": table(
+                totals, ("currency", "money_at_risk", "goods_at_risk", "cases", "rows")
+            ),
+            "by_rule": table(
+                by_rule,
+                ("rule", "severity", "count", "money_at_risk", "goods_at_risk", "description"),
+                text=frozenset({"money_at_risk", "goods_at_risk"}),
+            ),
+            "mismatches": table(rows[:REPORT_TABLE_ROWS], REPORT_COLUMNS),
+            "rows_shown": min(len(rows), REPORT_TABLE_ROWS),
         }
     )
 

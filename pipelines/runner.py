@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,16 +115,35 @@ def main_job(defs: dg.Definitions) -> dg.JobDefinition:
     return defs.resolve_job_def(MAIN_JOB)
 
 
-def instance() -> dg.DagsterInstance:
-    """The instance in DAGSTER_HOME (created, telemetry off, if missing), else a throw-away one."""
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        return dg.DagsterInstance.ephemeral()
-    config = Path(home) / "dagster.yaml"
+DAGSTER_HOME_DIR = ".dagster_home"  # the instance `make dev` reads (Makefile: DAGSTER_HOME)
+DAGSTER_YAML = "telemetry:\n  enabled: false\n"  # what the Makefile writes, too
+
+
+def dagster_home(settings: Settings | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """Where the CLI's runs are recorded: DAGSTER_HOME when set, else `.dagster_home` in the
+    directory that holds the data directory.
+
+    With the defaults that is `<current directory>/.dagster_home` beside `data/`: exactly the
+    instance `make dev` reads (the Makefile exports DAGSTER_HOME=$(CURDIR)/.dagster_home), so a
+    `returnsync run` shows in the UI. A data directory elsewhere (RETURNSYNC_DATA_DIR) keeps its
+    runs beside it, never in someone else's instance (tests write no run into the checkout).
+    """
+    env = os.environ if env is None else env
+    home = env.get("DAGSTER_HOME")
+    if home:
+        return Path(home).expanduser().resolve()
+    settings = settings or Settings.from_env(env=env)
+    return settings.data_dir.parent / DAGSTER_HOME_DIR
+
+
+def instance(settings: Settings | None = None) -> dg.DagsterInstance:
+    """The persistent instance in `dagster_home(settings)`, created (telemetry off) if missing."""
+    home = dagster_home(settings)
+    config = home / "dagster.yaml"
     if not config.exists():
-        config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text("telemetry:\n  enabled: false\n")
-    return dg.DagsterInstance.get()
+        home.mkdir(parents=True, exist_ok=True)
+        config.write_text(DAGSTER_YAML)
+    return dg.DagsterInstance.from_config(str(home))
 
 
 @dataclass(frozen=True)
@@ -168,7 +188,7 @@ def run_main_job(
 ) -> RunOutcome:
     defs = load_definitions(settings)
     job = main_job(defs).with_logger_defs({LOGGER: returnsync_logger})
-    with instance() as inst:
+    with instance(settings) as inst:
         result = job.execute_in_process(
             run_config=run_config(settings, as_of, quiet, log_file),
             instance=inst,

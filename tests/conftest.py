@@ -14,6 +14,10 @@ import pytest
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+# `make test` exports DAGSTER_HOME=<checkout>/.dagster_home (for `make dev`); without it, a run a
+# test starts is recorded in `.dagster_home` beside that test's data directory
+# (pipelines.runner.dagster_home), never in the checkout's instance.
+os.environ.pop("DAGSTER_HOME", None)
 
 # Property-based tests (hypothesis): CI runs a fixed, derandomized 200 examples per reader; `make
 # fuzz` selects the long profile (HYPOTHESIS_PROFILE=fuzz). Registered before any test imports.
@@ -81,7 +85,7 @@ def settings_env(tmp_path, monkeypatch):
 
     for var, _ in ENV_VARS.values():
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # runs go to a throw-away instance
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # runs go to <tmp_path>/.dagster_home
     monkeypatch.setenv("RETURNSYNC_DATA_DIR", str(tmp_path / "data"))
     settings = Settings.from_env()
     settings.landing_dir.mkdir(parents=True)

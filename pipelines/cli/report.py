@@ -1,4 +1,4 @@
-"""`returnsync report`: the reconciliation mismatches on standard output (DESIGN §5)."""
+"""`returnsync report`: the reconciliation mismatches on standard output (DESIGN §5, §11)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import click
 import duckdb
 
 from pipelines.errors import ConfigError
-from pipelines.lib.recon.lifecycle import RULES, STATUSES, list_mismatches
-from pipelines.lib.recon.report import FORMATS, render
+from pipelines.lib.recon.lifecycle import RULES, STATUSES
+from pipelines.lib.recon.report import FORMATS, build_report, render
 from pipelines.lib.source_status import one_line
 
 
@@ -27,7 +27,10 @@ from pipelines.lib.source_status import one_line
     type=click.Choice(FORMATS),
     default="csv",
     show_default=True,
-    help="Output format: csv, md (a Markdown table) or json.",
+    help=(
+        "Output format: csv (the rows), md (a Markdown table and the totals) or json "
+        "(rows, totals_by_currency and, when rates exist, totals_company)."
+    ),
 )
 @click.option(
     "--rule",
@@ -45,9 +48,14 @@ from pipelines.lib.source_status import one_line
 def report(db_path: Path | None, fmt: str, rule: str | None, status: str) -> None:
     """Print reconciliation mismatches (default: the open ones, as CSV).
 
+    One row per mismatch, worst first, each with its case (one per return), the currency of its
+    amounts, the money and goods at risk of its case (each on one row only, so a column's sum
+    never counts money twice), a company-currency figure where rates exist, what to do, the
+    adjustment planned for it and who acknowledged it. Totals are per currency, never summed
+    across currencies. No customer personal data is shown.
+
     Reads the warehouse read-only; while a run holds it, waits up to RETURNSYNC_LOCK_WAIT_S.
-    Worst first: severity, then the amount at risk, then the quantity. No customer personal data
-    is shown. A stale source (its last landing failed) is named in a warning on standard error.
+    A stale source (its last landing failed) is named in a warning on standard error.
     """
     from pipelines.lib.source_status import stale_sources
     from pipelines.lib.warehouse import connect
@@ -63,7 +71,7 @@ def report(db_path: Path | None, fmt: str, rule: str | None, status: str) -> Non
     except duckdb.Error as exc:  # not a DuckDB file, or a newer format
         raise ConfigError(f"cannot open the warehouse {db_path}: {one_line(str(exc))}") from None
     try:
-        rows = list_mismatches(con, status=status, rule=rule)
+        report_ = build_report(con, status=status, rule=rule)
         stale = stale_sources(con)
     except LookupError as exc:
         raise ConfigError(f"{exc} (warehouse {db_path})") from exc
@@ -76,4 +84,4 @@ def report(db_path: Path | None, fmt: str, rule: str | None, status: str) -> Non
             "its mismatches may be missing or phantoms",
             err=True,
         )
-    click.echo(render(rows, fmt), nl=False)
+    click.echo(render(report_, fmt), nl=False)

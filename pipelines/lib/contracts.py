@@ -334,6 +334,13 @@ FILE_SOURCES: tuple[FileSource, ...] = (
         ("dc_code", "erp_warehouse_code"),
         key=("dc_code",),
     ),
+    FileSource(  # exchange rates to the company currency (DESIGN §11), optional
+        "reference", "fx_rates", "reference/fx_rates.csv",
+        {"date": "date", "currency": "varchar", "rate_to_company": "decimal(18,8)"},
+        ("date", "currency", "rate_to_company"),
+        key=("date", "currency"),
+        positive=("rate_to_company",),
+    ),
 )
 
 # fmt: on

@@ -135,6 +135,7 @@ def test_file_assets_keys_group_and_job():
     assert keys == {
         "raw/returns_saas_webhooks", "raw/shopify_refunds", "raw/amazon_returns",
         "raw/b2b_credit_requests", "raw/sku_crosswalk", "raw/warehouse_crosswalk",
+        "raw/fx_rates",
     }  # fmt: skip
     assert {a.group_names_by_key[a.key] for a in file_assets} == {"landing"}
     assert file_ingest_job.name == "file_ingest_job"

@@ -81,3 +81,53 @@ def publish(con: duckdb.DuckDBPyConnection, as_of: datetime, rows: list[dict]) -
                 as_of,
             ],
         )
+
+
+MONEY_DDL = """
+create schema if not exists recon;
+create table if not exists recon.recon_return_money (
+    rma_number varchar, side varchar, currency varchar, amount decimal(18,4), first_at timestamptz
+);
+create table if not exists recon.recon_line_money (
+    rma_number varchar, sku varchar, currency varchar, unit_price decimal(18,4),
+    last_inspected_at timestamptz
+);
+"""
+
+
+def publish_money(
+    con: duckdb.DuckDBPyConnection,
+    returns: list[tuple] = (),
+    lines: list[tuple] = (),
+) -> None:
+    """The money facts dbt's models/recon/report/ would hold: `returns` rows are
+    (rma, side, currency, amount, first_at) with side return|refund|credit; `lines` rows are
+    (rma, sku, currency, unit_price, last_inspected_at)."""
+    con.execute(MONEY_DDL)
+    for row in returns:
+        con.execute("insert into recon.recon_return_money values (?, ?, ?, ?, ?)", list(row))
+    for row in lines:
+        con.execute("insert into recon.recon_line_money values (?, ?, ?, ?, ?)", list(row))
+
+
+def publish_rates(
+    con: duckdb.DuckDBPyConnection, rates: list[tuple], company: str | None = "EUR"
+) -> None:
+    """The fx rates staging view and the settings seed's company currency, as dbt would build
+    them: `rates` rows are (date, currency, rate_to_company)."""
+    con.execute("create schema if not exists staging")
+    con.execute("create schema if not exists seeds")
+    con.execute(
+        "create or replace table staging.stg_reference__fx_rates "
+        "(rate_date date, currency varchar, rate_to_company decimal(18,8))"
+    )
+    for row in rates:
+        con.execute("insert into staging.stg_reference__fx_rates values (?, ?, ?)", list(row))
+    con.execute(
+        "create or replace table seeds.recon_settings "
+        "(setting varchar, value decimal(18,4), description varchar, currency varchar)"
+    )
+    if company:
+        con.execute(
+            "insert into seeds.recon_settings values ('company_currency', 1, '', ?)", [company]
+        )

@@ -12,7 +12,7 @@ from pipelines.lib.recon.lifecycle import RULES
 from pipelines.lib.warehouse import connection
 from pipelines.resources import SettingsResource
 from sensors.recon import main_job, nightly_reconciliation_schedule
-from tests.recon.recon_helpers import mismatch, publish
+from tests.recon.recon_helpers import mismatch, publish, publish_money
 
 AS_OF = datetime(2026, 3, 1, tzinfo=UTC)
 ROWS = [
@@ -37,9 +37,22 @@ ROWS = [
 PERSONAL = ("name", "email", "address", "party", "customer")
 
 
+MONEY = [  # LR-1 in GBP, LR-2 and LR-3 in EUR
+    ("LR-1", "return", "GBP", None, None),
+    ("LR-2", "return", "EUR", None, None),
+    ("LR-2", "refund", "EUR", 100, AS_OF),
+    ("LR-2", "credit", "EUR", 90, AS_OF),
+    ("LR-3", "return", "EUR", None, None),
+    ("LR-3", "refund", "EUR", 10, AS_OF),
+    ("LR-3", "credit", "EUR", 12.5, AS_OF),
+]
+LINES = [("LR-1", "SKU-A", "GBP", 10, AS_OF)]
+
+
 def test_lifecycle_asset_checks_and_report(settings_env):
     with connection(settings_env.db_path) as con:
         publish(con, AS_OF, ROWS)
+        publish_money(con, MONEY, LINES)
     result = dg.materialize(
         [mismatches, mismatch_report], resources={"settings": SettingsResource()}
     )
@@ -54,9 +67,14 @@ def test_lifecycle_asset_checks_and_report(settings_env):
     meta = {k: v.value for k, v in money.metadata.items()}
     assert meta["severity"] == "high"
     assert meta["count"] == 2
-    assert meta["amount_at_risk"] == "12.5000"
-    worst = meta["worst_rows"].splitlines()
-    assert "LR-2" in worst[2] and "LR-3" in worst[3]  # the larger gap first
+    # numbers per currency (the UI plots floats and ints run over run, never strings)
+    assert meta["money_at_risk_EUR"] == 12.5 and "money_at_risk_GBP" not in meta
+    assert isinstance(money.metadata["worst_rows"], dg.TableMetadataValue)  # inline table
+    worst = [r.data for r in meta["worst_rows"].records]
+    assert [r["rma_number"] for r in worst] == ["LR-2", "LR-3"]  # the larger gap first
+    assert {r["currency"] for r in worst} == {"EUR"}
+    stock = {k: v.value for k, v in checks["receipt_not_posted"].metadata.items()}
+    assert stock["goods_at_risk_GBP"] == 20.0 and stock["count"] == 1
     assert checks["stale_return"].passed
     assert checks["receipt_not_posted"].severity == dg.AssetCheckSeverity.WARN
 
@@ -67,16 +85,26 @@ def test_lifecycle_asset_checks_and_report(settings_env):
     ]
     report_meta = {k: v.value for k, v in materialization.materialization.metadata.items()}
     assert report_meta["open"] == 3
+    assert report_meta["money_at_risk_EUR"] == 12.5  # 10.00 + 2.50, two cases
+    assert report_meta["goods_at_risk_GBP"] == 20.0
+    assert not any(k.startswith("amount_at_risk") for k in report_meta)  # never across currencies
     path = report_meta["csv_path"]
     assert path.endswith("reports/mismatches_20260301T000000Z.csv")
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {r["rma_number"] for r in rows} == {"LR-1", "LR-2", "LR-3"}
-    table = report_meta["mismatches"]
-    assert table.count("\n| ") == 3
+    table = [r.data for r in report_meta["mismatches"].records]
+    assert len(table) == 3 and all(r["currency"] for r in table)
+    assert {r["rule"]: r["currency"] for r in table}["receipt_not_posted"] == "GBP"
+
+    def shown(value) -> str:  # what the UI shows: a table's cells, not its repr
+        if isinstance(value, dg.TableMetadataValue):
+            return " ".join(str(v) for r in value.records for v in r.data.values())
+        return str(value)
+
     everything = (
-        " ".join(str(v) for v in report_meta.values()).lower()
-        + " ".join(str(v.value) for e in checks.values() for v in e.metadata.values()).lower()
+        " ".join(shown(v) for v in report_meta.values()).lower()
+        + " ".join(shown(v.value) for e in checks.values() for v in e.metadata.values()).lower()
     )
     assert not any(word in everything for word in PERSONAL)
 

@@ -17,21 +17,33 @@ from tests.recon.recon_helpers import mismatch, publish
 
 T1 = datetime(2026, 3, 1, tzinfo=UTC)
 T2 = datetime(2026, 3, 2, tzinfo=UTC)
-COLUMNS = [
+COLUMNS = [  # DESIGN §11, issue 21: exactly these, in this order
+    "case_id",
     "mismatch_id",
     "rule",
+    "rule_description",
     "severity",
     "rma_number",
     "sku",
     "warehouse",
+    "location",
+    "currency",
     "expected",
     "actual",
     "amount_delta",
     "qty_delta",
+    "money_at_risk",
+    "goods_at_risk",
+    "money_at_risk_company",
+    "suggested_action",
+    "adjustment_id",
+    "adjustment_status",
     "first_seen_at",
     "last_seen_at",
     "status",
-    "resolved_at",
+    "acknowledged_by",
+    "acknowledged_at",
+    "acknowledgement_note",
 ]
 
 NOT_POSTED = mismatch(
@@ -79,7 +91,7 @@ def test_default_is_open_mismatches_as_csv_worst_first(warehouse):
     result = invoke("--db", str(warehouse))
     assert result.exit_code == 0, result.output
     header = result.output.splitlines()[0].split(",")
-    assert header[: len(COLUMNS)] == COLUMNS
+    assert header == COLUMNS
     rows = rows_of(result.output)
     assert [(r["rule"], r["rma_number"], r["sku"]) for r in rows] == [
         ("credit_amount_mismatch", "LR-2", ""),  # high severity first
@@ -96,7 +108,9 @@ def test_status_all_still_lists_the_resolved_mismatch(warehouse):
     by_rule = {r["rule"]: r for r in rows}
     assert len(rows) == 4
     assert by_rule["receipt_not_posted"]["status"] == "resolved"
-    assert by_rule["receipt_not_posted"]["resolved_at"].startswith("2026-03-02")
+    assert by_rule["receipt_not_posted"]["last_seen_at"].startswith("2026-03-01")
+    # a resolved mismatch puts nothing at risk
+    assert by_rule["receipt_not_posted"]["goods_at_risk"] == ""
     assert by_rule["unmapped_sku"]["status"] == "acknowledged"
     resolved = rows_of(invoke("--db", str(warehouse), "--status", "resolved").output)
     assert [r["mismatch_id"] for r in resolved] == [NOT_POSTED["mismatch_id"]]
@@ -106,13 +120,16 @@ def test_rule_filter_and_json_and_markdown(warehouse):
     result = invoke("--db", str(warehouse), "--rule", "stale_return", "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert [(d["rule"], d["rma_number"], d["warehouse"]) for d in data] == [
+    assert set(data) == {"rows", "totals_by_currency"}  # no rates landed: no totals_company
+    assert [(d["rule"], d["rma_number"], d["warehouse"]) for d in data["rows"]] == [
         ("stale_return", "AMZ-3", "WH-W")
     ]
+    assert list(data["rows"][0]) == COLUMNS
     md = invoke("--db", str(warehouse), "--format", "md", "--status", "all").output
-    lines = md.strip().splitlines()
-    assert lines[0].startswith("| mismatch_id | rule | severity |")
-    assert len(lines) == 2 + 4
+    table = md.strip().split("\n\n")[0].splitlines()
+    assert table[0].startswith("| case_id | mismatch_id | rule | rule_description |")
+    assert len(table) == 2 + 4
+    assert "| currency | money_at_risk | goods_at_risk |" in md
 
 
 def test_missing_warehouse_or_table_is_a_clear_error(tmp_path):
@@ -181,7 +198,7 @@ def test_csv_cells_a_spreadsheet_would_run_start_with_a_quote(tmp_path):
     assert rows["credit_amount_mismatch"]["amount_delta"] == "-10.0000"  # a number stays one
     # JSON is not opened by spreadsheets: it keeps the value as it came
     data = json.loads(invoke("--db", str(path), "--format", "json").output)
-    assert {d["rma_number"] for d in data} == {HYPERLINK, "LR-2"}
+    assert {d["rma_number"] for d in data["rows"]} == {HYPERLINK, "LR-2"}
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,20 @@
 --     origin is one of the return's lines; |total_amount_cache| spread over the lines, so the
 --     rows of a return sum to its credit), at invoice_date 00:00 UTC.
 -- Sign convention: amount_delta = ERP credit - channel refund (negative: the ERP is short).
+-- The tolerance is the refund currency's amount_tolerance row of the settings seed, else the
+-- default row (currency empty) (DESIGN §11: money thresholds per currency).
 with
 
 run as (
     select * from {{ ref('recon_run') }}
+),
+
+tolerances as (
+    select
+        currency,
+        value as amount_tolerance
+    from {{ ref('recon_settings') }}
+    where setting = 'amount_tolerance'
 ),
 
 channel_refunds as (
@@ -60,10 +70,13 @@ returns_money as (
         run.as_of,
         run.credit_grace_h,
         run.receipt_after_credit_grace_h,
-        run.amount_tolerance
+        coalesce(t.amount_tolerance, d.amount_tolerance, run.amount_tolerance)
+            as amount_tolerance
     from {{ ref('returns') }} as r
     left join channel_refunds as c on c.return_key = r.return_key
     left join erp_credits as e on e.return_key = r.return_key
+    left join tolerances as t on t.currency = c.currency
+    left join tolerances as d on d.currency is null
     cross join run
     where c.return_key is not null or e.return_key is not null
 ),

@@ -12,6 +12,7 @@
 --   rma              the return (product and place empty);
 --   rma_sku          the return line: RMA, product and, for the stock rules, the ERP location;
 --   scanned_rma_sku  the scanned RMA, the product and the receiving warehouse.
+-- Models under models/recon/report/ are not rules: they hold the money facts the report reads.
 {%- set listed = env_var('RETURNSYNC_RECON_RULE_MODELS', '') %}
 {%- set rule_models = listed.split(',') if listed else [
     'recon_stock_mismatches',
@@ -22,9 +23,12 @@
 ] %}
 {%- if execute and not listed %}
     {%- for node in graph.get('nodes', {}).values()
-        if node.resource_type == 'model' and node.original_file_path.startswith('models/recon/') %}
+        if node.resource_type == 'model' and node.original_file_path.startswith('models/recon/')
+        and not node.original_file_path.startswith('models/recon/report/') %}
         {%- set model = node.unique_id.split('.')[-1] %}
-        {%- if model not in rule_models + ['recon_run', 'recon_mismatches_current'] %}
+        {%- if model not in rule_models + [
+            'recon_run', 'recon_mismatches_current', 'adjustment_candidates'
+        ] %}
             {%- do exceptions.warn(
                 model ~ ' is not in recon_mismatches_current: dbt was started without '
                 ~ 'RETURNSYNC_RECON_RULE_MODELS (run it through returnsync)'

@@ -72,7 +72,7 @@ def current_versions(con: duckdb.DuckDBPyConnection) -> dict[str, ReferenceVersi
 
 def _key_select(fs: FileSource, placeholder: str = "?") -> str:
     columns = fs.key or fs.required
-    keys = ", ".join(f'lower(trim("{c}"))' for c in columns)
+    keys = ", ".join(f'lower(trim(cast("{c}" as varchar)))' for c in columns)  # a date key too
     return f"select distinct {keys} from raw.{fs.raw_table} where _file_sha256 = {placeholder}"
 
 

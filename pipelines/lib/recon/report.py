@@ -1,36 +1,539 @@
-"""Formatting mismatches for people: CSV, Markdown and JSON (DESIGN §5, "The report").
+"""The finance report: open mismatches grouped in cases, money with its currency (DESIGN §11).
 
-Only the columns of `lifecycle.REPORT_COLUMNS` are ever formatted: rule, RMA, product, warehouse,
-quantities and amounts. No customer data exists in `recon.mismatches`, so none can leak here.
-CSV is written by the one spreadsheet-safe writer, `pipelines.lib.csvsafe` (DESIGN §11).
+A **case** is one return: every mismatch of one RMA shares its `case_id` (an unmatched receipt
+with no RMA is a case of its own). Within a case:
+
+- **money at risk** is counted once per currency: the largest exposure of the case's money
+  rows in that currency. A row's exposure is |channel refund - ERP credit| for
+  `refund_without_credit` and `credit_amount_mismatch` (their |amount_delta|), the refund for
+  `currency_mismatch`, the credit given for nothing received for `credit_without_receipt`, and
+  the value of the over-credited units for `duplicate_credit`. Taking the largest, not the sum,
+  is what keeps a second credit note from being counted by both `duplicate_credit` and
+  `credit_amount_mismatch`;
+- **goods at risk** is counted once per return line (RMA, product): max(units missing where they
+  were inspected, units present beyond what was inspected) x the line's unit price. A line
+  posted into the wrong location shows +960.10 `disposition_mismatch` and -960.10
+  `receipt_not_posted`: 960.10 of goods at risk, once.
+
+Each figure sits on exactly one row of its case, the first in report order (worst first) of the
+rows it comes from, and is empty on the others: summing a column never counts money twice, and
+the report's totals are those sums, per currency, never across currencies. Where
+`reference/fx_rates.csv` has landed, each figure also has a company-currency value (the settings
+seed's `company_currency`): the amount x the latest `rate_to_company` on or before the refund's
+date (goods: the last inspection); with no such rate it is empty, never a guess.
+
+Only RMA numbers, products, warehouses, quantities and amounts are shown: `recon.mismatches` and
+the money facts hold no customer data. CSV goes through the one spreadsheet-safe writer,
+`pipelines.lib.csvsafe`.
 """
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
-from decimal import Decimal
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+import duckdb
 
 from pipelines.lib.csvsafe import rows_to_csv
-from pipelines.lib.recon.catalog import CATALOG, Rule
-from pipelines.lib.recon.lifecycle import REPORT_COLUMNS
+from pipelines.lib.recon.catalog import CATALOG, Rule, by_name
 
 FORMATS: tuple[str, ...] = ("csv", "md", "json")
 
-# the worst rows of a rule, as the Dagster checks show them
-CHECK_COLUMNS: tuple[str, ...] = (
+# The report's columns, exactly and in this order (DESIGN §11; issue 21).
+REPORT_COLUMNS: tuple[str, ...] = (
+    "case_id",
+    "mismatch_id",
+    "rule",
+    "rule_description",
+    "severity",
     "rma_number",
     "sku",
     "warehouse",
     "location",
+    "currency",
     "expected",
     "actual",
     "amount_delta",
     "qty_delta",
+    "money_at_risk",
+    "goods_at_risk",
+    "money_at_risk_company",
+    "suggested_action",
+    "adjustment_id",
+    "adjustment_status",
     "first_seen_at",
+    "last_seen_at",
+    "status",
+    "acknowledged_by",
+    "acknowledged_at",
+    "acknowledgement_note",
+)
+
+# the worst rows of a rule, as the Dagster checks show them
+CHECK_COLUMNS: tuple[str, ...] = (
+    "case_id",
+    "rma_number",
+    "sku",
+    "location",
+    "currency",
+    "expected",
+    "actual",
+    "amount_delta",
+    "qty_delta",
+    "money_at_risk",
+    "goods_at_risk",
+    "suggested_action",
     "status",
 )
+
+CENT = Decimal("0.01")
+_AT_RISK = ("open", "acknowledged")  # statuses whose rows carry figures
+_REFUND_RULES = frozenset({"refund_without_credit", "credit_amount_mismatch", "currency_mismatch"})
+_CREDIT_RULES = frozenset({"credit_without_receipt"})
+_LINE_RULES = frozenset({"duplicate_credit", "unmapped_sku"})
+
+
+@dataclass
+class Report:
+    """The report's rows (dicts with `REPORT_COLUMNS`), totals per currency, and the
+    company-currency totals (None when no rates or no company currency are known)."""
+
+    rows: list[dict]
+    totals_by_currency: dict[str, dict] = field(default_factory=dict)
+    totals_company: dict | None = None
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchone()[0]
+    )
+
+
+def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
+    return {
+        name
+        for (name,) in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchall()
+    }
+
+
+@dataclass
+class _Facts:
+    return_currency: dict[str, str] = field(default_factory=dict)  # rma -> currency
+    refunds: dict[str, dict[str, tuple[Decimal, datetime | None]]] = field(default_factory=dict)
+    credits: dict[str, dict[str, tuple[Decimal, datetime | None]]] = field(default_factory=dict)
+    lines: dict[tuple[str, str], tuple[str | None, datetime | None]] = field(default_factory=dict)
+    adjustments: dict[str, tuple[str, str]] = field(default_factory=dict)  # mismatch -> (id, st)
+    notes: dict[str, str] = field(default_factory=dict)  # mismatch -> note
+    company_currency: str | None = None
+    rates: dict[str, tuple[list[date], list[Decimal]]] = field(default_factory=dict)
+
+
+def _read_facts(con: duckdb.DuckDBPyConnection, rows: Sequence[dict]) -> _Facts:
+    """What the rows' figures need, from the tables that exist (a warehouse built before the
+    money models, or a hand-made one, simply gives fewer figures)."""
+    facts = _Facts()
+    rmas = sorted({r["rma_number"] for r in rows if r.get("rma_number")})
+    ids = [r["mismatch_id"] for r in rows]
+    if rmas and _table_exists(con, "recon", "recon_return_money"):
+        for rma, side, currency, amount, first_at in con.execute(
+            "select rma_number, side, currency, amount, first_at from recon.recon_return_money "
+            "where rma_number in (select unnest(?::varchar[]))",
+            [rmas],
+        ).fetchall():
+            if side == "return":
+                if currency:
+                    facts.return_currency[rma] = currency
+                continue
+            book = facts.refunds if side == "refund" else facts.credits
+            if currency and amount is not None:
+                book.setdefault(rma, {})[currency] = (Decimal(amount), first_at)
+    if rmas and _table_exists(con, "recon", "recon_line_money"):
+        for rma, sku, currency, inspected_at in con.execute(
+            "select rma_number, sku, currency, last_inspected_at from recon.recon_line_money "
+            "where rma_number in (select unnest(?::varchar[]))",
+            [rmas],
+        ).fetchall():
+            facts.lines[(rma, sku)] = (currency, inspected_at)
+    if ids and _table_exists(con, "writeback", "adjustments"):
+        # the newest adjustment of each mismatch: what the planner last decided
+        for mismatch_id, adjustment_id, status in con.execute(
+            "select mismatch_id, adjustment_id, status from writeback.adjustments "
+            "where mismatch_id in (select unnest(?::varchar[])) "
+            "qualify row_number() over (partition by mismatch_id "
+            "    order by created_at desc, updated_at desc, adjustment_id) = 1",
+            [ids],
+        ).fetchall():
+            facts.adjustments[mismatch_id] = (adjustment_id, status)
+    if ids and "acknowledgement_note" in _columns(con, "recon", "mismatches"):
+        # migration 4 (acknowledge --note); older warehouses have no notes
+        for mismatch_id, note in con.execute(
+            "select mismatch_id, acknowledgement_note from recon.mismatches "
+            "where acknowledgement_note is not null "
+            "and mismatch_id in (select unnest(?::varchar[]))",
+            [ids],
+        ).fetchall():
+            facts.notes[mismatch_id] = note
+    facts.company_currency = company_currency(con)
+    facts.rates = read_rates(con)
+    return facts
+
+
+def company_currency(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The settings seed's `company_currency` (its currency column), if set."""
+    if not _table_exists(con, "seeds", "recon_settings"):
+        return None
+    if "currency" not in _columns(con, "seeds", "recon_settings"):
+        return None
+    row = con.execute(
+        "select max(upper(trim(currency))) from seeds.recon_settings "
+        "where setting = 'company_currency'"
+    ).fetchone()
+    return row[0] if row and row[0] else None
+
+
+def read_rates(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[date], list[Decimal]]]:
+    """currency -> (dates ascending, rates) from the current reference/fx_rates.csv."""
+    if not _table_exists(con, "staging", "stg_reference__fx_rates"):
+        return {}
+    try:
+        found = con.execute(
+            "select currency, rate_date, rate_to_company from staging.stg_reference__fx_rates "
+            "order by currency, rate_date"
+        ).fetchall()
+    except duckdb.Error:  # a view over a raw table this warehouse does not have
+        return {}
+    rates: dict[str, tuple[list[date], list[Decimal]]] = {}
+    for currency, day, rate in found:
+        dates, values = rates.setdefault(currency, ([], []))
+        dates.append(day)
+        values.append(Decimal(rate))
+    return rates
+
+
+def rate_on(
+    rates: dict[str, tuple[list[date], list[Decimal]]],
+    currency: str,
+    day: date | datetime | None,
+    company: str | None,
+) -> Decimal | None:
+    """The latest rate of `currency` on or before `day`; 1 for the company currency; None when
+    there is none (never a guess)."""
+    if company is None or not currency:
+        return None
+    if currency == company:
+        return Decimal(1)
+    if day is None or currency not in rates:
+        return None
+    if isinstance(day, datetime):
+        day = day.date()
+    dates, values = rates[currency]
+    at = bisect.bisect_right(dates, day)
+    return values[at - 1] if at else None
+
+
+# -- figures -------------------------------------------------------------------------------------
+
+
+def case_id_for(rma_number: str | None, mismatch_id: str) -> str:
+    """`case-` + 12 hex of the RMA (upper-cased): every mismatch of one return shares it; a
+    mismatch without an RMA (a receipt scanned with none) is a case of its own."""
+    key = f"rma\n{rma_number.strip().upper()}" if rma_number else f"mismatch\n{mismatch_id}"
+    return "case-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _dec(value: object) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _rule(name: str, catalog: dict[str, Rule]) -> Rule | None:
+    return catalog.get(name)
+
+
+def _family(name: str, catalog: dict[str, Rule]) -> str:
+    entry = catalog.get(name)
+    return entry.family if entry else ""
+
+
+def _one(book: dict[str, tuple[Decimal, datetime | None]] | None) -> str | None:
+    return min(book) if book else None
+
+
+def row_currency(row: dict, facts: _Facts, catalog: dict[str, Rule]) -> str | None:
+    """The currency of a row's amounts: the refund's for the refund rules, the credit's for a
+    credit given for nothing received, the line's for line rules, else the return's."""
+    rule, rma, sku = row["rule"], row.get("rma_number"), row.get("sku")
+    if rule == "unmatched_receipt" or not rma:
+        return None
+    family = _family(rule, catalog)
+    if rule in _REFUND_RULES:
+        found = _one(facts.refunds.get(rma)) or _one(facts.credits.get(rma))
+    elif rule in _CREDIT_RULES:
+        found = _one(facts.credits.get(rma)) or _one(facts.refunds.get(rma))
+    elif family == "stock" or rule in _LINE_RULES:
+        found = facts.lines.get((rma, sku), (None, None))[0]
+    elif family == "money":
+        found = _one(facts.refunds.get(rma)) or _one(facts.credits.get(rma))
+    else:
+        found = None
+    return found or facts.return_currency.get(rma)
+
+
+def _money_exposures(
+    row: dict, currency: str | None, facts: _Facts
+) -> list[tuple[str, Decimal, datetime | None]]:
+    """(currency, amount, date to convert at) of a money row's exposure."""
+    rule, rma = row["rule"], row.get("rma_number")
+    refunds = facts.refunds.get(rma or "", {})
+    credits = facts.credits.get(rma or "", {})
+    if rule == "currency_mismatch":  # the refund, in the refund's currency (or currencies)
+        return [(c, amount, at) for c, (amount, at) in sorted(refunds.items())]
+    delta = _dec(row.get("amount_delta"))
+    if delta is None or currency is None:
+        return []
+    if rule in _CREDIT_RULES:
+        at = credits.get(currency, (None, None))[1]
+    else:
+        at = refunds.get(currency, (None, None))[1] or credits.get(currency, (None, None))[1]
+    return [(currency, abs(delta), at)]
+
+
+def _cents(value: Decimal) -> Decimal:
+    return value.quantize(CENT, ROUND_HALF_UP)
+
+
+def add_figures(
+    rows: list[dict], facts: _Facts, catalog: tuple[Rule, ...] = CATALOG
+) -> tuple[dict[str, dict], dict | None]:
+    """Fill every row's case, currency and figures in place (rows in report order); returns the
+    totals per currency and in the company currency."""
+    rules = by_name(catalog)
+    money: dict[tuple[str, str], tuple[Decimal, datetime | None]] = {}  # (case, cur) -> max
+    goods: dict[tuple[str, str], dict] = {}  # (case, sku) -> missing/excess/currency
+    for row in rows:
+        row["case_id"] = case_id_for(row.get("rma_number"), row["mismatch_id"])
+        row["currency"] = row_currency(row, facts, rules)
+        entry = _rule(row["rule"], rules)
+        row["rule_description"] = entry.description if entry else None
+        row["adjustment_id"], row["adjustment_status"] = facts.adjustments.get(
+            row["mismatch_id"], (None, None)
+        )
+        if row.get("acknowledgement_note") is None:
+            row["acknowledgement_note"] = facts.notes.get(row["mismatch_id"])
+        row["money_at_risk"] = row["goods_at_risk"] = row["money_at_risk_company"] = None
+        row["suggested_action"] = suggested_action(row, entry)
+        if row.get("status") not in _AT_RISK:
+            continue
+        family = _family(row["rule"], rules)
+        if family == "money":
+            for currency, amount, at in _money_exposures(row, row["currency"], facts):
+                key = (row["case_id"], currency)
+                if key not in money or amount > money[key][0]:
+                    money[key] = (amount, at)
+        elif family == "stock" and row.get("sku"):
+            delta = _dec(row.get("amount_delta"))
+            qty = _dec(row.get("qty_delta"))
+            if delta is None or qty is None or not row["currency"]:
+                continue
+            line = goods.setdefault(
+                (row["case_id"], row["sku"]),
+                {"missing": Decimal(0), "excess": Decimal(0), "currency": row["currency"]},
+            )
+            line["missing" if qty < 0 else "excess"] += abs(delta)
+
+    # place each figure on the first row (report order) it comes from
+    placed_money: set[tuple[str, str]] = set()
+    placed_goods: set[tuple[str, str]] = set()
+    company = facts.company_currency
+    totals: dict[str, dict] = {}
+    company_totals = {"money_at_risk": Decimal(0), "goods_at_risk": Decimal(0)}
+    unconverted: dict[str, set[str]] = {"money_at_risk": set(), "goods_at_risk": set()}
+
+    def total(currency: str) -> dict:
+        return totals.setdefault(
+            currency,
+            {"money_at_risk": Decimal(0), "goods_at_risk": Decimal(0), "cases": set()},
+        )
+
+    for row in rows:
+        if row.get("status") not in _AT_RISK:
+            continue
+        case, family = row["case_id"], _family(row["rule"], rules)
+        if family == "money":
+            keys = [k for k in money if k[0] == case and k not in placed_money]
+            mine = [k for k in keys if k[1] == row["currency"]] or (
+                keys if row["rule"] == "currency_mismatch" else []
+            )
+            for key in mine[:1]:
+                amount, at = money[key]
+                placed_money.add(key)
+                row["money_at_risk"] = _cents(amount)
+                if key[1] != row["currency"]:
+                    row["currency"] = key[1]
+                t = total(key[1])
+                t["money_at_risk"] += row["money_at_risk"]
+                t["cases"].add(case)
+                rate = rate_on(facts.rates, key[1], at, company)
+                if rate is None:
+                    unconverted["money_at_risk"].add(key[1])
+                else:
+                    row["money_at_risk_company"] = _cents(amount * rate)
+                    company_totals["money_at_risk"] += row["money_at_risk_company"]
+        elif family == "stock" and row.get("sku"):
+            key = (case, row["sku"])
+            if key in goods and key not in placed_goods:
+                placed_goods.add(key)
+                line = goods[key]
+                value = _cents(max(line["missing"], line["excess"]))
+                row["goods_at_risk"] = value
+                t = total(line["currency"])
+                t["goods_at_risk"] += value
+                t["cases"].add(case)
+                at = facts.lines.get((row.get("rma_number"), row["sku"]), (None, None))[1]
+                rate = rate_on(facts.rates, line["currency"], at, company)
+                if rate is None:
+                    unconverted["goods_at_risk"].add(line["currency"])
+                else:
+                    company_totals["goods_at_risk"] += _cents(value * rate)
+
+    for row in rows:
+        if row.get("currency"):
+            total(row["currency"]).setdefault("rows", 0)
+            total(row["currency"])["rows"] += 1
+    by_currency = {
+        c: {
+            "money_at_risk": t["money_at_risk"],
+            "goods_at_risk": t["goods_at_risk"],
+            "cases": len(t["cases"]),
+            "rows": t.get("rows", 0),
+        }
+        for c, t in sorted(totals.items())
+    }
+    company_view = None
+    if company and facts.rates:
+        company_view = {
+            "currency": company,
+            "money_at_risk": company_totals["money_at_risk"],
+            "goods_at_risk": company_totals["goods_at_risk"],
+            # currencies with a figure that had no rate on or before its date: not in the sums
+            "not_converted": {k: sorted(v) for k, v in unconverted.items() if v},
+        }
+    return by_currency, company_view
+
+
+# -- suggested actions ---------------------------------------------------------------------------
+
+
+def _qty(value: object) -> str:
+    if value is None:
+        return "?"
+    return format(Decimal(str(value)).normalize(), "f")
+
+
+def _units(value: object) -> str:
+    text = _qty(value)
+    return f"{text} unit" if text == "1" else f"{text} units"
+
+
+def _amount(value: object, currency: str | None) -> str:
+    if value is None:
+        return "?"
+    text = format(_cents(abs(Decimal(str(value)))), "f")
+    return f"{text} {currency}" if currency else text
+
+
+def suggested_action(row: dict, entry: Rule | None = None) -> str:
+    """What to do about a mismatch, in plain words: the automatic fix it gets, or why a person
+    must act."""
+    rule = row["rule"]
+    loc = row.get("location") or row.get("warehouse") or "its location"
+    qty = _dec(row.get("qty_delta"))
+    cur = row.get("currency")
+    if rule == "receipt_not_posted":
+        return f"post the return shipment for {_units(row.get('expected'))} into {loc}"
+    if rule == "posted_qty_mismatch":
+        if qty is not None and qty < 0:
+            return f"post the return shipment for {_units(-qty)} more into {loc}"
+        return f"needs a person: {_units(qty)} more posted into {loc} than inspected (reverse them)"
+    if rule == "disposition_mismatch":
+        return (
+            f"needs a person: {_units(row.get('actual'))} posted into {loc} where none were "
+            "inspected (move or reverse them)"
+        )
+    if rule == "refund_without_credit":
+        return f"issue a credit note for {_amount(row.get('expected'), cur)}"
+    if rule == "credit_amount_mismatch":
+        delta = _dec(row.get("amount_delta"))
+        if delta is not None and delta < 0:
+            return f"issue a credit note for the missing {_amount(delta, cur)}"
+        return f"needs a person: credited {_amount(delta, cur)} more than the channel refunded"
+    if rule == "currency_mismatch":
+        return (
+            f"needs a person: refunded in {row.get('expected') or '?'}, "
+            f"credited in {row.get('actual') or '?'}"
+        )
+    if rule == "duplicate_credit":
+        return (
+            f"needs a person: credited twice ({_qty(row.get('actual'))} credited, "
+            f"{_qty(row.get('expected'))} authorized)"
+        )
+    if rule == "credit_without_receipt":
+        return (
+            f"needs a person: credited {_amount(row.get('amount_delta'), cur)} but nothing was "
+            "received (chase the return or reverse the credit)"
+        )
+    if rule == "unmatched_receipt":
+        return f"needs a person: find the return of the {_units(qty)} received"
+    if rule == "stale_return":
+        return "needs a person: chase or close the return (approved long ago, nothing received)"
+    if rule == "unmapped_sku":
+        return f"add {row.get('sku') or 'the channel SKU'} to the SKU crosswalk"
+    if entry is not None and entry.exception_reason:
+        return f"needs a person: {entry.exception_reason}"
+    if entry is not None and entry.auto_fix_action:
+        return f"approve the planned {entry.auto_fix_action.replace('_', ' ')}"
+    return "needs a person"
+
+
+# -- building and formatting ---------------------------------------------------------------------
+
+
+def build_report(
+    con: duckdb.DuckDBPyConnection,
+    status: str = "open",
+    rule: str | None = None,
+    catalog: tuple[Rule, ...] = CATALOG,
+) -> Report:
+    """The report of `status` mismatches (`open`, `acknowledged`, `resolved` or `all`), worst
+    first, with cases, currencies, figures, actions and totals. Raises `LookupError` when the
+    reconciliation never ran."""
+    from pipelines.lib.recon.lifecycle import list_mismatches
+
+    rows = [dict(r) for r in list_mismatches(con, status=status, rule=rule)]
+    return report_from_rows(con, rows, catalog)
+
+
+def report_from_rows(
+    con: duckdb.DuckDBPyConnection, rows: list[dict], catalog: tuple[Rule, ...] = CATALOG
+) -> Report:
+    facts = _read_facts(con, rows)
+    by_currency, company = add_figures(rows, facts, catalog)
+    return Report([{c: r.get(c) for c in REPORT_COLUMNS} for r in rows], by_currency, company)
 
 
 def _text(value: object) -> str:
@@ -62,36 +565,82 @@ def to_markdown(rows: Iterable[dict], columns: Sequence[str] = REPORT_COLUMNS) -
     return "\n".join(lines) + "\n"
 
 
-def to_json(rows: Iterable[dict], columns: Sequence[str] = REPORT_COLUMNS) -> str:
-    """JSON array; money and quantities as exact decimal strings, times as ISO-8601."""
-    data = [
-        {c: (None if row.get(c) is None else _text(row.get(c))) for c in columns} for row in rows
-    ]
+def _plain(value: object) -> object:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return _text(value)
+
+
+def totals_dict(report: Report) -> dict:
+    out: dict = {"totals_by_currency": _plain(report.totals_by_currency)}
+    if report.totals_company is not None:
+        out["totals_company"] = _plain(report.totals_company)
+    return out
+
+
+def to_json(report: Report, columns: Sequence[str] = REPORT_COLUMNS) -> str:
+    """`{"rows": [...], "totals_by_currency": {...}}` (and `totals_company` when rates exist);
+    money and quantities as exact decimal strings, times as ISO-8601."""
+    data = {
+        "rows": [{c: _plain(row.get(c)) for c in columns} for row in report.rows],
+        **totals_dict(report),
+    }
     return json.dumps(data, indent=2) + "\n"
 
 
-def render(rows: Sequence[dict], fmt: str, columns: Sequence[str] = REPORT_COLUMNS) -> str:
+def totals_markdown(report: Report) -> str:
+    lines = [
+        "| currency | money_at_risk | goods_at_risk | cases | rows |",
+        "|---|---|---|---|---|",
+    ]
+    for currency, t in report.totals_by_currency.items():
+        lines.append(
+            f"| {currency} | {_text(t['money_at_risk'])} | {_text(t['goods_at_risk'])} "
+            f"| {t['cases']} | {t['rows']} |"
+        )
+    text = "\n".join(lines) + "\n"
+    company = report.totals_company
+    if company is not None:
+        text += (
+            f"\nIn {company['currency']} (company currency): money at risk "
+            f"{_text(company['money_at_risk'])}, goods at risk {_text(company['goods_at_risk'])}"
+        )
+        missing = sorted({c for v in company["not_converted"].values() for c in v})
+        if missing:
+            text += f" (no rate for {', '.join(missing)}: not included)"
+        text += "\n"
+    return text
+
+
+def render(report: Report, fmt: str, columns: Sequence[str] = REPORT_COLUMNS) -> str:
     if fmt == "csv":
-        return to_csv(rows, columns)
+        return to_csv(report.rows, columns)
     if fmt == "md":
-        return to_markdown(rows, columns)
+        return to_markdown(report.rows, columns) + "\n" + totals_markdown(report)
     if fmt == "json":
-        return to_json(rows, columns)
+        return to_json(report, columns)
     raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 
-def amount_at_risk(rows: Iterable[dict]) -> Decimal:
-    """Sum of |amount_delta| (money rules: the refund/credit gap; stock rules: the value of the
-    quantity gap at the line's unit price)."""
-    return sum(
-        (abs(Decimal(r["amount_delta"])) for r in rows if r.get("amount_delta") is not None),
-        Decimal(0),
-    )
+def money_by_currency(rows: Iterable[dict], column: str = "money_at_risk") -> dict[str, Decimal]:
+    """Sum of a figure column per currency (rows whose figure is empty add nothing)."""
+    sums: dict[str, Decimal] = {}
+    for row in rows:
+        value = row.get(column)
+        if value is not None and row.get("currency"):
+            sums[row["currency"]] = sums.get(row["currency"], Decimal(0)) + Decimal(value)
+    return dict(sorted(sums.items()))
 
 
 def rule_summary(rows: Sequence[dict], catalog: tuple[Rule, ...] = CATALOG) -> list[dict]:
-    """One entry per rule of the catalog, in its order: severity, count, amount at risk and the
-    rule's description."""
+    """One entry per rule of the catalog, in its order: severity, count, the money and goods at
+    risk its rows carry per currency (`{"EUR": ..., ...}`) and the rule's description."""
     summary = []
     for entry in catalog:
         mine = [r for r in rows if r["rule"] == entry.rule]
@@ -100,7 +649,8 @@ def rule_summary(rows: Sequence[dict], catalog: tuple[Rule, ...] = CATALOG) -> l
                 "rule": entry.rule,
                 "severity": entry.severity,
                 "count": len(mine),
-                "amount_at_risk": amount_at_risk(mine),
+                "money_at_risk": money_by_currency(mine, "money_at_risk"),
+                "goods_at_risk": money_by_currency(mine, "goods_at_risk"),
                 "description": entry.description,
             }
         )

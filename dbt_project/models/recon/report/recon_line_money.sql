@@ -1,0 +1,24 @@
+-- Money facts per return line for the report's goods at risk (DESIGN §11), one row per (RMA,
+-- ERP product): the line's currency and unit price, and its last inspection, the date a
+-- company-currency goods figure is converted at.
+with
+
+inspections as (
+    select
+        return_line_key,
+        max(decided_at) as last_inspected_at
+    from {{ ref('dispositions') }}
+    where return_line_key is not null
+    group by return_line_key
+)
+
+select
+    lines.rma_number,
+    lines.sku,
+    min(lines.currency) as currency,
+    cast(max(lines.unit_price) as decimal(18, 4)) as unit_price,
+    cast(max(inspections.last_inspected_at) as timestamp with time zone) as last_inspected_at
+from {{ ref('return_lines') }} as lines
+left join inspections on inspections.return_line_key = lines.return_line_key
+where lines.rma_number is not null and lines.sku is not null
+group by lines.rma_number, lines.sku
