@@ -67,3 +67,12 @@ def test_the_emitters_write_what_the_registry_declares(tmp_path):
         rel = path.relative_to(tmp_path).as_posix()
         if path.is_file() and rel.split("/")[0] in folders:
             assert any(fnmatch(rel, fs.pattern) for fs in FILE_SOURCES), rel
+
+
+def test_the_scenarios_raise_only_catalogued_rules():
+    from pipelines.lib.recon.catalog import CATALOG
+
+    catalogued = {r.rule for r in CATALOG}
+    for s in (*SCENARIOS, *COMBOS):
+        assert set(s.rules) <= catalogued, (s.name, set(s.rules) - catalogued)
+        assert {rule for rule, _ in s.keys} <= catalogued, s.name
