@@ -33,6 +33,10 @@ def test_the_doc_has_the_five_questions():
         "Top return reasons by product",
         "Disposition mix by warehouse",
         "Open mismatches and amount at risk by rule and age",
+        # Bottlenecks (checked against the simulator's truth in tests/trace/)
+        "Stage latency by transition and warehouse, last 30 days",
+        "Open stages past their SLA by warehouse and channel",
+        "The bottleneck per channel this week",
     }
 
 
