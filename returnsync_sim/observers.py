@@ -21,7 +21,10 @@ import importlib
 from typing import Protocol
 
 # "module:Class" of every observer, in the order they run. Each module is imported lazily.
-OBSERVERS: tuple[str, ...] = ("returnsync_sim.stages:StageLatencies",)
+OBSERVERS: tuple[str, ...] = (
+    "returnsync_sim.stages:StageLatencies",
+    "returnsync_sim.money:MoneyAtRisk",
+)
 
 
 class Observer(Protocol):

@@ -68,10 +68,17 @@ def _in_list(names: tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class Limits:
-    """Auto-approve limits (seed `recon_settings`: auto_approve_amount, auto_approve_quantity)."""
+    """Auto-approve limits (seed `recon_settings`: auto_approve_amount, auto_approve_quantity).
+
+    `amount` is the default row's (currency empty); `amount_by_currency` the rows of a currency
+    (DESIGN §11: money thresholds per currency), which `amount_for` prefers."""
 
     amount: Decimal = Decimal("250")
     quantity: Decimal = Decimal("10")
+    amount_by_currency: Mapping[str, Decimal] = field(default_factory=dict)
+
+    def amount_for(self, currency: str | None) -> Decimal:
+        return self.amount_by_currency.get((currency or "").strip().upper(), self.amount)
 
 
 @dataclass
@@ -152,17 +159,27 @@ def read_limits(con: duckdb.DuckDBPyConnection) -> Limits:
     default = Limits()
     if not _exists(con, "seeds", "recon_settings"):
         return default
-    rows = dict(
-        con.execute(
-            "select setting, value from seeds.recon_settings "
-            "where setting in ('auto_approve_amount', 'auto_approve_quantity')"
-        ).fetchall()
-    )
+    has_currency = con.execute(
+        "select count(*) from information_schema.columns where table_schema = 'seeds' "
+        "and table_name = 'recon_settings' and column_name = 'currency'"
+    ).fetchone()[0]
+    currency = "nullif(upper(trim(currency)), '')" if has_currency else "null"
+    found = con.execute(
+        f"select setting, value, {currency} from seeds.recon_settings "
+        "where setting in ('auto_approve_amount', 'auto_approve_quantity')"
+    ).fetchall()
+    rows = {setting: value for setting, value, cur in found if cur is None}
+    by_currency = {
+        cur: Decimal(str(value))
+        for setting, value, cur in found
+        if cur is not None and setting == "auto_approve_amount" and value is not None
+    }
     amount = rows.get("auto_approve_amount")
     quantity = rows.get("auto_approve_quantity")
     return Limits(
         amount=Decimal(str(amount)) if amount is not None else default.amount,
         quantity=Decimal(str(quantity)) if quantity is not None else default.quantity,
+        amount_by_currency=by_currency,
     )
 
 
@@ -370,7 +387,7 @@ def propose(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
 
 def needs_approval(proposal: Proposal, limits: Limits) -> bool:
     if proposal.action == "credit_note":
-        return proposal.amount is None or proposal.amount > limits.amount
+        return proposal.amount is None or proposal.amount > limits.amount_for(proposal.currency)
     return proposal.quantity is None or proposal.quantity > limits.quantity
 
 
@@ -538,7 +555,7 @@ def _plan_one(
     status = "planned" if waiting else "approved"
     if waiting:
         reason = (
-            f"over the auto-approve limit ({limits.amount} {p.currency or ''})".rstrip()
+            f"over the auto-approve limit ({limits.amount_for(p.currency)} {p.currency or ''})"
             if p.action == "credit_note"
             else f"over the auto-approve limit ({limits.quantity} units)"
         )
