@@ -69,11 +69,12 @@ def run(landing_dir: Path | None, db_path: Path | None, as_of: str | None, quiet
 
         TrytonAdapter.from_settings(settings)  # ErpConfigError (exit 2) when a setting is missing
 
-    from pipelines.lib.summary import print_summary
+    from pipelines.lib.summary import print_summary, snapshot
     from pipelines.lib.warehouse import initialize
     from pipelines.runner import new_log_file, run_main_job
 
     initialize(settings.db_path)  # waits while another process holds it (WarehouseLocked: 3)
+    before = snapshot(settings)  # the summary says what this run changed
     run_id = str(uuid.uuid4())
     log_file = new_log_file(settings, run_id)
     if not quiet:
@@ -89,7 +90,7 @@ def run(landing_dir: Path | None, db_path: Path | None, as_of: str | None, quiet
         outcome = run_main_job(settings, job_as_of, False, log_file, run_id)
     if not outcome:
         raise outcome.error()
-    data = print_summary(settings, click.echo)
+    data = print_summary(settings, click.echo, before=before)
     if outcome.not_read:
         click.echo(f"not read ({len(outcome.not_read)} path(s): links are never followed):")
         for path, reason in outcome.not_read[:NOT_READ_SHOWN]:

@@ -1,5 +1,7 @@
-"""The run summary: what landed, what was rejected, what the marts and reconciliation hold, and
-which sources are stale (DESIGN §12: reconciled without them, nothing planned)."""
+"""The run summary: first what changed in this run (files and rows new, mismatches opened and
+resolved, money and goods at risk per currency), then what landed, what was rejected, what the
+marts and reconciliation hold, the money at risk per currency (never summed across currencies,
+DESIGN §11), and which sources are stale (DESIGN §12: reconciled without them, nothing planned)."""
 
 from __future__ import annotations
 
@@ -49,7 +51,79 @@ def collect(settings: Settings) -> dict:
     return out
 
 
-def print_summary(settings: Settings, echo: Callable[[str], None] = print) -> dict:
+def snapshot(settings: Settings) -> dict:
+    """What the warehouse holds before a run, to say afterwards what the run changed: files
+    landed, raw rows, the open (or acknowledged) mismatch ids, money and goods at risk per
+    currency. Empty for a warehouse that does not exist yet."""
+    out: dict = {"files_landed": 0, "raw_rows": 0, "open_ids": set(), "totals": {}}
+    if not settings.db_path.exists():
+        return out
+    with connection(settings.db_path, read_only=True) as con:
+        _fill_snapshot(con, out)
+    return out
+
+
+def _fill_snapshot(con, out: dict) -> None:
+    if table_exists(con, "meta", "files_landed"):
+        out["files_landed"] = con.execute("select count(*) from meta.files_landed").fetchone()[0]
+    tables = con.execute(
+        "select table_name from information_schema.tables where table_schema = 'raw'"
+    ).fetchall()
+    out["raw_rows"] = sum(
+        con.execute(f'select count(*) from raw."{name}"').fetchone()[0] for (name,) in tables
+    )
+    if table_exists(con, "recon", "mismatches"):
+        from pipelines.lib.recon.report import build_report
+
+        out["open_ids"] = {
+            mismatch_id
+            for (mismatch_id,) in con.execute(
+                "select mismatch_id from recon.mismatches where status in ('open', 'acknowledged')"
+            ).fetchall()
+        }
+        report = build_report(con, status="open")
+        out["totals"] = report.totals_by_currency
+        out["company"] = report.totals_company
+
+
+def _amounts(totals: dict, key: str) -> str:
+    shown = [f"{t[key]} {c}" for c, t in totals.items() if t[key]]
+    return ", ".join(shown) if shown else "none"
+
+
+def _changes(before: dict, after: dict, key: str) -> str:
+    shown = []
+    for currency in sorted(set(before) | set(after)):
+        old = before.get(currency, {}).get(key, 0)
+        new = after.get(currency, {}).get(key, 0)
+        if new != old:
+            shown.append(f"{new - old:+} {currency}")
+    return ", ".join(shown) if shown else "no change"
+
+
+def print_changes(settings: Settings, before: dict, echo: Callable[[str], None] = print) -> dict:
+    """What this run changed, from `snapshot` taken before it and one taken now."""
+    after = snapshot(settings)
+    opened = after["open_ids"] - before["open_ids"]
+    resolved = before["open_ids"] - after["open_ids"]
+    echo("")
+    echo("== this run")
+    echo(
+        f"new: {after['files_landed'] - before['files_landed']} file(s), "
+        f"{after['raw_rows'] - before['raw_rows']} raw row(s)"
+    )
+    echo(f"mismatches: {len(opened)} opened, {len(resolved)} resolved")
+    echo(f"money at risk: {_changes(before['totals'], after['totals'], 'money_at_risk')}")
+    echo(f"goods at risk: {_changes(before['totals'], after['totals'], 'goods_at_risk')}")
+    return {"opened": len(opened), "resolved": len(resolved), "after": after}
+
+
+def print_summary(
+    settings: Settings, echo: Callable[[str], None] = print, before: dict | None = None
+) -> dict:
+    """Print the summary; with `before` (a `snapshot` taken before the run), first what the run
+    changed."""
+    changes = print_changes(settings, before, echo) if before is not None else None
     data = collect(settings)
     echo("")
     echo(f"== returnsync summary ({settings.db_path})")
@@ -75,6 +149,19 @@ def print_summary(settings: Settings, echo: Callable[[str], None] = print) -> di
             echo(f"  {rule:<32} {count:>6}")
     elif "recon.mismatches" in data["models"]:
         echo("open mismatches: none")
+    now = changes["after"] if changes is not None else snapshot(settings)
+    if now["totals"]:
+        echo(f"money at risk (open, per currency): {_amounts(now['totals'], 'money_at_risk')}")
+        echo(f"goods at risk (open, per currency): {_amounts(now['totals'], 'goods_at_risk')}")
+        company = now.get("company")
+        if company is not None:
+            missing = sorted({c for v in company["not_converted"].values() for c in v})
+            note = f" (no rate for {', '.join(missing)}: not included)" if missing else ""
+            echo(
+                f"in {company['currency']} (company currency): money at risk "
+                f"{company['money_at_risk']}, goods at risk {company['goods_at_risk']}{note}"
+            )
+    data["changes"] = changes
     if data.get("adjustments"):
         counts = ", ".join(f"{n} {status}" for status, n in data["adjustments"].items())
         echo(f"ERP adjustments: {counts} (returnsync push --dry-run shows what would be sent)")
