@@ -14,10 +14,14 @@ from pipelines.errors import EXIT_USAGE
 # from the CLI (or one added without being documented and tested) fails the first test.
 DOCUMENTED_COMMANDS = [
     "acknowledge",
+    "adjustments",
     "approve",
+    "dead-letters",
     "docs",
+    "exceptions",
     "prepare",
     "push",
+    "quarantine",
     "reject",
     "replay",
     "report",

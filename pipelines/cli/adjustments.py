@@ -1,6 +1,6 @@
-"""`returnsync approve | reject | push`: write-back outside Dagster (DESIGN §6, §7).
+"""`returnsync push`: write-back outside Dagster (DESIGN §6, §7).
 
-`approve` and `reject` record a person's decision on a planned adjustment (who and when);
+(`approve` and `reject`, a person's decision on adjustments, are in pipelines/cli/queues.py.)
 `push` sends approved, unsent adjustments to the ERP, each exactly once (the ERP document carries
 the adjustment's idempotency key, looked up before anything is created). ERP credentials come
 only from RETURNSYNC_ERP_URL / _DATABASE / _USER / _PASSWORD and are never printed.
@@ -70,50 +70,6 @@ def _echo_waiting(db_path: Path) -> None:
             f"exception queue:{ref} {row['rule']} RMA {row['rma_number']}: {row['reason']}"
             + (f" ({row['message']})" if row["message"] else "")
         )
-
-
-@click.command("approve")
-@click.argument("adjustment_id")
-@click.option("--by", "by", required=True, help="Who approves (recorded with the time).")
-@DB_OPTION
-def approve(adjustment_id: str, by: str, db_path: Path | None) -> None:
-    """Approve a planned adjustment ADJUSTMENT_ID (or one in the exception queue, to retry it).
-
-    Approved adjustments are sent by the next push (`returnsync push` or the Dagster sensor).
-    """
-    from pipelines.lib.writeback import DecisionError
-    from pipelines.lib.writeback import approve as do_approve
-
-    settings = _settings(db_path)
-    con = _open(settings.db_path)
-    try:
-        do_approve(con, adjustment_id, by)
-    except DecisionError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        con.close()
-    click.echo(f"{adjustment_id} approved by {by.strip()}")
-
-
-@click.command("reject")
-@click.argument("adjustment_id")
-@click.option("--by", "by", required=True, help="Who rejects (recorded with the time).")
-@click.option("--reason", default=None, help="Why (recorded; shown in the adjustment's history).")
-@DB_OPTION
-def reject(adjustment_id: str, by: str, reason: str | None, db_path: Path | None) -> None:
-    """Reject adjustment ADJUSTMENT_ID: it is never sent to the ERP."""
-    from pipelines.lib.writeback import DecisionError
-    from pipelines.lib.writeback import reject as do_reject
-
-    settings = _settings(db_path)
-    con = _open(settings.db_path)
-    try:
-        do_reject(con, adjustment_id, by, reason)
-    except DecisionError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        con.close()
-    click.echo(f"{adjustment_id} rejected by {by.strip()}")
 
 
 @click.command("push")
