@@ -29,6 +29,7 @@ DOCUMENTED_COMMANDS = [
     "shell",
     "simulate",
     "sql",
+    "trace",
     "unacknowledge",
 ]
 
