@@ -143,7 +143,7 @@ def mismatches(context: dg.AssetExecutionContext, settings: SettingsResource):
             asset_key=MISMATCHES_KEY,
             passed=not mine,
             severity=_check_severity(entry.severity),
-            description=f"{len(mine)} open: {entry.description}",
+            description=f"{len(mine)} open {rule} mismatch(es)",
             metadata={
                 "severity": entry.severity,
                 "description": entry.description,
