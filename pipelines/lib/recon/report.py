@@ -499,8 +499,6 @@ def suggested_action(row: dict, entry: Rule | None = None) -> str:
         )
     if rule == "unmatched_receipt":
         return f"needs a person: find the return of the {_units(qty)} received"
-    if rule == "stale_return":
-        return "needs a person: chase or close the return (approved long ago, nothing received)"
     if rule == "unmapped_sku":
         return f"add {row.get('sku') or 'the channel SKU'} to the SKU crosswalk"
     if entry is not None and entry.exception_reason:
