@@ -19,6 +19,36 @@
     row landed after a build has a later stamp.
 -#}
 
+{#-
+    The one header of every incremental model, in place of its own `config` (issue 24):
+
+        {%- set full = returns_incremental(key='return_key', kind='return') %}
+
+    configures the model (incremental, `append`, `on_schema_change='fail'`), deletes the rows of
+    the touched scope before the insert (`key in` the touched keys of `kind`, or a named
+    `condition` macro such as `credits_touched_condition()`), records the watermark after it,
+    makes the model depend on `int_returns_touched`, and returns whether this build recomputes
+    every row (`returns_scope_is_full()`), which the model's `in_touched(..., full)` filters use.
+    A model is added to `returns_incremental_models()` (the watermark set) as well.
+-#}
+{% macro returns_incremental(key=none, kind=none, condition=none) -%}
+    {%- if condition is none and (key is none or kind is none) -%}
+        {{ exceptions.raise_compiler_error("returns_incremental needs key and kind, or a condition") }}
+    {%- endif -%}
+    {%- set scope = condition if condition is not none
+        else "in_touched('" ~ key ~ "', '" ~ kind ~ "', false)" -%}
+    {{- config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_touched_scope(" ~ scope ~ ") }}",
+        post_hook="{{ record_returns_watermark() }}",
+    ) -}}
+    {%- set touched = ref('int_returns_touched') -%}
+    {{ return(returns_scope_is_full()) }}
+{%- endmacro %}
+
+
 {% macro returns_incremental_models() -%}
     {{ return([
         'int_channel_returns_unioned', 'int_channel_return_lines_unioned',
@@ -111,4 +141,28 @@ select 1
 {#- The scope of the disposition rows: a touched receipt's, and a touched inspection's. -#}
 {% macro dispositions_touched_condition() -%}
     {{ in_touched('receipt_id', 'receipt', false) }} or {{ in_touched('inspection_id', 'inspection', false) }}
+{%- endmacro %}
+
+
+{#-
+    The raw tables, from the dbt graph's `raw` sources (models/staging/_sources.yml, generated
+    from the source registry pipelines/lib/contracts.py), never listed by hand: `all` of them,
+    the change streams (`cdc`: a truncate there recomputes everything) and the reference files
+    (`reference`: any new version recomputes everything). Empty while dbt parses (the graph is
+    filled at execution).
+-#}
+{% macro returns_raw_sources() -%}
+    {%- set found = {'all': [], 'cdc': [], 'reference': []} -%}
+    {%- if execute -%}
+        {%- for node in graph.sources.values() | sort(attribute='name') if node.source_name == 'raw' -%}
+            {%- set meta = node.meta or node.config.meta or {} -%}
+            {%- do found['all'].append(node.name) -%}
+            {%- if meta.get('kind') == 'cdc' -%}
+                {%- do found['cdc'].append(node.name) -%}
+            {%- elif meta.get('kind') == 'file' and meta.get('source') == 'reference' -%}
+                {%- do found['reference'].append(node.name) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{ return(found) }}
 {%- endmacro %}

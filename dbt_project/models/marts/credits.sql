@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="{{ delete_touched_scope(credits_touched_condition()) }}",
-        post_hook="{{ record_returns_watermark() }}",
-    )
-}}
-{%- set full = returns_scope_is_full() %}
--- depends_on: {{ ref('int_returns_touched') }}
+{%- set full = returns_incremental(condition='credits_touched_condition()') %}
 
 -- One row per money movement for a return (per document line where the document has lines).
 select

@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="{{ delete_touched_scope(dispositions_touched_condition()) }}",
-        post_hook="{{ record_returns_watermark() }}",
-    )
-}}
-{%- set full = returns_scope_is_full() %}
--- depends_on: {{ ref('int_returns_touched') }}
+{%- set full = returns_incremental(condition='dispositions_touched_condition()') %}
 
 -- One row per WMS inspection decision, with the ERP location it must be posted to.
 select

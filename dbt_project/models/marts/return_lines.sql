@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="{{ delete_touched_scope(in_touched('return_key', 'return', false)) }}",
-        post_hook="{{ record_returns_watermark() }}",
-    )
-}}
-{%- set full = returns_scope_is_full() %}
--- depends_on: {{ ref('int_returns_touched') }}
+{%- set full = returns_incremental(key='return_key', kind='return') %}
 
 -- One row per returned product on a return (channel lines, ERP return lines and WMS receipts
 -- matched by ERP product code).

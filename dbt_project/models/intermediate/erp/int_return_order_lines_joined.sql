@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="{{ delete_touched_scope(in_touched('sale_id', 'sale', false)) }}",
-        post_hook="{{ record_returns_watermark() }}",
-    )
-}}
-{%- set full = returns_scope_is_full() %}
--- depends_on: {{ ref('int_returns_touched') }}
+{%- set full = returns_incremental(key='sale_id', kind='sale') %}
 
 -- ERP return lines: the negative-quantity sale_line rows of the return orders, with the ERP
 -- product code and the return line they belong to (the return's RMA + the product code).

@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="{{ delete_touched_scope(in_touched('sale_id', 'sale', false)) }}",
-        post_hook="{{ record_returns_watermark() }}",
-    )
-}}
-{%- set full = returns_scope_is_full() %}
--- depends_on: {{ ref('int_returns_touched') }}
+{%- set full = returns_incremental(key='sale_id', kind='sale') %}
 
 -- ERP return orders (DESIGN §8): sale_sale rows whose origin is another sale or that carry a
 -- negative line, with their currency and warehouse codes, the original order's reference and the

@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="{{ delete_touched_scope(credits_touched_condition()) }}",
-        post_hook="{{ record_returns_watermark() }}",
-    )
-}}
-{%- set full = returns_scope_is_full() %}
--- depends_on: {{ ref('int_returns_touched') }}
+{%- set full = returns_incremental(condition='credits_touched_condition()') %}
 
 -- Money movements for returns (DESIGN §4, §5), one row per document line:
 -- - ERP credit notes (account_invoice type out, posted or paid) that have a line whose origin is

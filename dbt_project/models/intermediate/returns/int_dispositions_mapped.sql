@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="{{ delete_touched_scope(dispositions_touched_condition()) }}",
-        post_hook="{{ record_returns_watermark() }}",
-    )
-}}
-{%- set full = returns_scope_is_full() %}
--- depends_on: {{ ref('int_returns_touched') }}
+{%- set full = returns_incremental(condition='dispositions_touched_condition()') %}
 
 -- WMS inspections with their receipt's return line, the canonical disposition (disposition_map
 -- seed) and the ERP location the units must be posted to: `<ERP warehouse code>-<suffix>`.

@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="{{ delete_touched_scope(in_touched('receipt_id', 'receipt', false)) }}",
-        post_hook="{{ record_returns_watermark() }}",
-    )
-}}
-{%- set full = returns_scope_is_full() %}
--- depends_on: {{ ref('int_returns_touched') }}
+{%- set full = returns_incremental(key='receipt_id', kind='receipt') %}
 
 -- Each WMS receipt with the return it belongs to and the rule that linked it (DESIGN §4): the
 -- scanned RMA as printed (`rma_exact`, against the channel RMA or the ERP reference), then on

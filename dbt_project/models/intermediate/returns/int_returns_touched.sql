@@ -33,6 +33,7 @@
 -- misreads the indentation of its whitespace-stripping tags.
 -- noqa: disable=LT02
 {%- set models = returns_incremental_models() %}
+{%- set raw = returns_raw_sources() %}
 {%- set prev = {} %}
 {%- set reason = namespace(full=none, watermark=none) %}
 {#- the scope is computed only when models are built (not by compile, show or docs generate) -#}
@@ -75,35 +76,29 @@
     {%- endif %}
     {%- if reason.full is none %}
         {%- set reference_sql %}
-            select
-                (select count(*) from {{ source('raw', 'sku_crosswalk') }} where _ingested_at > '{{ reason.watermark }}')
-                + (select count(*) from {{ source('raw', 'warehouse_crosswalk') }} where _ingested_at > '{{ reason.watermark }}')
-                {%- for t in ['erp_sale_sale', 'erp_sale_line', 'erp_account_invoice', 'erp_account_invoice_line', 'erp_stock_move', 'erp_stock_location', 'erp_product_product', 'erp_currency_currency', 'wms_receipts', 'wms_inspections'] %}
+            select 0
+                {%- for t in raw.reference %}
+                + (select count(*) from {{ source('raw', t) }} where _ingested_at > '{{ reason.watermark }}')
+                {%- endfor %}
+                {%- for t in raw.cdc %}
                 + (select count(*) from {{ source('raw', t) }} where _op = 't' and _ingested_at > '{{ reason.watermark }}')
                 {%- endfor %}
         {%- endset %}
         {%- if run_query(reference_sql).columns[0].values()[0] > 0 %}
-            {%- set reason.full = 'a crosswalk or a truncate landed' %}
+            {%- set reason.full = 'reference data or a truncate landed' %}
         {%- endif %}
     {%- endif %}
 {%- else %}
     {%- set fingerprint = '' %}
     {%- set reason.full = 'not a build' %}
 {%- endif %}
-{%- set all_raw = [
-    'erp_sale_sale', 'erp_sale_line', 'erp_account_invoice', 'erp_account_invoice_line',
-    'erp_stock_move', 'erp_stock_location', 'erp_stock_shipment_out_return', 'erp_product_product',
-    'erp_currency_currency', 'erp_party_party', 'wms_receipts', 'wms_inspections',
-    'returns_saas_webhooks', 'shopify_refunds', 'amazon_returns', 'b2b_credit_requests',
-    'sku_crosswalk', 'warehouse_crosswalk',
-] %}
 {%- set since = "_ingested_at > '" ~ reason.watermark ~ "'::timestamptz" %}
 -- noqa: enable=LT02
 
 with next_watermark as (
     select max(stamp) as watermark_at
     from (
-        {%- for t in all_raw %}
+        {%- for t in raw.all %}
         select max(_ingested_at) as stamp from {{ source('raw', t) }}
         {%- if not loop.last %}
         union all
