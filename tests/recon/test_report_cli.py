@@ -172,7 +172,8 @@ def test_acknowledge_command_then_report(warehouse):
     again = runner.invoke(
         acknowledge_command, ["nope", "--by", "finance.ops", "--db", str(warehouse)]
     )
-    assert again.exit_code != 0 and "nope" in again.output
+    assert again.exit_code != 0  # an unknown id is named (in the output or the one-line error)
+    assert "nope" in again.output + str(again.exception)
 
 
 # --- spreadsheet safety (DESIGN §11): formula-looking text gets a leading ', numbers stay ---

@@ -357,6 +357,9 @@ def add_figures(
             line["missing" if qty < 0 else "excess"] += abs(delta)
 
     # place each figure on the first row (report order) it comes from
+    currencies: dict[str, list[str]] = {}  # case -> its money currencies, in order
+    for case, currency in money:
+        currencies.setdefault(case, []).append(currency)
     placed_money: set[tuple[str, str]] = set()
     placed_goods: set[tuple[str, str]] = set()
     company = facts.company_currency
@@ -375,7 +378,7 @@ def add_figures(
             continue
         case, family = row["case_id"], _family(row["rule"], rules)
         if family == "money":
-            keys = [k for k in money if k[0] == case and k not in placed_money]
+            keys = [(case, c) for c in currencies.get(case, ()) if (case, c) not in placed_money]
             mine = [k for k in keys if k[1] == row["currency"]] or (
                 keys if row["rule"] == "currency_mismatch" else []
             )
