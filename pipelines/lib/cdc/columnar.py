@@ -49,9 +49,13 @@ from pipelines.lib.cdc.land import (
 )
 from pipelines.lib.coltypes import arrow_type, decimal_type
 from pipelines.lib.contracts import CDC_BY_TOPIC, CdcTable
-from pipelines.lib.warehouse import DeadLetter
+from pipelines.lib.warehouse import DeadLetter, memory_limit
 
 CHUNK_BYTES = 16 << 20  # bytes of whole lines per chunk (a transaction each)
+# DuckDB's share while a chunk is decoded: the query holds ~100 MB of working memory whatever the
+# chunk's size (measured: it fails at 128 MB with 8 MB chunks, passes at 256 MB with 32 MB ones);
+# landing itself keeps `warehouse.LANDING_MEMORY_LIMIT`. Peak RSS: bench/memory_cdc.py.
+DECODE_MEMORY_LIMIT = "256MB"
 LONG_LINE = 256 << 10  # longer lines go to the reference decoder (DuckDB's memory stays bounded)
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
@@ -315,11 +319,22 @@ def _supported(table: CdcTable) -> bool:
 
 
 _MAP = "'\"MAP(VARCHAR, JSON)\"'"
+# the levels of a Kafka record whose keys and JSON types decide (one parse for all)
+_PATHS = (
+    "['$', '$.value', '$.value.payload', '$.value.after', '$.value.source', "
+    "'$.value.payload.after', '$.value.payload.source']"
+)
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 # an extra `after` column is written by SQL only when orjson would write its value the same way
 _SIMPLE_VALUE = '-?[0-9]{1,18}|true|false|"[^"\\\\\\x00-\\x1f]*"'
 
 
-def table_sql(table: CdcTable, mode: str, codes_view: str, lines_sql: str) -> str:
+def table_sql(table: CdcTable, mode: str, codes: Mapping[str, list[str]], lines_sql: str) -> str:
     """The query decoding one chunk's lines of `table`'s topic. Output per line: `lineno`,
     `st` (0 decoded, 1 the reference decides, 2 another topic: `other_topic` says which, 3 a
     schema not seen yet: `schema_text`), and for st 0 the raw row (metadata, then contract
@@ -329,14 +344,23 @@ def table_sql(table: CdcTable, mode: str, codes_view: str, lines_sql: str) -> st
     cols = [_column(i, k, mode) for i, k in enumerate(table.columns.values())]
     col_list = "[" + ", ".join(_q(n) for n in names) + "]"
     code_sel = ", ".join(
-        f"coalesce(sc.codes[{i + 1}], case when wrapped_schema is null then 'bare' end) as c{i}"
+        f"coalesce(codes[{i + 1}], case when wrapped_schema is null then 'bare' end) as c{i}"
         for i in range(len(names))
     )
     x_sel = ", ".join(
-        f"am[{_q(n)}] as x{i}, case when {_is_str(f'am[{_q(n)}]')} then "
-        f"{_str(f'am[{_q(n)}]')} end as s{i}"
+        f'af."{n}" as x{i}, case when {_is_str(f"af.{_ident(n)}")} then '
+        f"{_str(f'af.{_ident(n)}')} end as s{i}"
         for i, n in enumerate(names)
     )
+    after_s = {n: "JSON" for n in names}
+    source_s = {"lsn": "JSON", "ts_ms": "JSON", "txId": "JSON"}
+    env_s = {"op": "JSON", "after": after_s, "source": source_s, "ts_ms": "JSON"}
+    nested = json.dumps(
+        {
+            "topic": "JSON", "partition": "JSON", "offset": "JSON", "key": "JSON",
+            "value": {"schema": "JSON", "payload": env_s, **env_s},
+        }
+    )  # fmt: skip
     pre_sel = ", ".join(f"{c.pre} as p{i}" for i, c in enumerate(cols) if c.pre) or "null as p_"
     v_sel = ", ".join(f"{c.value} as v{i}" for i, c in enumerate(cols))
     bad = " or ".join(
@@ -352,26 +376,42 @@ def table_sql(table: CdcTable, mode: str, codes_view: str, lines_sql: str) -> st
         + f' as "{n}"'
         for i, n in enumerate(names)
     )
+    # the conversion codes of the schemas seen so far (a join would build on the chunk's side)
+    codes_expr = (
+        "case wrapped_schema "
+        + " ".join(
+            f"when {_q(text)} then [{', '.join(_q(c) for c in cs)}]" for text, cs in codes.items()
+        )
+        + " end"
+        if codes
+        else "null::varchar[]"
+    )
     key_re = f'\\{{"{pk}":(-?[0-9]{{1,19}})\\}}'
     key_val = f"try_cast(regexp_extract(kj, '^{key_re}$', 1) as bigint)"
-    nulls = ", ".join(["null"] * (len(_META_ORDER) + len(names)))
     return f"""
 with
 __cdc_lines as ({lines_sql}),
 a as (
-    select lineno,
+    select lineno, line,
         regexp_matches(line, {_q(_RISKY)})
           or (length(line) >= 1024
               and length(line) - length(replace(replace(line, '[', ''), '{{', '')) >= 1000)
           as risky,
-        try(json_transform(line, {_MAP})) as r
+        try(json_transform(line, {_q(nested)})) as r
     from __cdc_lines
 ),
-b as (
-    select lineno, r is not null and not risky as line_ok,
-        r['topic'] as tj, r['partition'] as pj, r['offset'] as oj, r['key'] as kj,
-        r['value'] as vj
+a2 as (
+    select *,
+        case when r is not null and not risky then json_keys(line, {_PATHS}) end as kk,
+        case when r is not null and not risky then json_type(line, {_PATHS}) end as tt
     from a
+),
+b as (
+    select *,
+        coalesce(tt[1] = 'OBJECT' and len(kk[1]) = len(list_distinct(kk[1])), false)
+          as line_ok,
+        r.topic as tj, r.partition as pj, r.offset as oj, r.key as kj
+    from a2
 ),
 c as (
     select *,
@@ -383,75 +423,85 @@ c as (
 d as (
     select *,
         coalesce(line_ok and topic <> '' and part between 0 and {2**31 - 1}
-          and offs between 0 and {_I64_MAX}, false) as pos_ok
+          and offs between 0 and {_I64_MAX}, false) as pos_ok,
+        coalesce(line_ok and topic = {_q(table.topic)}, false) as mine
     from c
-),
-e as (
-    select *, try(json_transform(vj, {_MAP})) as v
-    from d where pos_ok and topic = {_q(table.topic)}
 ),
 f as (
     select *,
-        coalesce(cardinality(v) = 2 and map_contains(v, 'schema')
-          and map_contains(v, 'payload'), false) as wrapped
-    from e
+        coalesce(mine and tt[2] = 'OBJECT' and len(kk[2]) = 2
+          and list_has_all(kk[2], ['schema', 'payload']), false) as wrapped
+    from d
 ),
 g as (
     select *,
-        case when wrapped then try(json_transform(v['payload'], {_MAP})) else v end as env,
-        case when wrapped and starts_with(v['schema'], '{{') then v['schema'] end
+        mine and (tt[2] is null or tt[2] = 'NULL' or (wrapped and tt[3] = 'NULL')) as tomb,
+        case when wrapped then r.value.payload.op else r.value.op end as e_op,
+        case when wrapped then r.value.payload.after else r.value.after end as af,
+        case when wrapped then r.value.payload.source else r.value.source end as src,
+        case when wrapped then r.value.payload.ts_ms else r.value.ts_ms end as e_ts,
+        case when wrapped then kk[6] else kk[4] end as ak,
+        case when wrapped then tt[6] else tt[4] end as atype,
+        case when wrapped then kk[7] else kk[5] end as sk,
+        case when wrapped then tt[7] else tt[5] end as stype,
+        case when wrapped and starts_with(r.value.schema, '{{') then r.value.schema end
           as wrapped_schema,
-        vj is null or (wrapped and v['payload'] is null) as tomb,
         {key_val} as key_pk
     from f
 ),
 h as (
-    select g.*, sc.codes is null and wrapped_schema is not null as new_schema,
-        vj is not null and (v is null or (wrapped and v['payload'] is not null and env is null))
+    select *, codes is null and wrapped_schema is not null as new_schema,
+        not tomb and (tt[2] <> 'OBJECT' or len(kk[2]) <> len(list_distinct(kk[2]))
+          or (wrapped and (tt[3] <> 'OBJECT' or len(kk[3]) <> len(list_distinct(kk[3])))))
           as value_bad,
-        case when env['op'] in ('"c"', '"u"', '"d"', '"r"', '"t"') then substr(env['op'], 2, 1)
-          end as op,
+        case when e_op in ('"c"', '"u"', '"d"', '"r"', '"t"') then substr(e_op, 2, 1) end as op,
         {code_sel}
-    from g left join {codes_view} sc on sc.schema_text = g.wrapped_schema
-),
-i as (
-    select *,
-        try(json_transform(env['source'], {_MAP})) as src,
-        case when op in ('c', 'u', 'r') then try(json_transform(env['after'], {_MAP})) end as am
-    from h
+    from (select *, {codes_expr} as codes from g)
 ),
 j as (
     select *,
-        case when {_is_int("src['lsn']")} then try_cast(src['lsn'] as hugeint) end as lsn,
-        case when {_is_int("src['ts_ms']")} then try_cast(src['ts_ms'] as hugeint) end as sts,
-        case when {_is_int("src['txId']")} then try_cast(src['txId'] as hugeint) end as tx,
-        case when {_is_int("env['ts_ms']")} then try_cast(env['ts_ms'] as hugeint) end as ets,
-        list_filter(map_keys(am), lambda n: not list_contains({col_list}, n)) as extras
-    from i
+        case when {_is_int("src.lsn")} then try_cast(src.lsn as hugeint) end as lsn,
+        case when {_is_int("src.ts_ms")} then try_cast(src.ts_ms as hugeint) end as sts,
+        case when {_is_int("src.txId")} then try_cast(src.txId as hugeint) end as tx,
+        case when {_is_int("e_ts")} then try_cast(e_ts as hugeint) end as ets,
+        case when op in ('c', 'u', 'r') then
+          list_filter(ak, lambda n: not list_contains({col_list}, n)) end as extras
+    from h
+),
+j2 as (
+    select *,
+        case when len(extras) > 0 then try(json_transform(json_extract(line,
+          case when wrapped then '$.value.payload.after' else '$.value.after' end), {_MAP}))
+          end as em
+    from j
 ),
 k as (
     select *,
-        coalesce(env['source'] is null or (src is not null
-            and (src['lsn'] is null or lsn between {_I64_MIN} and {_I64_MAX})
-            and (src['ts_ms'] is null or sts between {dec._MS_MIN} and {dec._MS_MAX})
-            and (src['txId'] is null or tx between {_I64_MIN} and {_I64_MAX})), false)
+        coalesce(stype is null or stype = 'NULL' or (stype = 'OBJECT'
+            and len(sk) = len(list_distinct(sk))
+            and (src.lsn is null or lsn between {_I64_MIN} and {_I64_MAX})
+            and (src.ts_ms is null or sts between {dec._MS_MIN} and {dec._MS_MAX})
+            and (src.txId is null or tx between {_I64_MIN} and {_I64_MAX})), false)
           as src_ok,
         case when sts is not null and sts <> 0 then sts else ets end as changed,
-        coalesce((sts is not null and sts <> 0) or env['ts_ms'] is null
+        coalesce((sts is not null and sts <> 0) or e_ts is null
           or ets between {dec._MS_MIN} and {dec._MS_MAX}, false) as changed_ok,
-        coalesce(op not in ('c', 'u', 'r') or (am is not null and len(list_filter(extras,
-            lambda n: not (regexp_full_match(n, '[A-Za-z0-9_]+')
-              and regexp_full_match(coalesce(am[n], 'null'), {_q(_SIMPLE_VALUE)})))) = 0), false)
-          as after_ok,
+        coalesce(op not in ('c', 'u', 'r') or (atype = 'OBJECT'
+            and len(ak) = len(list_distinct(ak)) and (len(extras) = 0 or (em is not null
+            and len(list_filter(extras, lambda n: not (regexp_full_match(n, '[A-Za-z0-9_]+')
+              and regexp_full_match(coalesce(em[n], 'null'), {_q(_SIMPLE_VALUE)})))) = 0))),
+          false) as after_ok,
         case when len(extras) > 0 then '{{' || array_to_string(list_transform(extras,
-            lambda n: '"' || n || '":' || coalesce(am[n], 'null')), ',') || '}}' end as extra,
+            lambda n: '"' || n || '":' || coalesce(em[n], 'null')), ',') || '}}' end as extra,
         {x_sel}
-    from j
+    from j2
 ),
 l as (select *, {pre_sel} from k),
 m as (select *, {v_sel} from l)
 select lineno,
-    case when new_schema then 3
+    case when not pos_ok then 1
+         when not mine then 2
+         when new_schema then 3
          when tomb then (case when key_pk is not null then 0 else 1 end)
          when value_bad or op is null or not src_ok or not changed_ok then 1
          when op = 't' then (case when kj is null or key_pk is not null then 0 else 1 end)
@@ -459,9 +509,10 @@ select lineno,
          when op = 'd' then 0
          when not after_ok or {bad} then 1
          else 0 end as st,
-    null::varchar as other_topic,
+    case when pos_ok and not mine then topic end as other_topic,
     wrapped_schema as schema_text,
-    topic as _topic, part::int as _partition, offs::bigint as _offset,
+    topic as _topic, case when pos_ok then part::int end as _partition,
+    case when pos_ok then offs::bigint end as _offset,
     case when tomb then 'd' else op end as _op,
     tomb as _is_tombstone,
     case when not tomb then lsn::bigint end as _source_lsn,
@@ -472,9 +523,6 @@ select lineno,
     case when op in ('c', 'u', 'r') then extra end as _extra,
     {col_sel}
 from m
-union all
-select lineno, case when pos_ok then 2 else 1 end, topic, null, {nulls}
-from d where not pos_ok or topic <> {_q(table.topic)}
 """
 
 
@@ -531,9 +579,6 @@ def read_chunks(
             return
 
 
-_CODES_SCHEMA = pa.schema([("schema_text", pa.string()), ("codes", pa.list_(pa.string()))])
-
-
 @dataclass
 class ChunkDecoded:
     """One chunk decoded: the batch for `land.land_decoded`, the lines that were no Kafka record
@@ -554,38 +599,30 @@ class ColumnarDecoder:
     con: duckdb.DuckDBPyConnection
     connectors: Mapping[str, dict]
     _codes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    _sql: dict[tuple[str, bool], str] = field(default_factory=dict)
+    _sql: dict[tuple[str, bool, int], str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.con.execute(_MACROS)
 
     def _query(self, table: CdcTable, retry: bool) -> str:
-        key = (table.topic, retry)
+        codes = self._codes.setdefault(table.topic, {})
+        key = (table.topic, retry, len(codes))
         if key not in self._sql:
             lines = "select lineno, line from __cdc_chunk where ok"
             if retry:
                 lines += " and lineno in (select lineno from __cdc_retry)"
             mode = dec.decimal_mode_for(table.topic, self.connectors)
-            self._sql[key] = table_sql(table, mode, "__cdc_codes", lines)
+            self._sql[key] = table_sql(table, mode, codes, lines)
         return self._sql[key]
 
     def _run(self, table: CdcTable, retry: np.ndarray | None) -> pa.Table:
-        codes = self._codes.setdefault(table.topic, {})
-        self.con.register(
-            "__cdc_codes",
-            pa.table(
-                [pa.array(list(codes), pa.string()), pa.array(list(codes.values()))]
-                if codes
-                else [pa.array([], pa.string()), pa.array([], pa.list_(pa.string()))],
-                schema=_CODES_SCHEMA,
-            ),
-        )
         if retry is not None:
             self.con.register("__cdc_retry", pa.table({"lineno": pa.array(retry, pa.int64())}))
         try:
-            return self.con.sql(self._query(table, retry is not None)).to_arrow_table()
+            # streamed: DuckDB never holds the whole result (its memory limit stays the bound)
+            with memory_limit(self.con, DECODE_MEMORY_LIMIT):
+                return self.con.sql(self._query(table, retry is not None)).arrow().read_all()
         finally:
-            self.con.unregister("__cdc_codes")
             if retry is not None:
                 self.con.unregister("__cdc_retry")
 

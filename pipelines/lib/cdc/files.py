@@ -62,21 +62,20 @@ FILES_SOURCE = "cdc"  # meta.files_landed source
 CDC_DIR = "cdc"
 PATTERN = "*.ndjson"
 BATCH_SIZE = 20_000  # records per transaction (parsed envelopes are held in memory)
-# Which decoder lands CDC files: `columnar` (DuckDB's reader, `columnar.py`), `reference` (orjson
-# and `decode.TableDecoder` per record), or `auto` (the default): column-wise for files of at
-# least COLUMNAR_MIN_BYTES, where it pays; below, a query's fixed cost (~0.3 s to plan) is more
-# than the reference takes. Both land identical rows, ledgers and dead letters
-# (tests/cdc/test_columnar_diff.py).
+# Which decoder lands CDC files: `reference` (orjson and `decode.TableDecoder` per record; the
+# default) or `columnar` (DuckDB's JSON reader, `columnar.py`). Both land identical rows, ledgers
+# and dead letters (tests/cdc/test_columnar_diff.py). The default stays `reference` because the
+# column-wise path is still slower: on an 8,000-return landscape (130,819 rows) it took 9.4 CPU-s
+# against 3.4 (bench/RESULTS.md, issue 23).
 DECODER_ENV = "RETURNSYNC_CDC_DECODER"
-DECODERS = ("auto", "columnar", "reference")
-COLUMNAR_MIN_BYTES = 4 << 20
+DECODERS = ("reference", "columnar")
 
 
 def decoder_setting(value: str | None = None) -> str:
-    """The CDC file decoder: `value`, else $RETURNSYNC_CDC_DECODER, else `auto`."""
+    """The CDC file decoder: `value`, else $RETURNSYNC_CDC_DECODER, else `reference`."""
     from pipelines.errors import ConfigError
 
-    choice = (value or os.environ.get(DECODER_ENV) or "auto").strip().lower()
+    choice = (value or os.environ.get(DECODER_ENV) or "reference").strip().lower()
     if choice not in DECODERS:
         raise ConfigError(f"{DECODER_ENV} must be one of {', '.join(DECODERS)}, got {choice!r}")
     return choice
@@ -307,9 +306,7 @@ def land_cdc_files(
         for path in paths:
             rel = path.relative_to(landing_dir).as_posix()
             try:
-                if decoder == "columnar" or (
-                    decoder == "auto" and _size(path) >= COLUMNAR_MIN_BYTES
-                ):
+                if decoder == "columnar":
                     from pipelines.lib.cdc.columnar_files import land_file_columnar
 
                     land_file_columnar(con, path, rel, connectors, bar, summary, chunk_bytes)
