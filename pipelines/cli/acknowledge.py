@@ -47,7 +47,8 @@ def _open(db_path: Path | None):
 
 
 def _report(outcome, done: str, already: str, who: str) -> None:
-    """One line per kind of outcome; exit 1 when an id was resolved or unknown."""
+    """One line per kind of outcome, and where the UI shows a change; exit 1 when an id was
+    resolved or unknown."""
     if outcome.changed:
         click.echo(f"{done} {len(outcome.changed)} mismatch(es) by {who}")
     if outcome.noted:
@@ -59,6 +60,11 @@ def _report(outcome, done: str, already: str, who: str) -> None:
         click.echo(f"{already}: {', '.join(outcome.unchanged)} (nothing to do)")
     if not (outcome.changed or outcome.noted or outcome.unchanged):
         click.echo(f"{done} 0 mismatch(es)")
+    if outcome.changed or outcome.noted:
+        click.echo(
+            "the Dagster UI shows it with the next reconciliation (`returnsync run`, or a run "
+            "in `make dev`)"
+        )
     problems = []
     if outcome.resolved:
         problems.append(f"resolved (nothing to change): {', '.join(outcome.resolved)}")
@@ -66,13 +72,6 @@ def _report(outcome, done: str, already: str, who: str) -> None:
         problems.append(f"unknown mismatch id(s): {', '.join(outcome.unknown)}")
     if problems:
         raise JobFailed("; ".join(problems))
-
-
-def _hint() -> None:
-    click.echo(
-        "the Dagster UI shows it with the next reconciliation (`returnsync run`, or a run "
-        "in `make dev`)"
-    )
 
 
 @click.command("acknowledge")
@@ -106,8 +105,6 @@ def acknowledge(
         outcome = set_acknowledged(con, mismatch_ids, by=by, note=note)
     finally:
         con.close()
-    if outcome.changed or outcome.noted:
-        _hint()
     _report(outcome, "acknowledged", "already acknowledged", by.strip())
 
 
@@ -130,6 +127,4 @@ def unacknowledge(mismatch_ids: tuple[str, ...], by: str, db_path: Path | None) 
         outcome = do_unacknowledge(con, mismatch_ids, by=by)
     finally:
         con.close()
-    if outcome.changed:
-        _hint()
     _report(outcome, "unacknowledged", "not acknowledged", by.strip())
