@@ -90,9 +90,9 @@ def rows_of(output: str) -> list[dict]:
 def test_default_is_open_mismatches_as_csv_worst_first(warehouse):
     result = invoke("--db", str(warehouse))
     assert result.exit_code == 0, result.output
-    header = result.output.splitlines()[0].split(",")
+    header = result.stdout.splitlines()[0].split(",")
     assert header == COLUMNS
-    rows = rows_of(result.output)
+    rows = rows_of(result.stdout)
     assert [(r["rule"], r["rma_number"], r["sku"]) for r in rows] == [
         ("credit_amount_mismatch", "LR-2", ""),  # high severity first
         ("stale_return", "AMZ-3", ""),
@@ -104,7 +104,7 @@ def test_default_is_open_mismatches_as_csv_worst_first(warehouse):
 
 
 def test_status_all_still_lists_the_resolved_mismatch(warehouse):
-    rows = rows_of(invoke("--db", str(warehouse), "--status", "all").output)
+    rows = rows_of(invoke("--db", str(warehouse), "--status", "all").stdout)
     by_rule = {r["rule"]: r for r in rows}
     assert len(rows) == 4
     assert by_rule["receipt_not_posted"]["status"] == "resolved"
@@ -112,20 +112,20 @@ def test_status_all_still_lists_the_resolved_mismatch(warehouse):
     # a resolved mismatch puts nothing at risk
     assert by_rule["receipt_not_posted"]["goods_at_risk"] == ""
     assert by_rule["unmapped_sku"]["status"] == "acknowledged"
-    resolved = rows_of(invoke("--db", str(warehouse), "--status", "resolved").output)
+    resolved = rows_of(invoke("--db", str(warehouse), "--status", "resolved").stdout)
     assert [r["mismatch_id"] for r in resolved] == [NOT_POSTED["mismatch_id"]]
 
 
 def test_rule_filter_and_json_and_markdown(warehouse):
     result = invoke("--db", str(warehouse), "--rule", "stale_return", "--format", "json")
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert set(data) == {"rows", "totals_by_currency"}  # no rates landed: no totals_company
     assert [(d["rule"], d["rma_number"], d["warehouse"]) for d in data["rows"]] == [
         ("stale_return", "AMZ-3", "WH-W")
     ]
     assert list(data["rows"][0]) == COLUMNS
-    md = invoke("--db", str(warehouse), "--format", "md", "--status", "all").output
+    md = invoke("--db", str(warehouse), "--format", "md", "--status", "all").stdout
     table = md.strip().split("\n\n")[0].splitlines()
     assert table[0].startswith("| case_id | mismatch_id | rule | rule_description |")
     assert len(table) == 2 + 4
@@ -164,7 +164,7 @@ def test_acknowledge_command_then_report(warehouse):
     )
     assert result.exit_code == 0, result.output
     assert "acknowledged 1" in result.output
-    rows = rows_of(invoke("--db", str(warehouse), "--status", "acknowledged").output)
+    rows = rows_of(invoke("--db", str(warehouse), "--status", "acknowledged").stdout)
     assert {r["mismatch_id"]: r["acknowledged_by"] for r in rows} == {
         SHORT["mismatch_id"]: "finance.ops",
         UNMAPPED["mismatch_id"]: "catalogue.team",
@@ -189,7 +189,7 @@ def test_csv_cells_a_spreadsheet_would_run_start_with_a_quote(tmp_path):
     publish(con, T1, [hostile, SHORT])
     apply_lifecycle(con)
     con.close()
-    out = invoke("--db", str(path)).output
+    out = invoke("--db", str(path)).stdout
     rows = {r["rule"]: r for r in rows_of(out)}
     assert (rows["unmapped_sku"]["rma_number"], rows["unmapped_sku"]["sku"]) == (
         "'" + HYPERLINK,
@@ -198,7 +198,7 @@ def test_csv_cells_a_spreadsheet_would_run_start_with_a_quote(tmp_path):
     assert rows["unmapped_sku"]["warehouse"] == "'-WH"
     assert rows["credit_amount_mismatch"]["amount_delta"] == "-10.0000"  # a number stays one
     # JSON is not opened by spreadsheets: it keeps the value as it came
-    data = json.loads(invoke("--db", str(path), "--format", "json").output)
+    data = json.loads(invoke("--db", str(path), "--format", "json").stdout)
     assert {d["rma_number"] for d in data["rows"]} == {HYPERLINK, "LR-2"}
 
 
@@ -249,7 +249,7 @@ def test_a_hostile_b2b_request_reaches_every_csv_escaped(hostile_landscape, tmp_
     # returnsync report --format csv
     report = invoke("--db", str(settings.db_path), "--format", "csv")
     assert report.exit_code == 0, report.output
-    rows = rows_of(report.output)
+    rows = rows_of(report.stdout)
     assert unmapped(rows) >= HOSTILE_CELLS
     amounts = [r["amount_delta"] for r in rows if r["amount_delta"]]
     assert any(a.startswith("-") for a in amounts)  # negative amounts are there ...

@@ -182,9 +182,22 @@ def test_actions_descriptions_adjustments_and_notes(con):
     rows = by_rule(build_report(con).rows)
     posted = rows["receipt_not_posted"]
     assert (posted["adjustment_id"], posted["adjustment_status"]) == ("adj-new", "approved")
+    # the planned adjustment and where it stands; without one, what the rule calls for
     assert rows["receipt_not_posted"]["suggested_action"] == (
-        "post the return shipment for 2 units into WH-C-RFB"
+        "post the return shipment for 2 units into WH-C-RFB (approved, waits for the push)"
     )
+    assert suggested_action(NOT_POSTED) == "post the return shipment for 2 units into WH-C-RFB"
+    credit = {"adjustment_id": "adj-1", "status": "planned", "action": "create_credit_note"}
+    credit |= {"amount": Decimal("80"), "currency": "CHF"}
+    assert suggested_action(MISSING, None, credit) == (
+        "issue a credit note for 80.00 CHF (waits for a person: returnsync approve adj-1)"
+    )
+    move = {"adjustment_id": "adj-2", "status": "sent", "action": "internal_move", "quantity": 2}
+    assert suggested_action(WRONG, None, move) == (
+        "move the 2 units posted into WH-C-SCR to where they were inspected (sent to the ERP)"
+    )
+    rejected = {**move, "status": "rejected"}  # a rejected adjustment: what the rule calls for
+    assert suggested_action(WRONG, None, rejected).startswith("needs a person: 2 units posted")
     assert rows["duplicate_credit"]["suggested_action"].startswith("needs a person: credited twice")
     assert rows["refund_without_credit"]["suggested_action"] == "issue a credit note for 80.00 CHF"
     assert rows["credit_amount_mismatch"]["suggested_action"] == (

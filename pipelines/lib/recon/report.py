@@ -138,7 +138,7 @@ class _Facts:
     refunds: dict[str, dict[str, tuple[Decimal, datetime | None]]] = field(default_factory=dict)
     credits: dict[str, dict[str, tuple[Decimal, datetime | None]]] = field(default_factory=dict)
     lines: dict[tuple[str, str], tuple[str | None, datetime | None]] = field(default_factory=dict)
-    adjustments: dict[str, tuple[str, str]] = field(default_factory=dict)  # mismatch -> (id, st)
+    adjustments: dict[str, dict] = field(default_factory=dict)  # mismatch -> its newest
     notes: dict[str, str] = field(default_factory=dict)  # mismatch -> note
     company_currency: str | None = None
     rates: dict[str, tuple[list[date], list[Decimal]]] = field(default_factory=dict)
@@ -172,14 +172,17 @@ def _read_facts(con: duckdb.DuckDBPyConnection, rows: Sequence[dict]) -> _Facts:
             facts.lines[(rma, sku)] = (currency, inspected_at)
     if ids and _table_exists(con, "writeback", "adjustments"):
         # the newest adjustment of each mismatch: what the planner last decided
-        for mismatch_id, adjustment_id, status in con.execute(
-            "select mismatch_id, adjustment_id, status from writeback.adjustments "
-            "where mismatch_id in (select unnest(?::varchar[])) "
+        cursor = con.execute(
+            "select mismatch_id, adjustment_id, status, action, amount, quantity, currency "
+            "from writeback.adjustments where mismatch_id in (select unnest(?::varchar[])) "
             "qualify row_number() over (partition by mismatch_id "
             "    order by created_at desc, updated_at desc, adjustment_id) = 1",
             [ids],
-        ).fetchall():
-            facts.adjustments[mismatch_id] = (adjustment_id, status)
+        )
+        names = [d[0] for d in cursor.description]
+        for found in cursor.fetchall():
+            adjustment = dict(zip(names, found, strict=True))
+            facts.adjustments[adjustment["mismatch_id"]] = adjustment
     if ids and "acknowledgement_note" in _columns(con, "recon", "mismatches"):
         # migration 4 (acknowledge --note); older warehouses have no notes
         for mismatch_id, note in con.execute(
@@ -330,13 +333,13 @@ def add_figures(
         row["currency"] = row_currency(row, facts, rules)
         entry = _rule(row["rule"], rules)
         row["rule_description"] = entry.description if entry else None
-        row["adjustment_id"], row["adjustment_status"] = facts.adjustments.get(
-            row["mismatch_id"], (None, None)
-        )
+        adjustment = facts.adjustments.get(row["mismatch_id"])
+        row["adjustment_id"] = adjustment["adjustment_id"] if adjustment else None
+        row["adjustment_status"] = adjustment["status"] if adjustment else None
         if row.get("acknowledgement_note") is None:
             row["acknowledgement_note"] = facts.notes.get(row["mismatch_id"])
         row["money_at_risk"] = row["goods_at_risk"] = row["money_at_risk_company"] = None
-        row["suggested_action"] = suggested_action(row, entry)
+        row["suggested_action"] = suggested_action(row, entry, adjustment)
         if row.get("status") not in _AT_RISK:
             continue
         family = _family(row["rule"], rules)
@@ -460,9 +463,52 @@ def _amount(value: object, currency: str | None) -> str:
     return f"{text} {currency}" if currency else text
 
 
-def suggested_action(row: dict, entry: Rule | None = None) -> str:
-    """What to do about a mismatch, in plain words: the automatic fix it gets, or why a person
-    must act."""
+# the write-back's actions (pipelines/lib/erp/base.py; older warehouses: stock_move,
+# credit_note) in plain words
+ACTION_WORDS: dict[str, str] = {
+    "stock_move": "post the return shipment",
+    "create_return_shipment": "post a return shipment",
+    "finish_return_shipment": "finish the return shipment",
+    "internal_move": "move",
+    "credit_note": "issue a credit note",
+    "create_credit_note": "issue a credit note",
+    "post_draft_credit_note": "post the draft credit note",
+}
+ADJUSTMENT_STATUS_WORDS: dict[str, str] = {
+    "planned": "waits for a person: returnsync approve {id}",
+    "approved": "approved, waits for the push",
+    "sent": "sent to the ERP",
+    "exception": "the ERP did not take it: see returnsync exceptions",
+}
+
+
+def _adjustment_action(row: dict, adjustment: dict) -> str | None:
+    """The planned adjustment in plain words, with where it stands; None when there is none to
+    show (rejected, or an action without words)."""
+    words = ACTION_WORDS.get(adjustment.get("action") or "")
+    status = ADJUSTMENT_STATUS_WORDS.get(adjustment.get("status") or "")
+    if words is None or status is None:
+        return None
+    loc = row.get("location") or row.get("warehouse")
+    if adjustment.get("amount") is not None and "credit" in adjustment["action"]:
+        detail = f" for {_amount(adjustment['amount'], adjustment.get('currency'))}"
+    elif adjustment["action"] == "internal_move":
+        qty = adjustment.get("quantity") or row.get("actual")
+        detail = f" the {_units(qty)} posted into {loc} to where they were inspected"
+    else:
+        qty = adjustment.get("quantity") or _dec(row.get("qty_delta"))
+        detail = f" for {_units(abs(Decimal(str(qty))) if qty is not None else None)}"
+        detail += f" into {loc}" if loc else ""
+    return f"{words}{detail} ({status.format(id=adjustment.get('adjustment_id'))})"
+
+
+def suggested_action(row: dict, entry: Rule | None = None, adjustment: dict | None = None) -> str:
+    """What to do about a mismatch, in plain words: the adjustment planned for it and where it
+    stands, else the automatic fix it would get, or why a person must act."""
+    if adjustment is not None:
+        planned = _adjustment_action(row, adjustment)
+        if planned is not None:
+            return planned
     rule = row["rule"]
     loc = row.get("location") or row.get("warehouse") or "its location"
     qty = _dec(row.get("qty_delta"))
