@@ -39,7 +39,11 @@ def load_definitions(settings: Settings | None = None) -> dg.Definitions:
 
 
 def run_config(
-    settings: Settings, as_of: str | None, quiet: bool = False, log_file: Path | None = None
+    settings: Settings,
+    as_of: str | None,
+    quiet: bool = False,
+    log_file: Path | None = None,
+    with_dbt: bool = True,  # False for jobs without the dbt assets (`ingest_job`)
 ) -> dict:
     config: dict = {
         "resources": {
@@ -53,8 +57,9 @@ def run_config(
                 }
             }
         },
-        "ops": {"returnsync_dbt_assets": {"config": {"as_of": as_of}}},
     }
+    if with_dbt:
+        config["ops"] = {"returnsync_dbt_assets": {"config": {"as_of": as_of}}}
     logger: dict = {"echo": not quiet}
     if log_file is not None:
         logger["log_file"] = str(log_file)
@@ -185,12 +190,13 @@ def run_main_job(
     quiet: bool = False,
     log_file: Path | None = None,
     run_id: str | None = None,
+    job_name: str = MAIN_JOB,  # or another job of the code location (`ingest_job`: landing only)
 ) -> RunOutcome:
     defs = load_definitions(settings)
-    job = main_job(defs).with_logger_defs({LOGGER: returnsync_logger})
+    job = defs.resolve_job_def(job_name).with_logger_defs({LOGGER: returnsync_logger})
     with instance(settings) as inst:
         result = job.execute_in_process(
-            run_config=run_config(settings, as_of, quiet, log_file),
+            run_config=run_config(settings, as_of, quiet, log_file, job_name == MAIN_JOB),
             instance=inst,
             raise_on_error=False,
             run_id=run_id,

@@ -31,6 +31,7 @@ PROG = "returnsync"
 # command name -> "module:attribute"; every module exists (tests/test_cli.py imports each)
 COMMANDS: dict[str, str] = {
     "run": "pipelines.cli.run:run",
+    "ingest": "pipelines.cli.ingest:ingest",
     "simulate": "pipelines.cli.simulate:simulate",
     "report": "pipelines.cli.report:report",
     "acknowledge": "pipelines.cli.acknowledge:acknowledge",

@@ -1,4 +1,4 @@
-"""`reason_code`: the kind of a CDC dead letter, from its error text (DESIGN §3, §12; issue 23).
+"""`reason_code`: the kind of a dead letter, from its error text (DESIGN §3, §12; issue 23).
 
 A dead letter's `error` names the field and what is wrong with it (e.g. `after.unit_price: out of
 range for decimal(16,4): 1e+308`). Its reason code is the short, stable kind of that error, for
@@ -12,6 +12,7 @@ counts and queues. Both decoders give every dead letter through the same referen
 | `not_a_record` | JSON but no Kafka record: not an object, no or bad topic, partition, offset |
 | `unknown_topic` | a topic returnsync has no raw table for |
 | `missing_key` | no record key, or the key lacks the primary key |
+| `missing_field` | a file-drop record without a required field |
 | `bad_envelope` | no Debezium envelope: not an object, no row image, a bad `source` |
 | `unknown_op` | an operation that is missing, unknown, or a logical decoding message (`m`) |
 | `out_of_range` | a number or time beyond its column type (precision, BIGINT, years 1-9999) |
@@ -35,6 +36,7 @@ REASON_CODES = (
     "not_a_record",
     "unknown_topic",
     "missing_key",
+    "missing_field",
     "bad_envelope",
     "unknown_op",
     "out_of_range",
@@ -51,14 +53,19 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     for code, pattern in (
         ("invalid_encoding", r"^invalid_encoding"),
         ("undecodable", r"^value: undecodable"),
-        ("bad_json", r"^(line|key|value): bad JSON"),
+        ("bad_json", r"^((line|key|value): )?bad JSON"),
+        ("missing_field", r"^missing required field"),
         ("unknown_topic", r"^topic: unknown topic"),
         ("not_a_record", r"^(line: expected a JSON object|topic: |partition: |offset: )"),
         ("missing_key", r"^key(\.[^:]+)?: (missing|is null)"),
         ("unknown_op", r"^op: "),
         ("too_deep", r"nested too deep"),
         ("out_of_range", r"out of range"),
-        ("bad_number", r"bad number|expected a number|bad VariableScaleDecimal|Decimal scale"),
+        (
+            "bad_number",
+            r"bad (number|integer|decimal)|expected a number|bad VariableScaleDecimal|"
+            r"Decimal scale",
+        ),
         (
             "bad_time",
             r"bad (timestamp|date)|expected an ISO-8601|\((MicroTimestamp|Date|"
