@@ -74,10 +74,10 @@ ERP_CHECK_ATTEMPTS = 3  # logins tried (with backoff) before the ERP pull is mar
 
 def _pull_erp(context: dg.AssetExecutionContext, settings) -> dict[str, int]:
     """Batch pull from the ERP over JSON-RPC into the same raw tables (RETURNSYNC_ERP_PULL)."""
-    from pipelines.lib.erp import TrytonAdapter, pull_erp, with_retries
+    from pipelines.lib.erp import adapter_from_settings, pull_erp, with_retries
     from pipelines.lib.warehouse import connection
 
-    adapter = TrytonAdapter.from_settings(settings)
+    adapter = adapter_from_settings(settings)
     # reach the ERP and log in before the warehouse is opened: an outage holds no lock
     with_retries(adapter.check, attempts=ERP_CHECK_ATTEMPTS, base_delay=1.0)
     with connection(settings.db_path) as con:

@@ -92,12 +92,12 @@ class PushConfig(dg.Config):
 def push_adjustments_op(
     context: dg.OpExecutionContext, config: PushConfig, settings: SettingsResource
 ) -> dict:
-    from pipelines.lib.erp import ErpAuthError, TrytonAdapter
+    from pipelines.lib.erp import ErpAuthError, adapter_from_settings
     from pipelines.lib.writeback import RetryPolicy, push_adjustments
 
     resolved = settings.get()
     try:
-        adapter = TrytonAdapter.from_settings(resolved)
+        adapter = adapter_from_settings(resolved)
     except ErpAuthError as exc:
         raise dg.Failure(description=str(exc)) from None
     policy = RetryPolicy(

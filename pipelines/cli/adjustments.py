@@ -57,7 +57,7 @@ def _echo_waiting(db_path: Path) -> None:
     for row in waiting:
         what = (
             f"{row['amount']} {row['currency'] or ''}".rstrip()
-            if row["action"] == "credit_note"
+            if row["action"] in ("post_draft_credit_note", "create_credit_note")
             else f"{row['quantity']} units"
         )
         click.echo(
@@ -111,7 +111,7 @@ def push(
     """
     from tqdm import tqdm
 
-    from pipelines.lib.erp import TrytonAdapter
+    from pipelines.lib.erp import adapter_from_settings
     from pipelines.lib.writeback import RetryPolicy, push_adjustments
 
     settings = _settings(db_path)
@@ -126,7 +126,7 @@ def push(
         return
     if not settings.db_path.exists():
         raise ConfigError(f"no warehouse at {settings.db_path}: run `returnsync run` first")
-    adapter = TrytonAdapter.from_settings(settings)  # ErpConfigError (exit 2): a setting missing
+    adapter = adapter_from_settings(settings)  # ErpConfigError (exit 2): a setting missing
     bar = tqdm(desc="push", unit="adj", file=sys.stderr, disable=None)
 
     def progress(adj, result) -> None:

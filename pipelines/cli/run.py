@@ -65,9 +65,9 @@ def run(landing_dir: Path | None, db_path: Path | None, as_of: str | None, quiet
             "or run `returnsync simulate`)"
         )
     if settings.erp_pull:
-        from pipelines.lib.erp import TrytonAdapter
+        from pipelines.lib.erp import adapter_from_settings
 
-        TrytonAdapter.from_settings(settings)  # ErpConfigError (exit 2) when a setting is missing
+        adapter_from_settings(settings)  # ErpConfigError (exit 2) when a setting is missing
 
     from pipelines.lib.summary import print_summary, snapshot
     from pipelines.lib.warehouse import initialize

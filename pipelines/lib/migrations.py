@@ -266,6 +266,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        7,
+        "write-back actions: DESIGN §6's ERP-native vocabulary (pipelines/lib/erp/base.py)",
+        """
+        -- An earlier release planned `stock_move` (an internal shipment into the disposition
+        -- location) and `credit_note` (a new credit note). Their rows take today's names; the
+        -- idempotency keys stay as they were, so a document sent under one is still found (the
+        -- adapter searches internal shipments for a return-shipment key, and credit notes by
+        -- reference). Untried rows are superseded by the next planning (new content, new key).
+        update writeback.adjustments set action = 'finish_return_shipment'
+        where action = 'stock_move';
+        update writeback.adjustments set action = 'create_credit_note'
+        where action = 'credit_note';
+        """,
+    ),
 )
 
 LEDGER_DDL = """

@@ -60,7 +60,11 @@ def test_every_rule_model_raises_its_rules_and_every_recon_model_is_catalogued()
     for entry in CATALOG:
         assert entry.model in models, entry
         assert f"'{entry.rule}'" in models[entry.model], (entry.rule, entry.model)
-    assert set(models) - set(rule_models()) == {"recon_run", "recon_mismatches_current"}
+    assert set(models) - set(rule_models()) == {
+        "recon_run",
+        "recon_mismatches_current",
+        "adjustment_candidates",  # the write-back planner's input (DESIGN §6), raises no rule
+    }
     # without returnsync's environment, dbt unions the original rule models: all catalogued
     union = models["recon_mismatches_current"]
     fallback = re.findall(r"'(recon_\w+)'", union.split("%}", 2)[1])
@@ -303,13 +307,21 @@ def _writeback(con):
 
 def _use_catalog(monkeypatch, catalog):
     """The planner as it would be built from `catalog`."""
-    stock = tuple(r.rule for r in catalog if r.auto_fix_action == "stock_move")
-    credit = tuple(r.rule for r in catalog if r.auto_fix_action == "credit_note")
-    monkeypatch.setattr(planner, "STOCK_RULES", stock)
-    monkeypatch.setattr(planner, "CREDIT_RULES", credit)
-    monkeypatch.setattr(planner, "FIXABLE_RULES", stock + credit)
+    actions = {r.rule: r.auto_fix_action for r in catalog if r.auto_fix_action}
+    monkeypatch.setattr(planner, "RULE_ACTION", actions)
     reasons = {r.rule: r.exception_reason for r in catalog if r.exception_reason}
     monkeypatch.setattr(planner, "NO_FIX_REASONS", reasons)
+
+
+def _candidates_follow(con, old: dict[str, str], new: dict[str, str]) -> None:
+    """recon.adjustment_candidates as the next dbt build gives it: under the moved ids."""
+    for name, old_id in old.items():
+        con.execute(
+            "update recon.adjustment_candidates set mismatch_id = ?, "
+            "rule = (select rule from recon.mismatches where mismatch_id = ?) "
+            "where mismatch_id = ?",
+            [new[name], new[name], old_id],
+        )
 
 
 def _moved_ids(catalog) -> dict[str, str]:
@@ -366,7 +378,7 @@ def _assert_followed(con, before, after, new_id):
 def test_a_new_key_shape_keeps_adjustments_approvals_and_exceptions(planned, monkeypatch):
     """The stock rules keyed by warehouse instead of ERP location: their adjustments, a person's
     approval and the exception follow the new ids, and planning again finds nothing to do."""
-    con, _ = planned
+    con, ids = planned
     new = rekeyed(
         CATALOG,
         receipt_not_posted="scanned_rma_sku",
@@ -377,6 +389,7 @@ def test_a_new_key_shape_keeps_adjustments_approvals_and_exceptions(planned, mon
     assert migrate_rule_ids(con, new) == 4
     after = _writeback(con)
     _assert_followed(con, before, after, _moved_ids(new))
+    _candidates_follow(con, ids, _moved_ids(new))
 
     _use_catalog(monkeypatch, new)
     again = plan_adjustments(con, now=T3)
@@ -390,7 +403,7 @@ def test_renamed_rules_take_their_adjustments_and_exceptions_along(planned, monk
     """The three stock rules renamed: mismatches, adjustments and the exception follow. The ERP
     document's description names the rule, so planning again replaces the adjustments no push
     has tried yet (the planner's usual "the mismatch changed"); the tried one stays."""
-    con, _ = planned
+    con, ids = planned
     new = renamed(
         CATALOG,
         receipt_not_posted="stock_never_posted",
@@ -401,6 +414,7 @@ def test_renamed_rules_take_their_adjustments_and_exceptions_along(planned, monk
     assert migrate_rule_ids(con, new) == 4
     after = _writeback(con)
     _assert_followed(con, before, after, _moved_ids(new))
+    _candidates_follow(con, ids, _moved_ids(new))
     renamed_rules = {a["rule"] for a in after.values()}
     assert renamed_rules == {"stock_never_posted", "stock_posted_short_or_over"}
 

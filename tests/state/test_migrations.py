@@ -55,7 +55,8 @@ def test_an_older_warehouse_opens_with_its_history_intact(tmp_path):
 
 def test_migrate_is_idempotent_and_versions_are_ordered(tmp_path):
     versions = [m.version for m in MIGRATIONS]
-    assert versions == list(range(1, len(versions) + 1)), "migrations are numbered 1, 2, 3, ..."
+    # versions are applied by set (each helper has its own number), so gaps are fine
+    assert versions == sorted(set(versions)), "migrations are listed once each, in order"
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     try:
         assert migrate(con) == versions

@@ -21,13 +21,16 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from pipelines.lib.recon.catalog import by_name
 from pipelines.lib.recon.lifecycle import SEVERITY
 from pipelines.lib.recon.lifecycle import ensure_tables as ensure_recon_tables
 from pipelines.lib.warehouse import connect
+from pipelines.lib.writeback.plan import RULE_ACTION
 from pipelines.settings import DBT_PROJECT_DIR
 
 SEEN = datetime(2026, 11, 20, 12, tzinfo=UTC)
 MARTS = ("returns", "return_lines", "credits")
+CATALOG_BY_NAME = by_name()
 
 
 def _models(path: Path) -> dict[str, dict]:
@@ -57,6 +60,12 @@ def dbt_ddl() -> str:
 
     cols = ", ".join(f'"{c["name"]}" {staging_type(c["name"])}' for c in sales["columns"])
     statements.append(f"create table if not exists staging.stg_erp__sales ({cols})")
+    # the planner's input, from its enforced contract
+    candidates = _models(models / "recon" / "_adjustment_candidates.yml")["adjustment_candidates"]
+    assert candidates["config"]["contract"]["enforced"]
+    cols = ", ".join(f'"{c["name"]}" {c["data_type"]}' for c in candidates["columns"])
+    statements.append("create schema if not exists recon")
+    statements.append(f"create table if not exists recon.adjustment_candidates ({cols})")
     return ";\n".join(statements) + ";"
 
 
@@ -184,8 +193,70 @@ def add_mismatch(
     amount_delta: Decimal | str | None = None,
     qty_delta: Decimal | str | None = None,
     status: str = "open",
+    qty_posted: Decimal | str | None = None,
+    move_to: tuple[str, Decimal | str] | None = None,
+    open_return_shipment_id: int | None = None,
+    draft_credit_note_id: int | None = None,
 ) -> str:
+    """A mismatch in recon.mismatches and, for a rule with an automatic fix, its rows of
+    recon.adjustment_candidates as the dbt model would give them from the rows `add_return`
+    wrote (one per ERP return line; the line columns null when the return has none).
+
+    `qty_posted` (units the ERP posted at `location`), `move_to` (the line's short location and
+    units short there), `open_return_shipment_id` and `draft_credit_note_id` (the ERP's own
+    unfinished documents as CDC shows them) are what the marts here do not hold."""
     mismatch_id = _key(rule, rma, sku or "", location or "")
+    _add_mismatch_row(con, mismatch_id, rule, rma, sku, location, amount_delta, qty_delta, status)
+    con.execute("delete from recon.adjustment_candidates where mismatch_id = ?", [mismatch_id])
+    action = RULE_ACTION.get(rule)
+    if action is not None:
+        stock = CATALOG_BY_NAME[rule].family == "stock"
+        con.execute(
+            f"""
+            insert into recon.adjustment_candidates
+            with refunds as (
+                select return_key, min(currency) as currency, sum(amount) as amount
+                from marts.credits where is_channel_refund and amount > 0 group by return_key
+            ),
+            erp as (
+                select return_key, currency, sum(amount) as amount
+                from marts.credits where system = 'erp' group by return_key, currency
+            ),
+            credited as (
+                select return_line_key, sum(abs(quantity)) as quantity
+                from marts.credits where system = 'erp' and quantity is not null
+                group by return_line_key
+            )
+            select ?, ?, ?, ?, ?, ?, ?, ?::decimal(18,3), ?::decimal(18,4),
+                   r.return_key, r.erp_return_order_id, s.party_id, null,
+                   coalesce(f.currency, r.currency), f.amount, e.amount, 0.01,
+                   l.return_line_key, l.erp_return_line_id, l.sku, abs(l.qty_authorized),
+                   coalesce(c.quantity, 0), l.unit_price, l.currency,
+                   coalesce(-?::decimal(18,3) + ?::decimal(18,3), 0), ?,
+                   ?, ?, ?, ?
+            from (select 1) as one
+            left join marts.returns as r on r.rma_number = ?
+            left join marts.return_lines as l
+                on l.return_key = r.return_key and l.erp_return_line_id is not null
+                and ({'l.sku = ?' if stock else 'true or ? is null'})
+            left join staging.stg_erp__sales as s
+                on s.sale_id = r.erp_return_order_id and not s.is_deleted
+            left join refunds as f on f.return_key = r.return_key
+            left join erp as e on e.return_key = r.return_key and e.currency = f.currency
+            left join credited as c on c.return_line_key = l.return_line_key
+            """,
+            [
+                mismatch_id, rule, action, rma, sku, location.rsplit("-", 1)[0] if location
+                else None, location, qty_delta, amount_delta,
+                qty_delta or 0, qty_posted or 0, qty_posted or 0,
+                move_to[0] if move_to else None, move_to[1] if move_to else None,
+                open_return_shipment_id, draft_credit_note_id, rma, sku,
+            ],
+        )  # fmt: skip
+    return mismatch_id
+
+
+def _add_mismatch_row(con, mismatch_id, rule, rma, sku, location, amount_delta, qty_delta, status):
     warehouse = location.rsplit("-", 1)[0] if location else None
     con.execute(
         """

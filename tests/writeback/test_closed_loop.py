@@ -215,10 +215,11 @@ def test_push_closes_the_loop(erp, settings_env, dbt_manifest, monkeypatch):
             "select rule, action, amount, quantity, status, approved_by, payload "
             "from writeback.adjustments order by rule"
         ).fetchall()
+    # the return's own documents (Tryton's draft shipment and credit note) are completed
     assert [row[:6] for row in planned] == [
         (
             "receipt_not_posted",
-            "stock_move",
+            "finish_return_shipment",
             Decimal("80.0000"),
             Decimal("2.000"),
             "approved",
@@ -226,9 +227,9 @@ def test_push_closes_the_loop(erp, settings_env, dbt_manifest, monkeypatch):
         ),
         (
             "refund_without_credit",
-            "credit_note",
+            "post_draft_credit_note",
             Decimal("80.0000"),
-            Decimal("1.000"),
+            Decimal("2.000"),  # the real units at the line's unit price, not 1 x 80
             "approved",
             "auto",
         ),
@@ -238,6 +239,7 @@ def test_push_closes_the_loop(erp, settings_env, dbt_manifest, monkeypatch):
     pushed = _returnsync("push", "--backoff", "0")
     assert "pushed: 2 created, 0 already in the ERP, 0 to the exception queue" in pushed
     assert erp.password not in pushed
+    _assert_post_conditions(adapter, line["id"])
 
     # the next run's batch pull brings the new ERP documents back, and the mismatches resolve
     _returnsync("run", "--as-of", _iso(AS_OF + timedelta(minutes=5)), "--quiet")
@@ -247,3 +249,38 @@ def test_push_closes_the_loop(erp, settings_env, dbt_manifest, monkeypatch):
         adjustments = con.execute("select status from writeback.adjustments").fetchall()
     assert statuses == [("receipt_not_posted", "resolved"), ("refund_without_credit", "resolved")]
     assert adjustments == [("sent",), ("sent",)]  # and nothing new was planned
+    assert "pushed: nothing approved to send" in _returnsync("push", "--backoff", "0")
+    _assert_post_conditions(adapter, line["id"])
+
+
+def _assert_post_conditions(adapter, line_id: int) -> None:
+    """DESIGN §6 in Tryton, over JSON-RPC: stock per location equals the WMS's (2 restocked at
+    WH-E-STO, the input dock back to 0, nothing negative), the posted credit equals the channel
+    refund (2 x 40.00), and no draft document of the return is left to post them again."""
+    client = adapter.client
+    origin = f"sale.line,{line_id}"
+    codes = {"WH-E-STO": 2.0, "WH-E-IN": 0.0, "WH-E-RFB": 0.0, "WH-E-SCR": 0.0}
+    product = client.call("product.product", "search", [("code", "=", "P-1001")], 0, 1, None)
+    for code, expected in codes.items():
+        (location,) = client.call("stock.location", "search", [("code", "=", code)], 0, 1, None)
+        (row,) = client.call(
+            "product.product", "read", product, ["quantity"], context={"locations": [location]}
+        )
+        assert row["quantity"] == expected, code
+    open_moves = client.call(
+        "stock.move", "search", [("origin", "=", origin), ("state", "in", ["draft", "staging"])],
+        0, None, None,
+    )  # fmt: skip
+    assert open_moves == []
+    lines = client.call(
+        "account.invoice.line", "search_read", [("origin", "=", origin)], 0, None, None,
+        ["invoice", "quantity", "unit_price"],
+    )  # fmt: skip
+    invoices = client.call(
+        "account.invoice", "read", sorted({r["invoice"] for r in lines}),
+        ["state", "total_amount", "invoice_date"],
+    )  # fmt: skip
+    assert [i["state"] for i in invoices] == ["posted"]  # no draft beside it
+    assert invoices[0]["total_amount"] == Decimal("-80.00")
+    assert invoices[0]["invoice_date"] == datetime.now(UTC).date()  # dated the push date
+    assert [(r["quantity"], r["unit_price"]) for r in lines] == [(-2.0, Decimal("40.00"))]

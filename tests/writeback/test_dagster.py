@@ -9,6 +9,7 @@ import pytest
 
 from assets.writeback import adjustments as adjustments_asset
 from assets.writeback import push_adjustments_job
+from pipelines.lib.erp import document_kind
 from pipelines.lib.warehouse import connection
 from pipelines.lib.writeback import approve
 from pipelines.resources import SettingsResource
@@ -128,7 +129,10 @@ def test_the_push_job_sends_the_sensors_batch(db, tryton_server, monkeypatch, tm
         (row,) = adjustments(con).values()
     assert row["status"] == "sent"
     assert (
-        tryton_server.adapter().find_document("stock_move", row["idempotency_key"]).state == "done"
+        tryton_server.adapter()
+        .find_document(document_kind(row["action"]), row["idempotency_key"])
+        .state
+        == "done"
     )
     again = push_adjustments_job.execute_in_process(run_config=config, resources=_resources(job_db))
     assert again.output_for_node("push_adjustments_op")["created"] == 0

@@ -41,7 +41,11 @@ def landscape(con):
     """One open mismatch of each interesting kind; returns their ids by name."""
     add_return(con, ReturnSpec("RMA-1", "P-1001", 9001, 9101, 11))
     add_return(con, ReturnSpec("RMA-2", "P-1002", 9002, 9102, 11, Decimal(20), Decimal("5.50")))
-    add_return(con, ReturnSpec("RMA-3", "P-1003", 9003, 9103, 12, channel_refund=Decimal("89")))
+    add_return(
+        con, ReturnSpec("RMA-3", "P-1003", 9003, 9103, 12, Decimal(1), channel_refund=Decimal(89))
+    )
+    add_return(con, ReturnSpec("RMA-8", "P-1002", 9008, 9108, 12, channel_refund=Decimal(50)))
+    add_return(con, ReturnSpec("RMA-9", "P-1004", 9009, 9109, 12, Decimal(3), Decimal(20)))
     add_return(
         con,
         ReturnSpec(
@@ -61,7 +65,13 @@ def landscape(con):
     add_return(con, ReturnSpec("RMA-7", "P-1001", None, None, None))
     ids = {
         "stock_small": add_mismatch(
-            con, "receipt_not_posted", "RMA-1", "P-1001", location="WH-E-STO", qty_delta="-2"
+            con,
+            "receipt_not_posted",
+            "RMA-1",
+            "P-1001",
+            location="WH-E-STO",
+            qty_delta="-2",
+            open_return_shipment_id=77,
         ),
         "stock_big": add_mismatch(
             con, "posted_qty_mismatch", "RMA-2", "P-1002", location="WH-W-RFB", qty_delta="-12"
@@ -69,7 +79,32 @@ def landscape(con):
         "over_posted": add_mismatch(
             con, "posted_qty_mismatch", "RMA-1", "P-1001", location="WH-E-SCR", qty_delta="1"
         ),
-        "no_credit": add_mismatch(con, "refund_without_credit", "RMA-3", amount_delta="-89.00"),
+        "no_credit": add_mismatch(
+            con, "refund_without_credit", "RMA-3", amount_delta="-89.00", draft_credit_note_id=55
+        ),
+        "partial_refund": add_mismatch(
+            con, "refund_without_credit", "RMA-8", amount_delta="-50.00", draft_credit_note_id=56
+        ),
+        # 3 units inspected into WH-E-SCR, the ERP posted 2 of them to WH-E-STO
+        "misplaced": add_mismatch(
+            con,
+            "disposition_mismatch",
+            "RMA-9",
+            "P-1004",
+            location="WH-E-STO",
+            qty_delta="2",
+            qty_posted="2",
+            move_to=("WH-E-SCR", "3"),
+        ),
+        "short_at_scrap": add_mismatch(
+            con,
+            "receipt_not_posted",
+            "RMA-9",
+            "P-1004",
+            location="WH-E-SCR",
+            qty_delta="-3",
+            move_to=("WH-E-SCR", "3"),
+        ),
         "short_big": add_mismatch(con, "credit_amount_mismatch", "RMA-4", amount_delta="-400.00"),
         "over_credit": add_mismatch(con, "credit_amount_mismatch", "RMA-5", amount_delta="4.95"),
         "all_credited": add_mismatch(con, "credit_amount_mismatch", "RMA-6", amount_delta="-8.90"),
@@ -92,13 +127,21 @@ def test_plans_the_right_actions_amounts_quantities_and_statuses(con, landscape)
     summary = plan_adjustments(con)
     adj = adjustments(con)
     assert set(adj) == {
-        landscape[k] for k in ("stock_small", "stock_big", "no_credit", "short_big")
+        landscape[k]
+        for k in (
+            "stock_small",
+            "stock_big",
+            "no_credit",
+            "short_big",
+            "misplaced",
+            "short_at_scrap",
+        )
     }
-    assert summary.planned == 4 and summary.auto_approved == 2 and summary.waiting == 2
+    assert summary.planned == 6 and summary.auto_approved == 4 and summary.waiting == 2
 
     small = adj[landscape["stock_small"]]
     assert (small["action"], small["quantity"], small["status"], small["approved_by"]) == (
-        "stock_move",
+        "finish_return_shipment",  # CDC shows the return's own shipment unfinished
         Decimal("2.000"),
         "approved",
         "auto",
@@ -113,16 +156,21 @@ def test_plans_the_right_actions_amounts_quantities_and_statuses(con, landscape)
     }
     assert small["amount"] == Decimal("178.0000")  # the value moved, informative
     assert small["idempotency_key"] == idempotency_key(
-        landscape["stock_small"], "stock_move", payload
+        landscape["stock_small"], "finish_return_shipment", payload
     )
 
     big = adj[landscape["stock_big"]]
-    assert (big["quantity"], big["status"], big["approved_by"]) == (Decimal(12), "planned", None)
+    assert (big["action"], big["quantity"], big["status"], big["approved_by"]) == (
+        "create_return_shipment",  # none left to finish
+        Decimal(12),
+        "planned",
+        None,
+    )
     assert "waits for a person" in big["decided_reason"]
 
     credit = adj[landscape["no_credit"]]
     assert (credit["action"], credit["amount"], credit["currency"], credit["status"]) == (
-        "credit_note",
+        "post_draft_credit_note",
         Decimal("89.0000"),
         "EUR",
         "approved",
@@ -131,17 +179,52 @@ def test_plans_the_right_actions_amounts_quantities_and_statuses(con, landscape)
         "return_line_ref": 9103,
         "party": 12,
         "currency_code": "EUR",
-        "lines": [{"product_code": "P-1003", "quantity": "1", "unit_price": "89"}],
+        "lines": [
+            {"return_line_ref": 9103, "product_code": "P-1003", "quantity": "1", "unit_price": "89"}
+        ],
         "description": "returnsync refund_without_credit RMA-3",
     }
     short = adj[landscape["short_big"]]
-    assert (short["amount"], short["status"]) == (Decimal(400), "planned")  # over 250
+    assert (short["action"], short["amount"], short["quantity"], short["status"]) == (
+        "create_credit_note",  # no draft credit note left: the uncredited unit at its price
+        Decimal(400),
+        Decimal(1),
+        "planned",  # over 250
+    )
+    assert json.loads(short["payload"])["lines"] == [
+        {"return_line_ref": 9104, "product_code": "P-1004", "quantity": "1", "unit_price": "400"}
+    ]
+    moved = adj[landscape["misplaced"]]
+    assert (moved["action"], moved["quantity"], moved["status"]) == (
+        "internal_move",
+        Decimal(2),
+        "approved",
+    )
+    assert json.loads(moved["payload"]) == {
+        "return_line_ref": 9109,
+        "product_code": "P-1004",
+        "quantity": "2",
+        "from_location_code": "WH-E-STO",
+        "to_location_code": "WH-E-SCR",
+        "description": "returnsync disposition_mismatch RMA-9 P-1004",
+    }
+    # the internal move brings 2 of the 3 units short at WH-E-SCR: the third is received
+    scrap = adj[landscape["short_at_scrap"]]
+    assert (scrap["action"], scrap["quantity"]) == ("create_return_shipment", Decimal(1))
 
     exceptions = open_exceptions(con)
     assert set(exceptions) == {
         landscape[k]
-        for k in ("over_posted", "over_credit", "all_credited", "duplicate", "no_erp_order")
+        for k in (
+            "over_posted",
+            "over_credit",
+            "all_credited",
+            "duplicate",
+            "no_erp_order",
+            "partial_refund",
+        )
     }
+    assert "worth 178 EUR" in exceptions[landscape["partial_refund"]]["reason"]
     assert "more posted than inspected" in exceptions[landscape["over_posted"]]["reason"]
     assert "credited more" in exceptions[landscape["over_credit"]]["reason"]
     assert "duplicate_credit" in exceptions[landscape["all_credited"]]["reason"]
@@ -154,7 +237,7 @@ def test_planning_again_adds_nothing(con, landscape):
     before = con.execute("select * from writeback.adjustments order by 1").fetchall()
     exc_before = con.execute("select * from writeback.exceptions order by 1").fetchall()
     again = plan_adjustments(con)
-    assert (again.planned, again.unchanged, again.exceptions_opened) == (0, 4, 0)
+    assert (again.planned, again.unchanged, again.exceptions_opened) == (0, 6, 0)
     assert con.execute("select * from writeback.adjustments order by 1").fetchall() == before
     assert con.execute("select * from writeback.exceptions order by 1").fetchall() == exc_before
 

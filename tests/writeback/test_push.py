@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from pipelines.lib.erp import TrytonAdapter
+from pipelines.lib.erp import TrytonAdapter, document_kind
 from pipelines.lib.stages import MARKER_ENV
 from pipelines.lib.warehouse import connect, connection
 from pipelines.lib.writeback import (
@@ -78,7 +78,9 @@ def _stock_case(con, erp_return, rma: str, sku: str, qty: str, location: str = "
     return add_mismatch(con, "receipt_not_posted", rma, sku, location=location, qty_delta=f"-{qty}")
 
 
-def _credit_case(con, erp_return, rma: str, sku: str, amount: str):
+def _credit_case(con, erp_return, rma: str, sku: str, units: str):
+    """The channel refunded `units` authorized units at 10.00 and the ERP has no credit."""
+    amount = Decimal(units) * Decimal("10.00")
     add_return(
         con,
         ReturnSpec(
@@ -87,16 +89,20 @@ def _credit_case(con, erp_return, rma: str, sku: str, amount: str):
             erp_return["return"],
             erp_return["lines"][sku],
             erp_return["party"],
-            Decimal(20),
+            Decimal(units),
             Decimal("10.00"),
-            channel_refund=Decimal(amount),
+            channel_refund=amount,
         ),
     )
     return add_mismatch(con, "refund_without_credit", rma, amount_delta=f"-{amount}")
 
 
 def _count(adapter: TrytonAdapter, action: str, key: str) -> int:
-    model = "account.invoice" if action == "credit_note" else "stock.shipment.internal"
+    model = {
+        "credit_note": "account.invoice",
+        "return_shipment": "stock.shipment.out.return",
+        "stock_move": "stock.shipment.internal",
+    }[document_kind(action)]
     return len(adapter.client.call(model, "search", [("reference", "=", key)], 0, None, None))
 
 
@@ -111,26 +117,37 @@ def test_push_creates_the_documents_and_pushing_again_creates_nothing(
 ):
     with connection(db) as con:
         stock = _stock_case(con, erp_return, "RMA-P1", "P-1001", "2", "WH-E-RFB")
-        credit = _credit_case(con, erp_return, "RMA-P2", "P-1002", "12.34")
+        credit = _credit_case(con, erp_return, "RMA-P2", "P-1002", "2")
     adj = _plan(db)
     summary = push_adjustments(db, tryton_adapter, policy=FAST)
     assert (summary.created, summary.found, summary.exceptions) == (2, 0, 0), summary.results
 
     sent = adjustments(connect(db, read_only=True))
     move_key, credit_key = adj[stock]["idempotency_key"], adj[credit]["idempotency_key"]
-    shipment = tryton_adapter.find_document("stock_move", move_key)
-    assert shipment.state == "done" and len(shipment.line_ids) == 1
-    (move,) = tryton_adapter.client.call(
+    shipment = tryton_adapter.find_document("return_shipment", move_key)
+    assert shipment.model == "stock.shipment.out.return"
+    assert shipment.state == "done" and len(shipment.line_ids) == 2  # received, then put away
+    moves = tryton_adapter.client.call(
         "stock.move",
         "read",
         list(shipment.line_ids),
         ["quantity", "origin", "to_location", "state"],
     )
-    location = tryton_adapter.client.call("stock.location", "read", [move["to_location"]], ["code"])
-    assert (move["quantity"], move["state"], location[0]["code"]) == (2.0, "done", "WH-E-RFB")
-    assert move["origin"] == f"sale.line,{erp_return['lines']['P-1001']}"
+    codes = {
+        r["id"]: r["code"]
+        for r in tryton_adapter.client.call(
+            "stock.location", "read", [m["to_location"] for m in moves], ["code"]
+        )
+    }
+    line = f"sale.line,{erp_return['lines']['P-1001']}"
+    assert sorted(
+        (m["quantity"], m["state"], codes[m["to_location"]], m["origin"]) for m in moves
+    ) == [
+        (2.0, "done", "WH-E-IN", line),
+        (2.0, "done", "WH-E-RFB", line),
+    ]
     note = tryton_adapter.find_document("credit_note", credit_key)
-    assert (note.state, note.amount) == ("posted", Decimal("-12.34"))
+    assert (note.state, note.amount) == ("posted", Decimal("-20.00"))
     assert json.loads(sent[credit]["erp_document"])["id"] == note.erp_id
     assert {sent[stock]["status"], sent[credit]["status"]} == {"sent"}
 
@@ -142,8 +159,8 @@ def test_push_creates_the_documents_and_pushing_again_creates_nothing(
         con.execute("update writeback.adjustments set status = 'approved'")
     replay = push_adjustments(db, tryton_adapter, policy=FAST)
     assert (replay.created, replay.found) == (0, 2)
-    assert _count(tryton_adapter, "stock_move", move_key) == 1
-    assert _count(tryton_adapter, "credit_note", credit_key) == 1
+    assert _count(tryton_adapter, adj[stock]["action"], move_key) == 1
+    assert _count(tryton_adapter, adj[credit]["action"], credit_key) == 1
     with connection(db, read_only=True) as con:
         outcomes = con.execute(
             'select outcome from writeback.attempts where adjustment_id = ? order by "attempt"',
@@ -161,7 +178,7 @@ def test_a_crash_between_erp_create_and_warehouse_update_never_duplicates(
 ):
     with connection(db) as con:
         first = _stock_case(con, erp_return, "RMA-C1", "P-1003", "1")
-        second = _credit_case(con, erp_return, "RMA-C2", "P-1004", "5.00")
+        second = _credit_case(con, erp_return, "RMA-C2", "P-1004", "1")
     adj = _plan(db)
 
     def crash(adjustment, document):
@@ -186,7 +203,7 @@ def test_a_crash_between_erp_create_and_warehouse_update_never_duplicates(
 
 
 def _documents(adapter: TrytonAdapter, keys: list[str]) -> list[int]:
-    return [_count(adapter, "stock_move", k) for k in keys]
+    return [_count(adapter, "create_return_shipment", k) for k in keys]
 
 
 def test_sigkill_mid_batch_then_push_again_creates_each_document_once(
@@ -350,7 +367,7 @@ def test_over_limit_waits_rejected_never_sent_and_dry_run_sends_nothing(
     with connection(db) as con:
         small = _stock_case(con, erp_return, "RMA-L1", "P-1003", "3")
         big = _stock_case(con, erp_return, "RMA-L2", "P-1004", "11")
-        money = _credit_case(con, erp_return, "RMA-L3", "P-1001", "300.00")
+        money = _credit_case(con, erp_return, "RMA-L3", "P-1001", "26")  # 260.00 > 250
     adj = _plan(db)
     assert (adj[small]["status"], adj[big]["status"], adj[money]["status"]) == (
         "approved",
@@ -360,14 +377,14 @@ def test_over_limit_waits_rejected_never_sent_and_dry_run_sends_nothing(
 
     dry = push_adjustments(db, None, dry_run=True)
     assert [r.adjustment_id for r in dry.results] == [adj[small]["adjustment_id"]]
-    assert tryton_adapter.find_document("stock_move", adj[small]["idempotency_key"]) is None
+    assert tryton_adapter.find_document("return_shipment", adj[small]["idempotency_key"]) is None
 
     with connection(db) as con:
         approve(con, adj[big]["adjustment_id"], by="alice")
         reject(con, adj[money]["adjustment_id"], by="bob", reason="refund was a mistake")
     summary = push_adjustments(db, tryton_adapter, policy=FAST)
     assert summary.created == 2
-    assert tryton_adapter.find_document("stock_move", adj[big]["idempotency_key"]) is not None
+    assert tryton_adapter.find_document("return_shipment", adj[big]["idempotency_key"]) is not None
     assert tryton_adapter.find_document("credit_note", adj[money]["idempotency_key"]) is None
     with connection(db, read_only=True) as con:
         rows = adjustments(con)

@@ -2,11 +2,18 @@
 
 Plain Python, no Dagster. Import the pieces from here:
 
-    from pipelines.lib.erp import TrytonAdapter, pull_erp, ErpTransientError, ...
+    from pipelines.lib.erp import adapter_from_settings, pull_erp, ErpTransientError, ...
 """
 
 from pipelines.lib.erp.base import (
+    ACTIONS,
+    CREDIT_ACTIONS,
     DOCUMENT_KINDS,
+    FALLBACK,
+    LEGACY_ACTIONS,
+    MOVE_ACTIONS,
+    STOCK_ACTIONS,
+    Action,
     CreditLine,
     DocumentKind,
     ErpAdapter,
@@ -16,15 +23,25 @@ from pipelines.lib.erp.base import (
     ErpError,
     ErpPermanentError,
     ErpTransientError,
+    document_kind,
     with_retries,
 )
+from pipelines.lib.erp.factory import ADAPTERS, adapter_from_settings
 from pipelines.lib.erp.pull import PULL_MODELS, PULL_SPECS, ModelPull, PullSummary, pull_erp
 from pipelines.lib.erp.tryton import TrytonAdapter, TrytonClient
 
 __all__ = [
+    "ACTIONS",
+    "ADAPTERS",
+    "CREDIT_ACTIONS",
     "DOCUMENT_KINDS",
+    "FALLBACK",
+    "LEGACY_ACTIONS",
+    "MOVE_ACTIONS",
     "PULL_MODELS",
     "PULL_SPECS",
+    "STOCK_ACTIONS",
+    "Action",
     "CreditLine",
     "DocumentKind",
     "ErpAdapter",
@@ -38,6 +55,8 @@ __all__ = [
     "PullSummary",
     "TrytonAdapter",
     "TrytonClient",
+    "adapter_from_settings",
+    "document_kind",
     "pull_erp",
     "with_retries",
 ]

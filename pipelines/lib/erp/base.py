@@ -1,13 +1,66 @@
-"""The ERP-agnostic write-back and pull interface (DESIGN §6, §8).
+"""The ERP-agnostic write-back and pull interface (DESIGN §6, §8). Stable: adapters and the loop
+test depend on it.
 
-Everything above staging is ERP-agnostic; an ERP is reached only through an `ErpAdapter`. Tryton is
-the reference implementation (`pipelines.lib.erp.tryton`); NetSuite, Dynamics 365 or SAP adapters
-would implement the same small protocol.
+Everything above staging is ERP-agnostic; an ERP is reached only through an `ErpAdapter`, built by
+one factory from settings (`pipelines.lib.erp.factory.adapter_from_settings`). Tryton is the
+reference implementation (`pipelines.lib.erp.tryton`); NetSuite, Dynamics 365 or SAP adapters
+implement the same small protocol and register in `factory.ADAPTERS`.
+
+## The action vocabulary (DESIGN §6)
+
+The planner (`pipelines.lib.writeback.plan`) turns each fixable open mismatch into one adjustment
+with one of these actions; the push calls `ErpAdapter.apply(action, idempotency_key, payload)`.
+A fix completes the ERP's own documents of the return before it creates anything new.
+
+- `finish_return_shipment` (goods short in the ERP: `receipt_not_posted`, ERP-short
+  `posted_qty_mismatch`): receive and finish the return's own unfinished customer return shipment
+  for the line, `quantity` units into `to_location_code`; when none is left to finish, create a
+  supplementary one (as `create_return_shipment`).
+- `create_return_shipment` (the same, when CDC showed no shipment left to finish): a new customer
+  return shipment for the line, from the customer to `to_location_code`, received and done (an own
+  shipment that appeared meanwhile is finished instead).
+- `internal_move` (goods in the wrong place: `disposition_mismatch`): an internal shipment of
+  `quantity` units from `from_location_code` (where the ERP holds them) to `to_location_code`
+  (the disposition location that is short), done; never more than the ERP holds there.
+- `post_draft_credit_note` (money short in the ERP: `refund_without_credit`, ERP-short
+  `credit_amount_mismatch`): the return's own draft credit note, its lines corrected to `lines`
+  (the uncredited authorized units at the line's unit price, origin the return line; its other
+  lines removed), posted; when there is none, create one (as `create_credit_note`). Other drafts
+  crediting the same lines are cancelled or lose those lines.
+- `create_credit_note` (the same, when CDC showed no draft): a new posted credit note with
+  `lines` (real units and unit prices, origin the return line).
+
+After a fix, for that return line: the ERP's stock per location equals the WMS's, its posted
+credit equals the channel refund (within tolerance), no draft document remains that could post
+the same goods or money again, and no location goes negative.
+
+Payloads (JSON, decimals as strings; what the idempotency key hashes):
+- stock actions: `return_line_ref` (the ERP return line id), `product_code`, `quantity` (units to
+  bring into the location), `to_location_code`; `internal_move` also `from_location_code`; all
+  have `description`.
+- credit actions: `return_line_ref` (the first line credited), `party` (ERP party id or code),
+  `currency_code`, `lines` = `[{return_line_ref, product_code, quantity, unit_price}]` (positive
+  units and prices to credit), `description`.
+
+Documents are dated the push date (the ERP's today). Every document carries the adjustment's
+idempotency key where the ERP keeps an external reference (`DOCUMENT_KINDS`: a credit note, a
+customer return shipment, an internal shipment); `find_document(kind, key)` looks it up, and
+`apply` looks it up before doing anything, so a retry, a replay or a second launch finds the
+document instead of making a second one.
+
+Earlier releases used two actions, `stock_move` (an internal shipment into the disposition
+location) and `credit_note` (a new credit note). Migration 7 renames those rows
+(`LEGACY_ACTIONS`); their keys are still found, because the lookup of a kind searches every place
+an earlier release put that kind's key (`stock_move` keys: internal shipments, which the return
+shipment kind searches too).
+
+## Errors
 
 Errors are typed so the push job can decide without parsing messages:
 - `ErpTransientError`: retry with backoff (connection refused, timeouts, HTTP 5xx, locks);
-- `ErpPermanentError`: the ERP refused the document (validation): retrying cannot help, a person
-  must look (exception queue), the ERP's own message is kept;
+- `ErpPermanentError`: the ERP refused the document (validation, a closed fiscal period, a
+  missing product): retrying cannot help, a person must look (exception queue), the ERP's own
+  message is kept;
 - `ErpAuthError`: credentials or address are wrong; the message names what (URL, database, user)
   and never contains the password. It is an `ErpUnavailable` (exit code 4 at the CLI);
 - `ErpConfigError` (an `ErpAuthError` and a `ConfigError`, exit code 2): a setting is missing or
@@ -27,8 +80,55 @@ from pipelines.errors import EXIT_USAGE, ConfigError, ErpUnavailable
 
 T = TypeVar("T")
 
-DocumentKind = Literal["credit_note", "stock_move"]
-DOCUMENT_KINDS: tuple[DocumentKind, ...] = ("credit_note", "stock_move")
+Action = Literal[
+    "finish_return_shipment",
+    "create_return_shipment",
+    "internal_move",
+    "post_draft_credit_note",
+    "create_credit_note",
+]
+ACTIONS: tuple[Action, ...] = (
+    "finish_return_shipment",
+    "create_return_shipment",
+    "internal_move",
+    "post_draft_credit_note",
+    "create_credit_note",
+)
+STOCK_ACTIONS: tuple[Action, ...] = ("finish_return_shipment", "create_return_shipment")
+MOVE_ACTIONS: tuple[Action, ...] = ("internal_move",)
+CREDIT_ACTIONS: tuple[Action, ...] = ("post_draft_credit_note", "create_credit_note")
+# the action to take when the ERP has no own document left to complete
+FALLBACK: dict[str, Action] = {
+    "finish_return_shipment": "create_return_shipment",
+    "post_draft_credit_note": "create_credit_note",
+}
+# earlier releases' actions -> today's (migration 7 renames the rows; keys stay as they were)
+LEGACY_ACTIONS: dict[str, Action] = {
+    "stock_move": "finish_return_shipment",
+    "credit_note": "create_credit_note",
+}
+
+# where a key is kept: a credit note, a customer return shipment, an internal shipment (an
+# earlier release's `stock_move` documents are internal shipments)
+DocumentKind = Literal["credit_note", "return_shipment", "stock_move"]
+DOCUMENT_KINDS: tuple[DocumentKind, ...] = ("credit_note", "return_shipment", "stock_move")
+ACTION_KIND: dict[str, DocumentKind] = {
+    "finish_return_shipment": "return_shipment",
+    "create_return_shipment": "return_shipment",
+    "internal_move": "stock_move",
+    "post_draft_credit_note": "credit_note",
+    "create_credit_note": "credit_note",
+    "stock_move": "stock_move",
+    "credit_note": "credit_note",
+}
+
+
+def document_kind(action: str) -> DocumentKind:
+    """The kind of ERP document an action's key is kept on."""
+    try:
+        return ACTION_KIND[action]
+    except KeyError:
+        raise ValueError(f"unknown adjustment action {action!r}") from None
 
 
 class ErpError(Exception):
@@ -125,6 +225,23 @@ class ErpAdapter(Protocol):
         description: str | None = None,
     ) -> ErpDocument:
         """A done stock posting into `to_location_code` carrying the key; existing one if known."""
+        ...
+
+    def apply(self, action: str, idempotency_key: str, payload: Mapping[str, Any]) -> ErpDocument:
+        """Carry out one adjustment of the vocabulary above, exactly once per key.
+
+        Looks the key up first and adopts (finishing it when it stopped half-way) the document
+        that carries it. `ErpPermanentError` with the ERP's message when it cannot be done (a
+        closed fiscal period, a missing product...)."""
+        ...
+
+    def verify(self, action: str, payload: Mapping[str, Any]) -> list[str]:
+        """What would stop `apply` (for `push --dry-run`): one line per problem, e.g. "Tryton has
+        no product with code 'P10140'"; empty when it can be built. Changes nothing."""
+        ...
+
+    def check(self) -> None:
+        """Reach the ERP and log in (`ErpTransientError` / `ErpAuthError`); changes nothing."""
         ...
 
     def pull(

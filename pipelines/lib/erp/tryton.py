@@ -28,6 +28,9 @@ from typing import Any
 
 from pipelines.errors import ConfigError
 from pipelines.lib.erp.base import (
+    CREDIT_ACTIONS,
+    LEGACY_ACTIONS,
+    STOCK_ACTIONS,
     CreditLine,
     DocumentKind,
     ErpAuthError,
@@ -44,7 +47,9 @@ _TRANSIENT_ERRORS = {
     "TimeoutException",
     "RateLimitException",
 }
-_SKIP_WARNINGS = {"_skip_warnings": True}
+# Tryton strips private context keys (`_skip_warnings`) from RPC calls: a warning a person would
+# confirm in the client is confirmed the way the client does it, by a `res.user.warning` record
+_MAX_WARNINGS = 5
 
 
 # -- Tryton's JSON dialect ---------------------------------------------------------------------
@@ -261,7 +266,10 @@ def _error(method: str, error: Any) -> Exception:
     text = f"Tryton {name} in {method}: {erp_message}"
     if name in _TRANSIENT_ERRORS:
         return ErpTransientError(text)
-    return ErpPermanentError(text, erp_message=erp_message)
+    error = ErpPermanentError(text, erp_message=erp_message)
+    error.tryton_name = str(name)  # type: ignore[attr-defined]
+    error.tryton_args = args  # type: ignore[attr-defined]
+    return error
 
 
 # -- the adapter ---------------------------------------------------------------------------------
@@ -293,6 +301,7 @@ class TrytonAdapter:
 
     INVOICE_MODEL = "account.invoice"
     SHIPMENT_MODEL = "stock.shipment.internal"
+    RETURN_SHIPMENT_MODEL = "stock.shipment.out.return"
 
     def __init__(self, client: TrytonClient) -> None:
         self.client = client
@@ -361,18 +370,39 @@ class TrytonAdapter:
 
     def find_document(self, kind: DocumentKind, idempotency_key: str) -> ErpDocument | None:
         if kind == "credit_note":
-            model, domain = self.INVOICE_MODEL, [("reference", "=", idempotency_key),
-                                                 ("type", "=", "out")]  # fmt: skip
+            places = [(self.INVOICE_MODEL, [("reference", "=", idempotency_key),
+                                            ("type", "=", "out")])]  # fmt: skip
+        elif kind == "return_shipment":
+            # an earlier release's `stock_move` documents (same key) are internal shipments
+            places = [
+                (self.RETURN_SHIPMENT_MODEL, [("reference", "=", idempotency_key)]),
+                (self.SHIPMENT_MODEL, [("reference", "=", idempotency_key)]),
+            ]
         elif kind == "stock_move":
-            model, domain = self.SHIPMENT_MODEL, [("reference", "=", idempotency_key)]
+            places = [(self.SHIPMENT_MODEL, [("reference", "=", idempotency_key)])]
         else:
             raise ValueError(f"unknown document kind {kind!r}")
-        ids = self.client.call(model, "search", domain, 0, None, [("id", "ASC")])
-        if not ids:
-            return None
-        docs = [self._document(kind, i, idempotency_key) for i in ids]
-        live = [d for d in docs if not d.is_cancelled]
-        return (live or docs)[0]
+        for model, domain in places:
+            ids = self.client.call(model, "search", domain, 0, None, [("id", "ASC")])
+            if not ids:
+                continue
+            docs = [self._read_document(model, i, idempotency_key) for i in ids]
+            live = [d for d in docs if not d.is_cancelled]
+            return (live or docs)[0]
+        return None
+
+    def _read_document(
+        self, model: str, record_id: int, key: str, *, created: bool = False
+    ) -> ErpDocument:
+        if model == self.INVOICE_MODEL:
+            return self._document("credit_note", record_id, key, created=created)
+        if model == self.SHIPMENT_MODEL:
+            return self._document("stock_move", record_id, key, created=created)
+        row = self._read_one(model, record_id, ["number", "state", "moves"])
+        return ErpDocument(
+            "return_shipment", record_id, key, row["number"], row["state"], created, None,
+            model, tuple(row["moves"]),
+        )  # fmt: skip
 
     def _document(
         self, kind: DocumentKind, record_id: int, key: str, *, created: bool = False
@@ -448,7 +478,7 @@ class TrytonAdapter:
                 "cancelled in Tryton; not creating another one"
             )
         if doc.state in ("draft", "validated"):
-            self.client.call(self.INVOICE_MODEL, "post", [doc.erp_id], context=_SKIP_WARNINGS)
+            self._button(self.INVOICE_MODEL, "post", [doc.erp_id])
             refreshed = self._document("credit_note", doc.erp_id, doc.idempotency_key)
             return _with_created(refreshed, doc.created)
         return doc
@@ -572,11 +602,481 @@ class TrytonAdapter:
                     f"stock shipment {doc.number or doc.erp_id} is in state {state!r}; "
                     "cannot finish it"
                 )
-            self.client.call(self.SHIPMENT_MODEL, button, [doc.erp_id], context=_SKIP_WARNINGS)
+            self._button(self.SHIPMENT_MODEL, button, [doc.erp_id])
             state = self._read_one(self.SHIPMENT_MODEL, doc.erp_id, ["state"])["state"]
         return _with_created(
             self._document("stock_move", doc.erp_id, doc.idempotency_key), doc.created
         )
+
+    # -- buttons and warnings --------------------------------------------------------------------
+
+    def _button(self, model: str, button: str, ids: list[int]) -> Any:
+        """A workflow button, confirming Tryton's warnings as a person in the client would (a
+        `res.user.warning` record for the warning, then the button again)."""
+        for _ in range(_MAX_WARNINGS + 1):
+            try:
+                return self.client.call(model, button, ids)
+            except ErpPermanentError as exc:
+                args = getattr(exc, "tryton_args", None)
+                if getattr(exc, "tryton_name", None) != "UserWarning" or not args:
+                    raise
+                self.client.call(
+                    "res.user.warning",
+                    "create",
+                    [{"user": self.client.user_id, "name": str(args[0]), "always": False}],
+                )
+        raise ErpPermanentError(f"Tryton kept warning on {model}.{button} for {ids}")
+
+    @staticmethod
+    def _today() -> date:
+        return datetime.now(UTC).date()
+
+    # -- the action vocabulary (pipelines.lib.erp.base) ------------------------------------------
+
+    def apply(self, action: str, idempotency_key: str, payload: Mapping[str, Any]) -> ErpDocument:
+        """One adjustment of the vocabulary, exactly once per key (see `ErpAdapter.apply`)."""
+        action = LEGACY_ACTIONS.get(action, action)
+        if action in STOCK_ACTIONS:
+            return self.receive_return(idempotency_key, payload)
+        if action == "internal_move":
+            return self.move_between(idempotency_key, payload)
+        if action in CREDIT_ACTIONS:
+            return self.credit_return(idempotency_key, payload)
+        raise ErpPermanentError(f"unknown adjustment action {action!r}")
+
+    def verify(self, action: str, payload: Mapping[str, Any]) -> list[str]:
+        """What would stop `apply` (product, party, address, location, accounts, an open fiscal
+        period); changes nothing."""
+        action = LEGACY_ACTIONS.get(action, action)
+        problems: list[str] = []
+
+        def attempt(check) -> Any:
+            try:
+                return check()
+            except ErpPermanentError as exc:
+                problems.append(getattr(exc, "erp_message", None) or str(exc))
+                return None
+
+        line = attempt(lambda: self._return_line(payload.get("return_line_ref")))
+        if action in CREDIT_ACTIONS:
+            for item in payload.get("lines") or []:
+                attempt(lambda item=item: self._revenue_account(str(item["product_code"])))
+            party = attempt(lambda: self._party_id(payload["party"]))
+            if party is not None:
+                row = attempt(lambda: self._read_one("party.party", party, ["addresses"]))
+                if row is not None and not row["addresses"]:
+                    problems.append(f"Tryton party {party} has no address to invoice")
+            attempt(lambda: self._id_by_code("currency.currency", payload["currency_code"],
+                                             "currency"))  # fmt: skip
+            attempt(self._revenue_journal)
+            attempt(lambda: self._open_period(self._today()))
+            return problems
+        attempt(lambda: self._id_by_code("product.product", payload["product_code"], "product"))
+        to_id = attempt(
+            lambda: self._id_by_code("stock.location", payload["to_location_code"], "location")
+        )
+        if to_id is not None:
+            attempt(lambda: self._warehouse_of(to_id, payload["to_location_code"]))
+        if action == "internal_move":
+            attempt(
+                lambda: self._id_by_code(
+                    "stock.location", payload["from_location_code"], "location"
+                )
+            )
+        elif line is not None:
+            attempt(lambda: self._customer_location(line["sale"]))
+        return problems
+
+    # -- lookups for the vocabulary --------------------------------------------------------------
+
+    def _return_line(self, ref: Any) -> dict[str, Any]:
+        origin = _origin(ref)
+        if origin is None:
+            raise ErpPermanentError("the adjustment names no ERP return line")
+        line_id = int(origin.split(",")[1])
+        rows = self.client.call(
+            "sale.line", "read", [line_id], ["sale", "product", "unit", "unit_price", "quantity"]
+        )
+        if not rows:
+            raise ErpPermanentError(f"Tryton has no sale line {line_id} (the return line)")
+        return rows[0]
+
+    def _customer_location(self, sale_id: int) -> tuple[int, int]:
+        sale = self._read_one("sale.sale", sale_id, ["party", "currency"])
+        party = self._read_one("party.party", sale["party"], ["customer_location"])
+        if not party["customer_location"]:
+            raise ErpPermanentError(f"Tryton party {sale['party']} has no customer location")
+        return sale["party"], party["customer_location"]
+
+    def _warehouse_of(self, location_id: int, code: str) -> dict[str, Any]:
+        current: int | None = location_id
+        for _ in range(20):
+            if current is None:
+                break
+            row = self._read_one("stock.location", current, ["type", "parent", "input_location"])
+            if row["type"] == "warehouse":
+                return row
+            current = row["parent"]
+        raise ErpPermanentError(f"Tryton location {code!r} is not inside a warehouse")
+
+    def _revenue_account(self, product_code: str) -> int:
+        product_id = self._id_by_code("product.product", product_code, "product")
+        product = self._read_one("product.product", product_id, ["template"])
+        template = self._read_one("product.template", product["template"], ["account_category"])
+        if not template["account_category"]:
+            raise ErpPermanentError(f"Tryton product {product_code!r} has no account category")
+        category = self._read_one(
+            "product.category", template["account_category"], ["account_revenue"]
+        )
+        if not category["account_revenue"]:
+            raise ErpPermanentError(f"Tryton product {product_code!r} has no revenue account")
+        return category["account_revenue"]
+
+    def _revenue_journal(self) -> int:
+        journals = self.client.call(
+            "account.journal", "search", [("type", "=", "revenue")], 0, 1, None
+        )
+        if not journals:
+            raise ErpPermanentError("Tryton has no revenue journal for credit notes")
+        return journals[0]
+
+    def _open_period(self, when: date) -> int:
+        ids = self.client.call(
+            "account.period", "search",
+            [("start_date", "<=", when), ("end_date", ">=", when), ("type", "=", "standard")],
+            0, None, None,
+        )  # fmt: skip
+        rows = self.client.call("account.period", "read", ids, ["state", "name"]) if ids else []
+        if not rows:
+            raise ErpPermanentError(f"Tryton has no fiscal period for {when.isoformat()}")
+        if not any(r["state"] == "open" for r in rows):
+            names = ", ".join(r["name"] for r in rows)
+            raise ErpPermanentError(f"Tryton's fiscal period {names} for {when} is closed")
+        return ids[0]
+
+    # -- goods short: the return's own customer return shipment ----------------------------------
+
+    def receive_return(self, key: str, payload: Mapping[str, Any]) -> ErpDocument:
+        """`finish_return_shipment` / `create_return_shipment`: the line's own unfinished customer
+        return shipment received and done for `quantity` units into `to_location_code` (the
+        shipment's storage), or a supplementary one when none is left to finish."""
+        line = self._return_line(payload["return_line_ref"])
+        to_code = str(payload["to_location_code"])
+        to_id = self._id_by_code("stock.location", to_code, "location")
+        quantity = abs(float(Decimal(str(payload["quantity"]))))
+        existing = self.find_document("return_shipment", key)
+        if existing is not None:
+            if existing.model == self.SHIPMENT_MODEL:  # an earlier release's stock posting
+                return self._finish_shipment(existing)
+            return self._finish_return_shipment(existing, line["id"])
+        if quantity <= 0:
+            raise ErpPermanentError("a stock posting needs a non-zero quantity")
+        product_id = self._id_by_code("product.product", str(payload["product_code"]), "product")
+        if product_id != line["product"]:
+            raise ErpPermanentError(
+                f"Tryton return line {line['id']} is not for product {payload['product_code']!r}"
+            )
+        origin = f"sale.line,{line['id']}"
+        own = self._own_return_shipment(origin, key)
+        if own is not None:
+            shipment_id, ours, others = own
+            if not others:
+                first, *extra = ours
+                if extra:
+                    self.client.call("stock.move", "cancel", [m["id"] for m in extra])
+                # the goods came back to the disposition location's warehouse (maybe not the
+                # one the return order expected): the draft shipment is received there
+                warehouse = self._warehouse_of(to_id, to_code)
+                self.client.call(
+                    "stock.move", "write", [first["id"]],
+                    {"quantity": quantity, "to_location": warehouse["input_location"]},
+                )  # fmt: skip
+                self.client.call(
+                    self.RETURN_SHIPMENT_MODEL, "write", [shipment_id],
+                    {"reference": key, "warehouse": warehouse["id"],
+                     "warehouse_input": warehouse["input_location"], "warehouse_storage": to_id},
+                )  # fmt: skip
+                doc = self._read_document(self.RETURN_SHIPMENT_MODEL, shipment_id, key)
+                return _with_created(self._finish_return_shipment(doc, line["id"]), True)
+            # the shipment holds other lines too: take this line's draft moves out of it; Tryton
+            # plans the line's units again on a shipment of their own, which is then finished
+            self.client.call("stock.move", "delete", [m["id"] for m in ours])
+            again = self._own_return_shipment(origin, key)
+            if again is not None and not again[2]:
+                return self.receive_return(key, payload)
+            if again is not None:
+                raise ErpPermanentError(
+                    f"Tryton keeps return line {line['id']} on customer return shipment "
+                    f"{again[0]} with other lines: a person must receive it"
+                )
+        return self._create_return_shipment(key, line, to_id, to_code, quantity)
+
+    def _own_return_shipment(
+        self, origin: str, key: str
+    ) -> tuple[int, list[dict], list[dict]] | None:
+        """The line's unfinished (draft) customer return shipment: (id, the line's draft moves in
+        it, the other lines' live moves in it), or None."""
+        moves = self.client.call(
+            "stock.move", "search_read",
+            [("origin", "=", origin), ("shipment", "like", f"{self.RETURN_SHIPMENT_MODEL},%"),
+             ("state", "in", ["staging", "draft"])],
+            0, None, [("id", "ASC")], ["shipment", "quantity"],
+        )  # fmt: skip
+        for shipment_id in sorted({int(m["shipment"].split(",")[1]) for m in moves}):
+            row = self._read_one(self.RETURN_SHIPMENT_MODEL, shipment_id, ["state", "reference"])
+            if row["state"] != "draft" or (row["reference"] or key) != key:
+                continue
+            live = self.client.call(
+                "stock.move", "search_read",
+                [("shipment", "=", f"{self.RETURN_SHIPMENT_MODEL},{shipment_id}"),
+                 ("state", "not in", ["cancelled"])],
+                0, None, [("id", "ASC")], ["origin", "quantity"],
+            )  # fmt: skip
+            ours = [m for m in live if m["origin"] == origin]
+            if ours:
+                return shipment_id, ours, [m for m in live if m["origin"] != origin]
+        return None
+
+    def _create_return_shipment(
+        self, key: str, line: Mapping[str, Any], to_id: int, to_code: str, quantity: float
+    ) -> ErpDocument:
+        party, customer_location = self._customer_location(line["sale"])
+        warehouse = self._warehouse_of(to_id, to_code)
+        sale = self._read_one("sale.sale", line["sale"], ["currency", "company"])
+        move = {
+            "product": line["product"],
+            "unit": line["unit"],
+            "quantity": quantity,
+            "from_location": customer_location,
+            "to_location": warehouse["input_location"],
+            "origin": f"sale.line,{line['id']}",
+            "unit_price": abs(Decimal(str(line["unit_price"]))),
+            "currency": sale["currency"],
+            "company": sale["company"],
+            "planned_date": self._today(),
+        }
+        values = {
+            "reference": key,
+            "customer": party,
+            "company": sale["company"],
+            "warehouse": warehouse["id"],
+            "warehouse_input": warehouse["input_location"],
+            "warehouse_storage": to_id,
+            "planned_date": self._today(),
+            "moves": [["create", [move]]],
+        }
+        (shipment_id,) = self.client.call(self.RETURN_SHIPMENT_MODEL, "create", [values])
+        doc = self._read_document(self.RETURN_SHIPMENT_MODEL, shipment_id, key, created=True)
+        return self._finish_return_shipment(doc, line["id"])
+
+    def _finish_return_shipment(self, doc: ErpDocument, line_id: int) -> ErpDocument:
+        """Received, then done: the put-away moves (input -> the shipment's storage, i.e. the
+        disposition location) carry the return line as origin, as the posting of DESIGN §8."""
+        if doc.is_cancelled:
+            raise ErpPermanentError(
+                f"customer return shipment {doc.number or doc.erp_id} with key "
+                f"{doc.idempotency_key!r} was cancelled in Tryton; not creating another one"
+            )
+        model = self.RETURN_SHIPMENT_MODEL
+        state = doc.state
+        if state == "draft":
+            self._button(model, "receive", [doc.erp_id])
+            state = self._read_one(model, doc.erp_id, ["state"])["state"]
+        if state == "received":
+            inventory = self._read_one(model, doc.erp_id, ["inventory_moves"])["inventory_moves"]
+            if inventory:
+                self.client.call(
+                    "stock.move", "write", list(inventory), {"origin": f"sale.line,{line_id}"}
+                )
+            self._button(model, "do", [doc.erp_id])
+            state = self._read_one(model, doc.erp_id, ["state"])["state"]
+        if state != "done":
+            raise ErpPermanentError(
+                f"customer return shipment {doc.number or doc.erp_id} is in state {state!r}; "
+                "cannot finish it"
+            )
+        return _with_created(
+            self._read_document(model, doc.erp_id, doc.idempotency_key), doc.created
+        )
+
+    # -- goods in the wrong place ----------------------------------------------------------------
+
+    def move_between(self, key: str, payload: Mapping[str, Any]) -> ErpDocument:
+        """`internal_move`: a done internal shipment from where the ERP holds the goods to the
+        disposition location; never more than the ERP holds there (no negative location)."""
+        existing = self.find_document("stock_move", key)
+        if existing is not None:
+            return self._finish_shipment(existing)
+        quantity = abs(Decimal(str(payload["quantity"])))
+        from_code = str(payload["from_location_code"])
+        product_code = str(payload["product_code"])
+        product_id = self._id_by_code("product.product", product_code, "product")
+        from_id = self._id_by_code("stock.location", from_code, "location")
+        held = self.client.call(
+            "product.product", "read", [product_id], ["quantity"],
+            context={"locations": [from_id], "stock_date_end": self._today()},
+        )[0]["quantity"]  # fmt: skip
+        if Decimal(str(held)) < quantity:
+            raise ErpPermanentError(
+                f"Tryton holds {held} of {product_code!r} at {from_code}, fewer than the "
+                f"{quantity} to move: moving them would leave the location negative"
+            )
+        return self.create_stock_move(
+            key,
+            return_line_ref=payload.get("return_line_ref"),
+            product_code=product_code,
+            quantity=quantity,
+            to_location_code=str(payload["to_location_code"]),
+            from_location_code=from_code,
+        )
+
+    # -- money short: the return's own draft credit note -----------------------------------------
+
+    def credit_return(self, key: str, payload: Mapping[str, Any]) -> ErpDocument:
+        """`post_draft_credit_note` / `create_credit_note`: the return's own draft credit note
+        corrected to `lines` (its other lines removed), dated today and posted; a new one with
+        those lines when there is none. Other drafts crediting the same lines are cancelled or
+        lose those lines, so nothing can credit them again."""
+        existing = self.find_document("credit_note", key)
+        if existing is not None:
+            return self._finish_credit_note(existing)
+        wanted: dict[str, dict[str, Any]] = {}
+        for item in payload.get("lines") or []:
+            origin = _origin(item.get("return_line_ref") or payload.get("return_line_ref"))
+            if origin is None:
+                raise ErpPermanentError("a credit line names no ERP return line")
+            wanted[origin] = {
+                "product_code": str(item["product_code"]),
+                "quantity": -abs(float(Decimal(str(item["quantity"])))),
+                "unit_price": abs(Decimal(str(item["unit_price"]))),
+            }
+        if not wanted:
+            raise ErpPermanentError("a credit note needs at least one line")
+        drafts = self._draft_credit_lines(list(wanted))
+        today = self._today()
+        if drafts:
+            invoice_id = min(line["invoice"] for line in drafts)
+            self._correct_draft(invoice_id, wanted, key, payload, today)
+            doc = self._document("credit_note", invoice_id, key, created=True)
+        else:
+            doc = self._new_credit_note(key, wanted, payload, today)
+        doc = self._finish_credit_note(doc)
+        self._retire_other_drafts(list(wanted), doc.erp_id)
+        return doc
+
+    def _draft_credit_lines(self, origins: list[str]) -> list[dict[str, Any]]:
+        return self.client.call(
+            "account.invoice.line", "search_read",
+            [("origin", "in", origins), ("invoice.type", "=", "out"),
+             ("invoice.state", "in", ["draft", "validated"])],
+            0, None, [("id", "ASC")], ["invoice", "origin"],
+        )  # fmt: skip
+
+    def _correct_draft(
+        self,
+        invoice_id: int,
+        wanted: Mapping[str, Mapping[str, Any]],
+        key: str,
+        payload: Mapping[str, Any],
+        today: date,
+    ) -> None:
+        invoice = self._read_one(self.INVOICE_MODEL, invoice_id, ["state", "lines", "party"])
+        if invoice["state"] == "validated":
+            self._button(self.INVOICE_MODEL, "draft", [invoice_id])
+        lines = self.client.call(
+            "account.invoice.line", "read", list(invoice["lines"]),
+            ["origin", "quantity", "unit_price"],
+        )  # fmt: skip
+        seen: set[str] = set()
+        remove: list[int] = []
+        for row in sorted(lines, key=lambda r: r["id"]):
+            origin = row["origin"]
+            if origin in wanted and origin not in seen:
+                seen.add(origin)
+                want = wanted[origin]
+                self.client.call(
+                    "account.invoice.line", "write", [row["id"]],
+                    {"quantity": want["quantity"], "unit_price": want["unit_price"]},
+                )  # fmt: skip
+            else:
+                remove.append(row["id"])  # credited already, or a second line for one origin
+        if remove:
+            self.client.call("account.invoice.line", "delete", remove)
+        missing = [o for o in wanted if o not in seen]
+        values: dict[str, Any] = {
+            "reference": key,
+            "invoice_date": today,
+            "description": payload.get("description") or key,
+        }
+        if missing:
+            currency = self._read_one(self.INVOICE_MODEL, invoice_id, ["currency"])["currency"]
+            common = {"invoice_type": "out", "party": invoice["party"], "currency": currency}
+            values["lines"] = [
+                ["create", [{**self._credit_line(o, wanted[o]), **common} for o in missing]]
+            ]
+        self.client.call(self.INVOICE_MODEL, "write", [invoice_id], values)
+
+    def _credit_line(self, origin: str, want: Mapping[str, Any]) -> dict[str, Any]:
+        code = str(want["product_code"])
+        product_id = self._id_by_code("product.product", code, "product")
+        product = self._read_one("product.product", product_id, ["default_uom"])
+        values = {
+            "type": "line",
+            "product": product_id,
+            "unit": product["default_uom"],
+            "quantity": want["quantity"],
+            "unit_price": want["unit_price"],
+            "account": self._revenue_account(code),
+            "description": code,
+            "origin": origin,
+        }
+        if self.client.context.get("company"):
+            values["company"] = self.client.context["company"]
+        return values
+
+    def _new_credit_note(
+        self,
+        key: str,
+        wanted: Mapping[str, Mapping[str, Any]],
+        payload: Mapping[str, Any],
+        today: date,
+    ) -> ErpDocument:
+        party_id = self._party_id(payload["party"])
+        currency_id = self._id_by_code("currency.currency", payload["currency_code"], "currency")
+        party_row = self._read_one("party.party", party_id, ["addresses", "account_receivable"])
+        if not party_row["addresses"]:
+            raise ErpPermanentError(f"Tryton party {party_id} has no address to invoice")
+        receivable = party_row["account_receivable"] or self._default_account("receivable")
+        common = {"currency": currency_id, "party": party_id, "invoice_type": "out"}
+        values = {
+            "type": "out",
+            "party": party_id,
+            "invoice_address": party_row["addresses"][0],
+            "currency": currency_id,
+            "account": receivable,
+            "journal": self._revenue_journal(),
+            "invoice_date": today,
+            "reference": key,
+            "description": payload.get("description") or key,
+            "lines": [["create", [{**self._credit_line(o, w), **common}
+                                  for o, w in wanted.items()]]],
+        }  # fmt: skip
+        if self.client.context.get("company"):
+            values["company"] = self.client.context["company"]
+        (invoice_id,) = self.client.call(self.INVOICE_MODEL, "create", [values])
+        return self._document("credit_note", invoice_id, key, created=True)
+
+    def _retire_other_drafts(self, origins: list[str], keep: int) -> None:
+        """Other draft credit notes' lines for these return lines: removed; a draft left with no
+        line is cancelled (cancelled documents credit nothing)."""
+        lines = [r for r in self._draft_credit_lines(origins) if r["invoice"] != keep]
+        if not lines:
+            return
+        self.client.call("account.invoice.line", "delete", [r["id"] for r in lines])
+        for invoice_id in sorted({r["invoice"] for r in lines}):
+            left = self._read_one(self.INVOICE_MODEL, invoice_id, ["lines", "state"])
+            if not left["lines"]:
+                self._button(self.INVOICE_MODEL, "cancel", [invoice_id])
 
     # -- batch pull ------------------------------------------------------------------------------
 

@@ -9,8 +9,11 @@ returns its rows (docs/extending.md).
 
 Columns: `rule`, `family` (stock, money, linkage, aging), `severity` (high, medium, low),
 `key_shape` (what its `mismatch_id` hashes: rma, rma_sku, scanned_rma_sku), `model` (the dbt
-model that raises it), `auto_fix_action` (the planner's action, `stock_move` or `credit_note`;
-empty when a person must act), `renamed_from` (a former name whose mismatches the lifecycle moves
+model that raises it), `auto_fix_action` (the ERP-native fix of DESIGN §6, one of the
+action vocabulary `pipelines.lib.erp.base.ACTIONS`: `finish_return_shipment`, `internal_move`,
+`post_draft_credit_note`, ...; the planner falls back to `create_return_shipment` /
+`create_credit_note` when the ERP has no own document left to complete; empty when a person
+must act), `renamed_from` (a former name whose mismatches the lifecycle moves
 to this rule), `exception_reason` (the exception queue's reason when there is no automatic fix)
 and `description` (plain words for finance). The file is read when this module is imported: it
 is part of the code, not of the warehouse.
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.errors import ConfigError
+from pipelines.lib.erp.base import ACTIONS
 from pipelines.settings import DBT_PROJECT_DIR
 
 CATALOG_CSV = DBT_PROJECT_DIR / "seeds" / "rule_catalog.csv"
@@ -40,7 +44,7 @@ COLUMNS: tuple[str, ...] = (
 FAMILIES: tuple[str, ...] = ("stock", "money", "linkage", "aging")
 SEVERITIES: tuple[str, ...] = ("high", "medium", "low")
 KEY_SHAPES: tuple[str, ...] = ("rma", "rma_sku", "scanned_rma_sku")
-AUTO_FIX_ACTIONS: tuple[str, ...] = ("stock_move", "credit_note")
+AUTO_FIX_ACTIONS: tuple[str, ...] = ACTIONS  # the write-back action vocabulary
 
 # dbt reads the list of rule models from here (recon_mismatches_current.sql): it cannot read a
 # seed while it parses, and every ref must be known then.

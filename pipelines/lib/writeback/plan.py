@@ -40,16 +40,45 @@ from typing import Any
 
 import duckdb
 
+from pipelines.lib.erp.base import CREDIT_ACTIONS, FALLBACK, MOVE_ACTIONS, STOCK_ACTIONS
 from pipelines.lib.recon.catalog import CATALOG
 from pipelines.lib.source_status import describe, stale_sources
 from pipelines.lib.writeback.schema import ADJUSTMENTS, ATTEMPTS, EXCEPTIONS, ensure_tables
 
-# the rules by the adjustment that fixes them (the catalog's auto_fix_action)
-STOCK_RULES: tuple[str, ...] = tuple(r.rule for r in CATALOG if r.auto_fix_action == "stock_move")
-CREDIT_RULES: tuple[str, ...] = tuple(r.rule for r in CATALOG if r.auto_fix_action == "credit_note")
-FIXABLE_RULES: tuple[str, ...] = STOCK_RULES + CREDIT_RULES
+# each fixable rule's ERP-native fix (the catalog's auto_fix_action, DESIGN §6's vocabulary)
+RULE_ACTION: dict[str, str] = {r.rule: r.auto_fix_action for r in CATALOG if r.auto_fix_action}
 AUTO = "auto"
 KEY_PREFIX = "returnsync-"
+
+
+def _rules_for(actions: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(rule for rule, action in RULE_ACTION.items() if action in actions)
+
+
+def stock_rules() -> tuple[str, ...]:
+    """Rules fixed by receiving goods (a customer return shipment)."""
+    return _rules_for(STOCK_ACTIONS)
+
+
+def move_rules() -> tuple[str, ...]:
+    """Rules fixed by an internal move (goods in the wrong place)."""
+    return _rules_for(MOVE_ACTIONS)
+
+
+def credit_rules() -> tuple[str, ...]:
+    """Rules fixed by a credit note."""
+    return _rules_for(CREDIT_ACTIONS)
+
+
+def fixable_rules() -> tuple[str, ...]:
+    return tuple(RULE_ACTION)
+
+
+# module constants as of import (the catalog as shipped)
+STOCK_RULES: tuple[str, ...] = stock_rules()
+MOVE_RULES: tuple[str, ...] = move_rules()
+CREDIT_RULES: tuple[str, ...] = credit_rules()
+FIXABLE_RULES: tuple[str, ...] = fixable_rules()
 
 # why a mismatch of a rule without an automatic fix needs a person (the catalog's
 # exception_reason; a rule without one gets "no automatic fix")
@@ -112,6 +141,7 @@ class Proposal:
     quantity: Decimal | None = None
     currency: str | None = None
     exception_reason: str | None = None
+    covered: bool = False  # another adjustment of this planning fixes it (an internal move)
 
     @property
     def idempotency_key(self) -> str:
@@ -192,169 +222,234 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _stock_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
+CANDIDATES = "recon.adjustment_candidates"
+
+
+def _candidates(con: duckdb.DuckDBPyConnection, rules: tuple[str, ...]) -> dict[str, list[dict]]:
+    """The open mismatches of `rules` with their candidate rows (one per ERP return line; a
+    mismatch missing from the candidates has none), by mismatch id."""
     rows = _rows(
         con,
         f"""
-        with lines as (
-            select rma_number, sku,
-                   count(erp_return_line_id) as erp_lines,
-                   min(erp_return_line_id) as erp_return_line_id,
-                   max(unit_price) as unit_price,
-                   max(currency) as currency
-            from marts.return_lines
-            where sku is not null
-            group by rma_number, sku
-        )
         select m.mismatch_id, m.rule, m.rma_number, m.sku, m.location, m.qty_delta,
-               l.erp_lines, l.erp_return_line_id, l.unit_price, l.currency
+               m.amount_delta, c.* exclude (mismatch_id, rule, rma_number, sku, location,
+                                            qty_delta, amount_delta)
         from recon.mismatches as m
-        left join lines as l on l.rma_number = m.rma_number and l.sku = m.sku
-        where m.status = 'open' and m.rule in {_in_list(STOCK_RULES)}
-        order by m.mismatch_id
+        left join {CANDIDATES} as c on c.mismatch_id = m.mismatch_id
+        where m.status = 'open' and m.rule in {_in_list(rules)}
+        order by m.mismatch_id, c.erp_return_line_id
         """,
     )
+    out: dict[str, list[dict]] = {}
+    for row in rows:
+        out.setdefault(row["mismatch_id"], []).append(row)
+    return out
+
+
+def _base(first: Mapping[str, Any], sku: str | None) -> dict[str, Any]:
+    return {
+        "mismatch_id": first["mismatch_id"],
+        "rule": first["rule"],
+        "rma_number": first["rma_number"],
+        "sku": sku,
+    }
+
+
+def _one_line(rows: list[dict]) -> tuple[dict | None, str | None]:
+    """The single ERP return line of a stock mismatch, or why there is none."""
+    lines = [r for r in rows if r.get("erp_return_line_id") is not None]
+    if not lines:
+        return None, "the return has no ERP return line for this product to post against"
+    if len({r["erp_return_line_id"] for r in lines}) > 1:
+        return None, "more than one ERP return line for this product: a person must choose"
+    return lines[0], None
+
+
+def _stock_proposals(
+    con: duckdb.DuckDBPyConnection, covered: Mapping[tuple[int, str], Decimal]
+) -> list[Proposal]:
+    """Goods short in the ERP: finish the return's own customer return shipment, or create one
+    when none is left; less what an internal move of this planning already brings there."""
     out = []
-    for r in rows:
-        base = {
-            "mismatch_id": r["mismatch_id"],
-            "rule": r["rule"],
-            "rma_number": r["rma_number"],
-            "sku": r["sku"],
-        }
-        missing = -Decimal(r["qty_delta"]) if r["qty_delta"] is not None else None
-        reason = None
+    for rows in _candidates(con, stock_rules()).values():
+        first = rows[0]
+        base = _base(first, first["sku"])
+        missing = -Decimal(first["qty_delta"]) if first["qty_delta"] is not None else None
+        line, reason = None, None
         if missing is None or missing <= 0:
             reason = (
                 "the ERP has more posted than inspected: a person must reverse the extra posting"
             )
-        elif not r["location"]:
+        elif not first["location"]:
             reason = "the mismatch names no ERP location to post to"
-        elif not r["sku"]:
+        elif not first["sku"]:
             reason = "the mismatch names no ERP product"
-        elif not r["erp_lines"]:
-            reason = "the return has no ERP return line for this product to post against"
-        elif r["erp_lines"] > 1:
-            reason = "more than one ERP return line for this product: a person must choose"
-        if reason:
+        else:
+            line, reason = _one_line(rows)
+        if reason or line is None:
             out.append(Proposal(**base, exception_reason=reason))
             continue
+        line_id = int(line["erp_return_line_id"])
+        missing -= covered.get((line_id, first["location"]), Decimal(0))
+        if missing <= 0:
+            out.append(Proposal(**base, covered=True))  # an internal move brings the goods
+            continue
+        action = RULE_ACTION[first["rule"]]
+        if action in FALLBACK and line.get("open_return_shipment_id") is None:
+            action = FALLBACK[action]  # CDC shows no unfinished shipment of the line
         payload = {
-            "return_line_ref": int(r["erp_return_line_id"]),
-            "product_code": r["sku"],
+            "return_line_ref": line_id,
+            "product_code": first["sku"],
             "quantity": _text(missing),
-            "to_location_code": r["location"],
-            "description": f"returnsync {r['rule']} {r['rma_number']} {r['sku']}",
+            "to_location_code": first["location"],
+            "description": f"returnsync {first['rule']} {first['rma_number']} {first['sku']}",
         }
-        price = r["unit_price"]
+        price = line.get("unit_price")
         out.append(
             Proposal(
                 **base,
-                action="stock_move",
+                action=action,
                 payload=payload,
                 quantity=missing,
                 amount=(missing * Decimal(price)) if price is not None else None,
-                currency=r["currency"],
+                currency=line.get("line_currency") or line.get("currency"),
+            )
+        )
+    return out
+
+
+def _move_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
+    """Goods in the wrong place: an internal move from where the ERP holds them to the line's
+    disposition location that is short."""
+    out = []
+    for rows in _candidates(con, move_rules()).values():
+        first = rows[0]
+        base = _base(first, first["sku"])
+        line, reason = None, None
+        if not first["location"]:
+            reason = "the mismatch names no ERP location to move from"
+        elif not first["sku"]:
+            reason = "the mismatch names no ERP product"
+        else:
+            line, reason = _one_line(rows)
+        if line is not None and not line.get("move_to_location"):
+            reason = (
+                "posted into a location where nothing was inspected and no location of the line "
+                "is short: a person must reverse the extra ERP posting"
+            )
+        if reason or line is None:
+            out.append(Proposal(**base, exception_reason=reason))
+            continue
+        held = Decimal(line.get("qty_posted") or 0)
+        short = Decimal(line.get("move_to_short_qty") or 0)
+        quantity = min(held, short)
+        if quantity <= 0:
+            out.append(
+                Proposal(**base, exception_reason="the ERP holds nothing there to move anymore")
+            )
+            continue
+        payload = {
+            "return_line_ref": int(line["erp_return_line_id"]),
+            "product_code": first["sku"],
+            "quantity": _text(quantity),
+            "from_location_code": first["location"],
+            "to_location_code": line["move_to_location"],
+            "description": f"returnsync {first['rule']} {first['rma_number']} {first['sku']}",
+        }
+        price = line.get("unit_price")
+        out.append(
+            Proposal(
+                **base,
+                action=RULE_ACTION[first["rule"]],
+                payload=payload,
+                quantity=quantity,
+                amount=(quantity * Decimal(price)) if price is not None else None,
+                currency=line.get("line_currency") or line.get("currency"),
             )
         )
     return out
 
 
 def _credit_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
-    if _exists(con, "staging", "stg_erp__sales"):
-        party_sql = "select sale_id, party_id from staging.stg_erp__sales where not is_deleted"
-    else:
-        party_sql = "select null::bigint as sale_id, null::bigint as party_id where false"
-    rows = _rows(
-        con,
-        f"""
-        with refund_currency as (
-            select return_key, min(currency) as currency
-            from marts.credits
-            where is_channel_refund and amount > 0 and return_key is not null
-            group by return_key
-        ),
-        erp_credited as (
-            select return_line_key, sum(abs(quantity)) as quantity
-            from marts.credits
-            where system = 'erp' and return_line_key is not null and quantity is not null
-            group by return_line_key
-        ),
-        erp_lines as (
-            select l.return_key, l.erp_return_line_id, l.sku,
-                   coalesce(l.qty_authorized, 0) - coalesce(c.quantity, 0) as remaining
-            from marts.return_lines as l
-            left join erp_credited as c on c.return_line_key = l.return_line_key
-            where l.erp_return_line_id is not null and l.sku is not null
-        ),
-        picked as (
-            select return_key, erp_return_line_id, sku,
-                   row_number() over (partition by return_key order by erp_return_line_id) as rn
-            from erp_lines where remaining >= 1
-        ),
-        line_counts as (
-            select return_key, count(*) as erp_lines from erp_lines group by return_key
-        ),
-        parties as ({party_sql})
-        select m.mismatch_id, m.rule, m.rma_number, m.amount_delta,
-               r.return_key, r.erp_return_order_id,
-               coalesce(rc.currency, r.currency) as currency,
-               coalesce(lc.erp_lines, 0) as erp_lines,
-               p.erp_return_line_id, p.sku, pa.party_id
-        from recon.mismatches as m
-        left join marts.returns as r on r.rma_number = m.rma_number
-        left join refund_currency as rc on rc.return_key = r.return_key
-        left join line_counts as lc on lc.return_key = r.return_key
-        left join picked as p on p.return_key = r.return_key and p.rn = 1
-        left join parties as pa on pa.sale_id = r.erp_return_order_id
-        where m.status = 'open' and m.rule in {_in_list(CREDIT_RULES)}
-        order by m.mismatch_id
-        """,
-    )
+    """Money short in the ERP: post the return's own draft credit note corrected to the
+    uncredited authorized units at the lines' unit prices, or create one with those units when
+    there is no draft; only when those units are worth the missing amount (within tolerance)."""
     out = []
-    for r in rows:
-        base = {
-            "mismatch_id": r["mismatch_id"],
-            "rule": r["rule"],
-            "rma_number": r["rma_number"],
-            "sku": None,
-        }
-        delta = Decimal(r["amount_delta"]) if r["amount_delta"] is not None else None
+    for rows in _candidates(con, credit_rules()).values():
+        first = rows[0]
+        base = _base(first, None)
+        delta = Decimal(first["amount_delta"]) if first["amount_delta"] is not None else None
+        lines = [r for r in rows if r.get("erp_return_line_id") is not None]
+        currency = first.get("currency")
         reason = None
         if delta is None or delta >= 0:
             reason = "the ERP credited more than the channel refunded: a person must reverse it"
-        elif r["return_key"] is None or r["erp_return_order_id"] is None:
+        elif first.get("return_key") is None or first.get("erp_return_order_id") is None:
             reason = "the return has no ERP return order to credit against"
-        elif not r["erp_lines"]:
+        elif not lines:
             reason = "the ERP return order has no line with a product to credit"
-        elif r["erp_return_line_id"] is None:
-            reason = (
-                "every authorized unit of the return is already credited in the ERP: a top-up "
-                "credit note would raise duplicate_credit; a person must correct the credit note"
-            )
-        elif r["party_id"] is None:
+        elif first.get("party_id") is None:
             reason = "the ERP return order's party is unknown (staging.stg_erp__sales)"
-        elif not r["currency"]:
+        elif not currency:
             reason = "the return has no currency"
+        elif any((r.get("line_currency") or currency) != currency for r in lines):
+            reason = (
+                f"the channel refunded in {currency} but the ERP return order is in another "
+                "currency: a person must decide"
+            )
         if reason:
             out.append(Proposal(**base, exception_reason=reason))
             continue
         missing = -delta
+        credit_lines, units, value = [], Decimal(0), Decimal(0)
+        for r in lines:
+            uncredited = Decimal(r["qty_authorized"] or 0) - Decimal(r["qty_credited"] or 0)
+            if uncredited <= 0 or r.get("unit_price") is None:
+                continue
+            price = Decimal(r["unit_price"])
+            credit_lines.append(
+                {
+                    "return_line_ref": int(r["erp_return_line_id"]),
+                    "product_code": r["line_sku"],
+                    "quantity": _text(uncredited),
+                    "unit_price": _text(price),
+                }
+            )
+            units += uncredited
+            value += uncredited * price
+        tolerance = Decimal(first.get("amount_tolerance") or "0.01")
+        if not credit_lines:
+            reason = (
+                "every authorized unit of the return is already credited in the ERP: a top-up "
+                "credit note would raise duplicate_credit; a person must correct the credit note"
+            )
+        elif abs(value - missing) > tolerance:
+            reason = (
+                f"the channel refunded {_text(missing)} {currency} more than the ERP credited, "
+                f"but the return's uncredited units are worth {_text(value)} {currency} at their "
+                "unit prices (a partial refund or a fee?): a person must decide"
+            )
+        if reason:
+            out.append(Proposal(**base, exception_reason=reason))
+            continue
+        action = RULE_ACTION[first["rule"]]
+        if action in FALLBACK and not any(r.get("draft_credit_note_id") for r in lines):
+            action = FALLBACK[action]  # CDC shows no draft credit note of the return
         payload = {
-            "return_line_ref": int(r["erp_return_line_id"]),
-            "party": int(r["party_id"]),
-            "currency_code": r["currency"],
-            "lines": [{"product_code": r["sku"], "quantity": "1", "unit_price": _text(missing)}],
-            "description": f"returnsync {r['rule']} {r['rma_number']}",
+            "return_line_ref": credit_lines[0]["return_line_ref"],
+            "party": int(first["party_id"]),
+            "currency_code": currency,
+            "lines": credit_lines,
+            "description": f"returnsync {first['rule']} {first['rma_number']}",
         }
         out.append(
             Proposal(
                 **base,
-                action="credit_note",
+                action=action,
                 payload=payload,
-                amount=missing,
-                quantity=Decimal(1),
-                currency=r["currency"],
+                amount=value,
+                quantity=units,
+                currency=currency,
             )
         )
     return out
@@ -364,7 +459,7 @@ def _other_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
     rows = con.execute(
         f"""
         select mismatch_id, rule, rma_number, sku from recon.mismatches
-        where status = 'open' and rule not in {_in_list(FIXABLE_RULES)}
+        where status = 'open' and rule not in {_in_list(fixable_rules())}
         order by mismatch_id
         """
     ).fetchall()
@@ -375,18 +470,27 @@ def _other_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
 
 
 def propose(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
-    """What each open mismatch needs: an adjustment, or a person (read-only)."""
+    """What each open mismatch needs: an adjustment, or a person (read-only).
+
+    Reads `recon.mismatches` (the open ones) and `recon.adjustment_candidates` (dbt)."""
     if not _exists(con, "recon", "mismatches"):
         return []
-    needed = [("marts", "return_lines"), ("marts", "returns"), ("marts", "credits")]
-    missing = [f"{s}.{t}" for s, t in needed if not _exists(con, s, t)]
-    if missing:
-        raise LookupError(f"{', '.join(missing)} missing: build the marts before planning")
-    return _stock_proposals(con) + _credit_proposals(con) + _other_proposals(con)
+    if not _exists(con, "recon", "adjustment_candidates"):
+        raise LookupError(
+            "recon.adjustment_candidates missing: build the dbt models before planning"
+        )
+    moves = _move_proposals(con)
+    covered: dict[tuple[int, str], Decimal] = {}
+    for p in moves:
+        if p.action is not None and p.payload is not None:
+            spot = (int(p.payload["return_line_ref"]), str(p.payload["to_location_code"]))
+            covered[spot] = covered.get(spot, Decimal(0)) + Decimal(p.payload["quantity"])
+    proposals = _stock_proposals(con, covered) + moves + _credit_proposals(con)
+    return [p for p in proposals if not p.covered] + _other_proposals(con)
 
 
 def needs_approval(proposal: Proposal, limits: Limits) -> bool:
-    if proposal.action == "credit_note":
+    if proposal.action in CREDIT_ACTIONS:
         return proposal.amount is None or proposal.amount > limits.amount_for(proposal.currency)
     return proposal.quantity is None or proposal.quantity > limits.quantity
 
@@ -556,7 +660,7 @@ def _plan_one(
     if waiting:
         reason = (
             f"over the auto-approve limit ({limits.amount_for(p.currency)} {p.currency or ''})"
-            if p.action == "credit_note"
+            if p.action in CREDIT_ACTIONS
             else f"over the auto-approve limit ({limits.quantity} units)"
         )
         reason = reason.replace(" )", ")") + ": waits for a person"

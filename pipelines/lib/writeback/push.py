@@ -39,12 +39,15 @@ from typing import Any
 import duckdb
 
 from pipelines.lib.erp import (
-    CreditLine,
+    ACTIONS,
+    CREDIT_ACTIONS,
+    LEGACY_ACTIONS,
     ErpAdapter,
     ErpAuthError,
     ErpDocument,
     ErpPermanentError,
     ErpTransientError,
+    document_kind,
 )
 from pipelines.lib.stages import mark
 from pipelines.lib.warehouse import connection
@@ -95,11 +98,16 @@ class PendingAdjustment:
     in_flight_since: datetime | None
 
     def describe(self) -> str:
-        what = (
-            f"credit note {self.amount} {self.currency or ''}".rstrip()
-            if self.action == "credit_note"
-            else f"stock posting {self.quantity} x {self.payload.get('product_code')} -> "
-            f"{self.payload.get('to_location_code')}"
+        what = f"{self.action} " + (
+            f"{self.amount} {self.currency or ''}".rstrip()
+            if self.action in CREDIT_ACTIONS or self.action == "credit_note"
+            else f"{self.quantity} x {self.payload.get('product_code')} "
+            + (
+                f"{self.payload['from_location_code']} "
+                if self.payload.get("from_location_code")
+                else ""
+            )
+            + f"-> {self.payload.get('to_location_code')}"
         )
         return (
             f"{self.adjustment_id} {self.rule} RMA {self.rma_number}: {what} "
@@ -214,32 +222,12 @@ def _document_json(doc: ErpDocument) -> dict[str, Any]:
 
 
 def _send(adapter: ErpAdapter, adj: PendingAdjustment) -> ErpDocument:
-    p = adj.payload
-    if adj.action == "credit_note":
-        lines = [
-            CreditLine(line["product_code"], Decimal(line["quantity"]), Decimal(line["unit_price"]))
-            for line in p["lines"]
-        ]
-        return adapter.create_credit_note(
-            adj.idempotency_key,
-            return_line_ref=p.get("return_line_ref"),
-            party=p["party"],
-            currency_code=p["currency_code"],
-            lines=lines,
-            description=p.get("description") or adj.adjustment_id,
-        )
-    if adj.action == "stock_move":
-        return adapter.create_stock_move(
-            adj.idempotency_key,
-            return_line_ref=p.get("return_line_ref"),
-            product_code=p["product_code"],
-            quantity=Decimal(p["quantity"]),
-            to_location_code=p["to_location_code"],
-            from_location_code=p.get("from_location_code"),
-            # no description: Tryton 8.2's stock.shipment.internal has no `comment` field, where
-            # TrytonAdapter would put it (its create fails with KeyError 'comment')
-        )
-    raise ErpPermanentError(f"unknown adjustment action {adj.action!r}")
+    """The adjustment's action through the adapter (the action vocabulary of
+    `pipelines.lib.erp.base`); rows of an earlier release's actions under today's name."""
+    action = LEGACY_ACTIONS.get(adj.action, adj.action)
+    if action not in ACTIONS:
+        raise ErpPermanentError(f"unknown adjustment action {adj.action!r}")
+    return adapter.apply(action, adj.idempotency_key, adj.payload)
 
 
 class _Log:
@@ -508,7 +496,7 @@ def _push_one(
             doc = _with_retries(lambda: _send(adapter, adj), adj.adjustment_id, log, policy, sleep)
         else:
             doc = _with_retries(
-                lambda: adapter.find_document(adj.action, adj.idempotency_key),
+                lambda: adapter.find_document(document_kind(adj.action), adj.idempotency_key),
                 adj.adjustment_id,
                 log,
                 policy,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import duckdb
 
+from pipelines.lib.erp.base import ACTIONS as _ERP_ACTIONS
 from pipelines.lib.migrations import migrate
 
 ADJUSTMENTS = "writeback.adjustments"
@@ -25,7 +26,7 @@ ATTEMPTS = "writeback.attempts"
 EXCEPTIONS = "writeback.exceptions"
 
 STATUSES: tuple[str, ...] = ("planned", "approved", "rejected", "sent", "exception")
-ACTIONS: tuple[str, ...] = ("credit_note", "stock_move")
+ACTIONS: tuple[str, ...] = _ERP_ACTIONS  # the action vocabulary (pipelines/lib/erp/base.py)
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
