@@ -19,7 +19,8 @@ PERSONAL = re.compile(
 
 
 def sql_models() -> dict[str, str]:
-    return {p.stem: p.read_text() for p in RECON.glob("*.sql")}
+    """Every recon model, the report's money facts (models/recon/report/) included."""
+    return {p.stem: p.read_text() for p in RECON.rglob("*.sql")}
 
 
 def test_recon_models_read_only_marts_seeds_and_recon():
