@@ -19,6 +19,7 @@ import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -126,3 +127,19 @@ def test_main_job_reports_exactly_the_answer_key(landscape):
         dead = set(con.execute("select source, position from meta.dead_letters").fetchall())
     assert dead == expected_dead, (sorted(expected_dead - dead), sorted(dead - expected_dead))
     assert elapsed < 300, f"run + report took {elapsed:.0f} s"
+
+    # money per case (DESIGN §11): each case's money and goods at risk per currency are the
+    # simulator's (returnsync_sim/money.py), with two or three faults on one return
+    found: dict[tuple[str, str], list[Decimal]] = {}
+    for r in csv.DictReader(report.stdout.splitlines()):
+        if r["amount_delta"] or r["money_at_risk"] or r["goods_at_risk"]:
+            assert r["currency"], r  # every amount has its currency
+        for i, column in enumerate(("money_at_risk", "goods_at_risk")):
+            if r[column]:
+                sums = found.setdefault((r["rma_number"], r["currency"]), [Decimal(0)] * 2)
+                sums[i] += Decimal(r[column])
+    money = {
+        (r["rma_number"], r["currency"]): [Decimal(r["money_at_risk"]), Decimal(r["goods_at_risk"])]
+        for r in read_csv(landing / "expected_money.csv")
+    }
+    assert {k: v for k, v in found.items() if any(v)} == money
