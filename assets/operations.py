@@ -111,6 +111,18 @@ def stage_latencies(context: dg.AssetExecutionContext, settings: SettingsResourc
         "bottleneck_share_of_sla": float(round(share, 4)),
         "overdue_open": len(late["overdue"]),
     }
+    # plots in reading order: overall first (stages in their order, 7 days before 30), then per
+    # channel, then per warehouse
+    dims = {"all": 0, "channel": 1, "warehouse": 2}
+    rows = sorted(
+        rows,
+        key=lambda r: (
+            dims[r["dimension"]],
+            r["value"],
+            TRANSITIONS.index(r["transition"]),
+            r["window"] != "7d",
+        ),
+    )
     for r in rows:
         if not r["n"]:
             continue
