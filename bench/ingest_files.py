@@ -1,0 +1,156 @@
+"""CDC file ingestion benchmark against DuckDB's own NDJSON reader (DESIGN §10; issue 23).
+
+On the same `cdc/*.ndjson` files, in one run:
+
+1. the reference: the ingestion reference query of STACK_NOTES.md ("The ingestion reference
+   query"), unchanged (REFERENCE_QUERY below), in a fresh database file, timed from before the
+   statement to after `select count(*) from lim`; best of two, one before and one after ours;
+2. returnsync: `land_cdc_files` into a fresh warehouse with each decoder asked for
+   (`reference`: orjson + TableDecoder per record; `columnar`: DuckDB's reader, cdc/columnar.py),
+   wall and CPU seconds, peak RSS of the process.
+
+Ratio = our records per second (rows landed + dead letters) / the query's rows per second. Goal:
+>= 0.5. Prints one JSON line and appends a row to bench/RESULTS.md with the machine's load.
+
+    .venv/bin/python bench/ingest_files.py --landing /tmp/landscape          # both decoders
+    .venv/bin/python bench/ingest_files.py --returns 8000 --decoders columnar
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+RESULTS = PROJECT_ROOT / "bench" / "RESULTS.md"
+NAME = "cdc_files_vs_duckdb_reader"
+
+# STACK_NOTES.md, "The ingestion reference query" (fixed; used unchanged; <files> filled in)
+REFERENCE_QUERY = """
+create or replace table lim as
+  select topic, "partition", "offset", key,
+         coalesce(json_extract_string(value, '$.payload.op'), json_extract_string(value, '$.op')) as op,
+         coalesce(json_extract(value, '$.payload.after'), json_extract(value, '$.after')) as after
+  from read_json(<files>, format='newline_delimited', ignore_errors=true,
+       columns={'topic':'VARCHAR','partition':'INTEGER','offset':'BIGINT','key':'JSON','value':'JSON'});
+"""  # noqa: E501
+
+
+def reference_query(files: list[Path], tmp: Path) -> tuple[float, int]:
+    import duckdb
+
+    db = tmp / f"reader-{time.monotonic_ns()}.duckdb"
+    con = duckdb.connect(str(db))
+    try:
+        sql = REFERENCE_QUERY.replace("<files>", repr([str(f) for f in files]))
+        start = time.perf_counter()
+        con.execute(sql)
+        n = con.execute("select count(*) from lim").fetchone()[0]
+        return time.perf_counter() - start, n
+    finally:
+        con.close()
+        db.unlink(missing_ok=True)
+
+
+def ours(landing: Path, decoder: str, tmp: Path) -> dict:
+    from pipelines.lib.cdc.files import land_cdc_files
+    from pipelines.lib.warehouse import connect
+
+    db = tmp / f"ours-{decoder}.duckdb"
+    con = connect(db)
+    try:
+        cpu0, start = time.process_time(), time.perf_counter()
+        summary = land_cdc_files(con, landing, progress=False, decoder=decoder)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    finally:
+        con.close()
+        db.unlink(missing_ok=True)
+    records = sum(summary.landed.values()) + summary.dead_letters + summary.duplicates
+    return {
+        "decoder": decoder,
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "records": records,
+        "rows": sum(summary.landed.values()),
+        "dead_letters": summary.dead_letters,
+        "columnar_rows": summary.columnar_rows,
+        "per_s": round(records / wall),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--landing", type=Path, help="a landing directory (with cdc/)")
+    parser.add_argument(
+        "--returns", type=int, default=8000, help="simulate this many (no --landing)"
+    )
+    parser.add_argument("--decoders", default="reference,columnar")
+    parser.add_argument("--no-append", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-files-") as t:
+        tmp = Path(t)
+        landing = args.landing
+        if landing is None:
+            from returnsync_sim import simulate
+
+            landing = tmp / "landing"
+            simulate(args.returns, 7, landing, None, progress=False)
+        from pipelines.lib.cdc.files import cdc_files
+
+        files = cdc_files(landing)
+        size_mb = sum(f.stat().st_size for f in files) / 1e6
+        load = [os.getloadavg()[0]]
+        before = reference_query(files, tmp)
+        runs = []
+        for decoder in args.decoders.split(","):
+            runs.append(ours(landing, decoder, tmp))
+            load.append(os.getloadavg()[0])
+        after = reference_query(files, tmp)
+        load.append(os.getloadavg()[0])
+    best = min(before[0], after[0])
+    reader_rate = before[1] / best
+    fastest = max(runs, key=lambda r: r["per_s"])
+    ratio = fastest["per_s"] / reader_rate
+    figures = (
+        f"{len(files)} files, {size_mb:,.0f} MB, {before[1]:,} records: DuckDB reader (reference "
+        f"query) {best:.2f} s (runs {before[0]:.2f}, {after[0]:.2f}) = {reader_rate:,.0f}/s; "
+        + "; ".join(
+            f"{r['decoder']} {r['wall_s']} s wall, {r['cpu_s']} CPU-s = {r['per_s']:,}/s "
+            f"({r['rows']:,} rows, {r['dead_letters']} dead letters, {r['columnar_rows']:,} "
+            "decoded in SQL)"
+            for r in runs
+        )
+        + f"; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB; "
+        f"load1 {', '.join(f'{x:.1f}' for x in load)} on 2 cores shared"
+    )
+    row = {
+        "name": NAME,
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "figures": figures,
+        "reference": "STACK_NOTES ingestion reference query (read_json, ignore_errors), same "
+        "files, same run, best of 2",
+        "ratio": round(ratio, 3),
+        "versions": f"python {sys.version.split()[0]}, duckdb {version('duckdb')}, "
+        f"orjson {version('orjson')}",
+    }
+    print(json.dumps(row))
+    if not args.no_append:
+        with open(RESULTS, "a", encoding="utf-8") as fh:
+            fh.write(
+                f"| {row['date']} | {NAME} | {figures} | {row['reference']} | {row['ratio']} "
+                f"| {row['versions']} |\n"
+            )
+
+
+if __name__ == "__main__":
+    main()
