@@ -271,7 +271,9 @@ def test_waiting_adjustments_of_resolved_mismatches_are_rejected_and_exceptions_
 
 
 def test_limits_come_from_the_seed(con, landscape):
-    assert read_limits(con) == Limits(Decimal(250), Decimal(10))
+    limits = read_limits(con)
+    assert (limits.amount, limits.quantity) == (Limits().amount, Limits().quantity) == (250, 10)
+    assert limits.amount_for("GBP") == Decimal(250)  # the seed's row for GBP (per currency)
     con.execute("update seeds.recon_settings set value = 500 where setting = 'auto_approve_amount'")
     assert read_limits(con).amount == Decimal(500)
     plan_adjustments(con)
