@@ -225,7 +225,7 @@ class _Col:
     ok: str  # SQL over v<i>: the value is within its type
 
 
-def _column(i: int, kind: str, mode: str) -> _Col:
+def _column(i: int, kind: str, mode: str, seen: frozenset[str] = frozenset()) -> _Col:
     """SQL for contract column i, read from x<i> (its JSON text, NULL if absent or null), s<i>
     (its string value if it is a JSON string) and c<i> (the row's conversion code: 'bare' for
     bare envelopes, else from `schema_codes`)."""
@@ -280,12 +280,18 @@ def _column(i: int, kind: str, mode: str) -> _Col:
             f"{b64} * {10 ** (s - k)} when {_is_int(x)} then {from_int} "
             f"when starts_with({x}, '{{') then null else {from_float} end) "
             for k in range(s + 1)
+            if f"dec:{k}" in seen  # only the scales of the schemas seen (a smaller plan)
         )
         val = (
             f"(case when {code} = 'bare' then {plain.replace('@STR@', from_str_bare)} "
-            f"when {code} = 'plain' then {plain.replace('@STR@', _dec_str(sv, s))} "
-            f"{wrapped_dec}"
-            f"when {code} = 'vsd' then {_vsd(x, s)} end)"
+            + (
+                f"when {code} = 'plain' then {plain.replace('@STR@', _dec_str(sv, s))} "
+                if "plain" in seen
+                else ""
+            )
+            + f"{wrapped_dec}"
+            + (f"when {code} = 'vsd' then {_vsd(x, s)} " if "vsd" in seen else "")
+            + "end)"
         )
         lim = 10**p
         return _Col(pre, val, f"{v} > -{lim} and {v} < {lim}")
@@ -341,7 +347,10 @@ def table_sql(table: CdcTable, mode: str, codes: Mapping[str, list[str]], lines_
     columns as SQL values: unscaled decimals, µs, days, ms)."""
     names = list(table.columns)
     pk = table.primary_key
-    cols = [_column(i, k, mode) for i, k in enumerate(table.columns.values())]
+    cols = [
+        _column(i, k, mode, frozenset(cs[i] for cs in codes.values()))
+        for i, k in enumerate(table.columns.values())
+    ]
     col_list = "[" + ", ".join(_q(n) for n in names) + "]"
     code_sel = ", ".join(
         f"coalesce(codes[{i + 1}], case when wrapped_schema is null then 'bare' end) as c{i}"
