@@ -72,9 +72,48 @@ def _echo_waiting(db_path: Path) -> None:
         )
 
 
+def _dry_run(settings, selected: list[str] | None) -> None:
+    """What would be sent, each adjustment checked against the ERP when one is configured
+    (read-only: product, party, address, location, accounts, an open fiscal period)."""
+    from pipelines.lib.erp import (
+        ErpAuthError,
+        ErpConfigError,
+        ErpTransientError,
+        adapter_from_settings,
+    )
+    from pipelines.lib.writeback import push_adjustments
+
+    adapter, note = None, None
+    try:
+        adapter = adapter_from_settings(settings)
+        adapter.check()
+    except (ErpConfigError, ErpAuthError, ErpTransientError) as exc:
+        adapter, message = None, str(exc)
+        if settings.erp_password:
+            message = message.replace(settings.erp_password, "***")
+        note = f"not checked against the ERP: {message}"
+    summary = push_adjustments(
+        settings.db_path, adapter, dry_run=True, only=selected, secrets=(settings.erp_password,)
+    )
+    failing = [r for r in summary.results if r.outcome == "would_fail"]
+    for result in summary.results:
+        verb = "would fail" if result.outcome == "would_fail" else "would send"
+        click.echo(f"{verb} {result.message}")
+    if note:
+        click.echo(note)
+    click.echo(
+        f"dry run: {len(summary.results) - len(failing)} adjustment(s) would be sent, "
+        f"{len(failing)} would fail in the ERP; nothing sent"
+    )
+    _echo_waiting(settings.db_path)
+
+
 @click.command("push")
 @click.option(
-    "--dry-run", is_flag=True, help="Show what would be sent; send nothing, write nothing."
+    "--dry-run",
+    is_flag=True,
+    help="Show what would be sent and check each adjustment against the ERP (product, party, "
+    "address, accounts); send nothing, write nothing.",
 )
 @DB_OPTION
 @click.option(
@@ -118,11 +157,7 @@ def push(
     policy = RetryPolicy(max_attempts=max_attempts, backoff_seconds=backoff)
     selected = list(only) or None
     if dry_run:
-        summary = push_adjustments(settings.db_path, None, dry_run=True, only=selected)
-        for result in summary.results:
-            click.echo(f"would send {result.message}")
-        click.echo(f"dry run: {len(summary.results)} adjustment(s) would be sent; nothing sent")
-        _echo_waiting(settings.db_path)
+        _dry_run(settings, selected)
         return
     if not settings.db_path.exists():
         raise ConfigError(f"no warehouse at {settings.db_path}: run `returnsync run` first")

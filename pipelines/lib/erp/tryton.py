@@ -1067,16 +1067,40 @@ class TrytonAdapter:
         return self._document("credit_note", invoice_id, key, created=True)
 
     def _retire_other_drafts(self, origins: list[str], keep: int) -> None:
-        """Other draft credit notes' lines for these return lines: removed; a draft left with no
-        line is cancelled (cancelled documents credit nothing)."""
-        lines = [r for r in self._draft_credit_lines(origins) if r["invoice"] != keep]
-        if not lines:
-            return
-        self.client.call("account.invoice.line", "delete", [r["id"] for r in lines])
-        for invoice_id in sorted({r["invoice"] for r in lines}):
-            left = self._read_one(self.INVOICE_MODEL, invoice_id, ["lines", "state"])
-            if not left["lines"]:
-                self._button(self.INVOICE_MODEL, "cancel", [invoice_id])
+        """No other draft may credit the return's lines again: a draft holding only lines of the
+        return is cancelled (cancelled documents credit nothing, and Tryton's sale does not plan
+        a cancelled line again); from a draft holding other lines too, the return's credited
+        lines are removed. Tryton's sale re-plans deleted invoice lines as new drafts, so this
+        repeats until none is left."""
+        return_lines = self._return_order_lines(origins)
+        for _ in range(4):
+            lines = [r for r in self._draft_credit_lines(return_lines) if r["invoice"] != keep]
+            if not lines:
+                return
+            for invoice_id in sorted({r["invoice"] for r in lines}):
+                row = self._read_one(self.INVOICE_MODEL, invoice_id, ["lines"])
+                all_lines = self.client.call(
+                    "account.invoice.line", "read", list(row["lines"]), ["origin"]
+                )
+                if all(r["origin"] in return_lines for r in all_lines):
+                    self._button(self.INVOICE_MODEL, "cancel", [invoice_id])
+                else:
+                    ours = [r["id"] for r in all_lines if r["origin"] in origins]
+                    if ours:
+                        self.client.call("account.invoice.line", "delete", ours)
+        raise ErpPermanentError(
+            f"Tryton keeps planning draft credit notes for {', '.join(origins)}: a person must "
+            "look at the return's invoicing"
+        )
+
+    def _return_order_lines(self, origins: list[str]) -> list[str]:
+        """`sale.line,<id>` of every line of the return order(s) these lines belong to."""
+        ids = [int(o.split(",")[1]) for o in origins]
+        sales = {r["sale"] for r in self.client.call("sale.line", "read", ids, ["sale"])}
+        every = self.client.call(
+            "sale.line", "search", [("sale", "in", sorted(sales))], 0, None, None
+        )
+        return sorted({*origins, *(f"sale.line,{i}" for i in every)})
 
     # -- batch pull ------------------------------------------------------------------------------
 

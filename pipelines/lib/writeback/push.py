@@ -388,10 +388,11 @@ def push_adjustments(
 ) -> PushSummary:
     """Send approved, unsent adjustments (`only`: just these ids); see the module doc.
 
-    `dry_run` reads the warehouse read-only and calls nothing: the summary lists what would be
-    sent. `on_document` is called after the ERP answered with a document and before the warehouse
-    records it (tests use it to stand for a crash at that point). `secrets` are masked in every
-    recorded message.
+    `dry_run` reads the warehouse read-only and changes nothing: the summary lists what would be
+    sent (`would_send`) and, when `adapter` is given, what the ERP could not build and why
+    (`would_fail`, from `adapter.verify`; read-only calls). `on_document` is called after the ERP
+    answered with a document and before the warehouse records it (tests use it to stand for a
+    crash at that point). `secrets` are masked in every recorded message.
     """
     policy = policy or RetryPolicy()
     summary = PushSummary(dry_run=dry_run)
@@ -401,9 +402,7 @@ def push_adjustments(
         with connection(db_path, read_only=True) as con:
             pending = _select(pending_adjustments(con), only, limit)
         for adj in pending:
-            summary.results.append(
-                PushResult(adj.adjustment_id, "would_send", None, adj.describe())
-            )
+            summary.results.append(_dry_run_one(adapter, adj, secrets))
         summary.remaining = len(pending)
         return summary
     if adapter is None:
@@ -437,6 +436,27 @@ def push_adjustments(
                 summary.unreachable = True
                 break
     return summary
+
+
+def _dry_run_one(
+    adapter: ErpAdapter | None, adj: PendingAdjustment, secrets: Sequence[str | None]
+) -> PushResult:
+    """What a push would do with `adj`, checked against the ERP when there is an adapter
+    (`verify`: product, party, address, location, accounts, an open period); nothing changes."""
+    if adapter is None:
+        return PushResult(adj.adjustment_id, "would_send", None, adj.describe())
+    try:
+        problems = adapter.verify(LEGACY_ACTIONS.get(adj.action, adj.action), adj.payload)
+    except (ErpTransientError, ErpAuthError):
+        raise
+    except ErpPermanentError as exc:
+        problems = [getattr(exc, "erp_message", None) or str(exc)]
+    except (KeyError, TypeError, ValueError) as exc:  # a payload the adapter cannot read
+        problems = [f"malformed payload: {type(exc).__name__}: {exc}"]
+    if problems:
+        text = _redact("; ".join(problems), secrets)
+        return PushResult(adj.adjustment_id, "would_fail", None, f"{adj.describe()}: {text}")
+    return PushResult(adj.adjustment_id, "would_send", None, adj.describe())
 
 
 def _preflight(
