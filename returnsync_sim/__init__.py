@@ -8,11 +8,22 @@ contracts (`pipelines.lib.contracts`), the formats it must write.
 
 `simulate(n_returns, seed, out, as_of, options)` writes the landing layout of DESIGN §2.9 plus the
 answer key (`expected_mismatches.csv`, `expected_dead_letters.csv`, `scenarios.csv`,
-`landscape.json`); `publish(out, bootstrap)` sends the CDC records to Kafka.
+`landscape.json`); `publish(out, bootstrap)` sends the CDC records to Kafka;
+`load_landscape(out, client)` moves the ERP side into a Tryton server (`--erp tryton`, §13).
 """
 
 from .generator import SimOptions, simulate
 from .kafka import publish
 from .scenarios import RULES, SCENARIOS, SKU_RULES, Scenario
+from .tryton import load_landscape
 
-__all__ = ["RULES", "SCENARIOS", "SKU_RULES", "Scenario", "SimOptions", "publish", "simulate"]
+__all__ = [
+    "RULES",
+    "SCENARIOS",
+    "SKU_RULES",
+    "Scenario",
+    "SimOptions",
+    "load_landscape",
+    "publish",
+    "simulate",
+]

@@ -70,6 +70,14 @@ def _as_of(_ctx, _param, value: str | None) -> datetime | None:
     metavar="BOOTSTRAP",
     help="Also publish the CDC records to this Kafka bootstrap server.",
 )
+@click.option(
+    "--erp",
+    type=click.Choice(["files", "tryton"]),
+    default="files",
+    show_default=True,
+    help="Where the ERP side goes: CDC files in the landing, or written into the Tryton server "
+    "of RETURNSYNC_ERP_* through its API (DESIGN §13; Debezium then captures it).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def simulate(
     n_returns: int,
@@ -79,14 +87,20 @@ def simulate(
     fault_rate: float,
     no_noise: bool,
     kafka_bootstrap: str | None,
+    erp: str,
     quiet: bool,
 ) -> None:
     """Write a simulated returns landscape (DESIGN §2.9) and its answer key to OUT."""
     from returnsync_sim import SimOptions, publish
     from returnsync_sim import simulate as run_simulation
 
+    client = _tryton_client() if erp == "tryton" else None  # checked before anything is written
     options = replace(SimOptions(), fault_rate=fault_rate, noise=not no_noise)
     summary = run_simulation(n_returns, seed, out_dir, as_of, options, progress=not quiet)
+    if client is not None:
+        from returnsync_sim import load_landscape
+
+        summary["erp_tryton"] = load_landscape(out_dir, client, progress=not quiet)
     if kafka_bootstrap:
         counts = publish(out_dir, kafka_bootstrap, options.partitions, progress=not quiet)
         summary["kafka_published"] = sum(counts.values())
@@ -97,5 +111,39 @@ def simulate(
                 for k in ("seed", "as_of", "returns", "expected_mismatch_rows", "dead_letters")
             }
             | ({"kafka_published": summary["kafka_published"]} if kafka_bootstrap else {})
+            | ({"erp_tryton": summary["erp_tryton"]} if client is not None else {})
         )
     )
+
+
+def _tryton_client():
+    """A logged-in client of the Tryton named by RETURNSYNC_ERP_* (ConfigError if unset)."""
+    from pipelines.errors import ConfigError, ErpUnavailable
+    from pipelines.lib.erp.base import ErpAuthError, ErpConfigError, ErpTransientError
+    from pipelines.lib.erp.tryton import TrytonClient
+    from pipelines.settings import Settings
+
+    settings = Settings.from_env()
+    missing = [
+        var
+        for var, value in (
+            ("RETURNSYNC_ERP_URL", settings.erp_url),
+            ("RETURNSYNC_ERP_DATABASE", settings.erp_database),
+            ("RETURNSYNC_ERP_USER", settings.erp_user),
+            ("RETURNSYNC_ERP_PASSWORD", settings.erp_password),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError(f"--erp tryton needs {', '.join(missing)} (make stack-up prints them)")
+    client = TrytonClient(
+        settings.erp_url, settings.erp_database, settings.erp_user, settings.erp_password,
+        timeout=300,
+    )  # fmt: skip
+    try:
+        client.login()
+    except (ErpConfigError, ErpAuthError) as exc:
+        raise ConfigError(str(exc)) from None
+    except ErpTransientError as exc:
+        raise ErpUnavailable(str(exc)) from None
+    return client

@@ -38,6 +38,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -582,31 +583,45 @@ class Stack:
         t = time.monotonic()
         fetch()
         self._timed("fetch", t)
-        t = time.monotonic()
-        self.pg = Postgres(self.dir / "pg")
-        self.pg.start()
-        self._timed("postgresql", t)
-        t = time.monotonic()
-        restore_erp_database(self.pg)
-        self._timed("erp_database", t)
-        t = time.monotonic()
-        self.tryton = self._start_tryton()
-        self._timed("tryton", t)
-        t = time.monotonic()
+        # Kafka + Connect (JVMs) start in a thread while PostgreSQL and Tryton start here
         broker_mod = load_broker_module()
-        kafka_dir = self.dir / "kafka"
+        kafka_dir, connect_dir = self.dir / "kafka", self.dir / "connect"
         shutil.rmtree(kafka_dir, ignore_errors=True)
+        shutil.rmtree(connect_dir, ignore_errors=True)
         self.broker = broker_mod.Broker(
             dir=kafka_dir, port=free_port(), controller_port=free_port()
         )
-        self.broker.start()
-        self._timed("kafka", t)
-        t = time.monotonic()
-        connect_dir = self.dir / "connect"
-        shutil.rmtree(connect_dir, ignore_errors=True)
         self.connect = Connect(connect_dir, self.broker.bootstrap)
-        self.connect.start()
-        self._timed("connect", t)
+        failures: list[BaseException] = []
+
+        def jvms() -> None:
+            try:
+                started = time.monotonic()
+                self.broker.start()
+                self._timed("kafka", started)
+                started = time.monotonic()
+                self.connect.start()
+                self._timed("connect", started)
+            except BaseException as exc:  # re-raised by the caller
+                failures.append(exc)
+
+        thread = threading.Thread(target=jvms, name="stack-jvms", daemon=True)
+        thread.start()
+        try:
+            t = time.monotonic()
+            self.pg = Postgres(self.dir / "pg")
+            self.pg.start()
+            self._timed("postgresql", t)
+            t = time.monotonic()
+            restore_erp_database(self.pg)
+            self._timed("erp_database", t)
+            t = time.monotonic()
+            self.tryton = self._start_tryton()
+            self._timed("tryton", t)
+        finally:
+            thread.join()
+        if failures:
+            raise failures[0]
         if connector:
             t = time.monotonic()
             self.register_connector()

@@ -182,6 +182,16 @@ move_origin_lines as (
     select distinct try_cast(split_part(origin, ',', 2) as bigint) as id
     from {{ source('raw', 'erp_stock_move') }}
     where id in (select id from moves_changed) and origin like 'sale.line,%'
+    union
+    -- Tryton's put-away moves: origin = the receiving move, whose origin is the return line
+    select distinct try_cast(split_part(receiving.origin, ',', 2) as bigint) as id
+    from {{ source('raw', 'erp_stock_move') }} as put_away
+    inner join {{ source('raw', 'erp_stock_move') }} as receiving
+        on receiving.id = try_cast(split_part(put_away.origin, ',', 2) as bigint)
+    where
+        put_away.id in (select id from moves_changed)
+        and put_away.origin like 'stock.move,%'
+        and receiving.origin like 'sale.line,%'
 ),
 
 invoices_changed as (
