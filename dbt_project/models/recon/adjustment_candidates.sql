@@ -81,12 +81,26 @@ inspected as (
     group by return_line_key, location_code
 ),
 
+-- what the ERP holds per (line, location): moves of the line in, less those out
 posted as (
     select
         return_line_key,
         location,
-        sum(abs(quantity)) as quantity
-    from {{ ref('inventory_adjustments') }}
+        greatest(sum(quantity), 0) as quantity
+    from (
+        select
+            return_line_key,
+            location,
+            abs(quantity) as quantity
+        from {{ ref('inventory_adjustments') }}
+        union all
+        select
+            return_line_key,
+            from_location as location,
+            -abs(quantity) as quantity
+        from {{ ref('inventory_adjustments') }}
+        where from_location is not null
+    ) as line_moves
     where return_line_key is not null
     group by return_line_key, location
 ),

@@ -2,8 +2,9 @@
 -- (return line, ERP disposition location):
 --   inspected quantity: WMS inspections of the line's receipts, at the location the disposition
 --     map and the receiving warehouse give (marts.dispositions.location_code);
---   posted quantity: `done` ERP stock moves whose origin is the line, into that location
---     (marts.inventory_adjustments; only disposition locations count, not e.g. the input dock).
+--   posted quantity: `done` ERP stock moves whose origin is the line, into that location, less
+--     those out of it (marts.inventory_adjustments; only disposition locations count, not e.g.
+--     the input dock).
 -- Sign convention: qty_delta = actual (ERP) - expected (WMS); amount_delta values it at the
 -- line's unit price.
 with
@@ -27,12 +28,29 @@ inspected as (
     group by return_line_key, location_code
 ),
 
+-- net of the line's moves out of a location (a write-back internal move from the wrong place,
+-- DESIGN §6, carries the return line as origin too): what the ERP still holds there
+line_moves as (
+    select
+        return_line_key,
+        location,
+        abs(quantity) as quantity
+    from {{ ref('inventory_adjustments') }}
+    union all
+    select
+        return_line_key,
+        from_location as location,
+        -abs(quantity) as quantity
+    from {{ ref('inventory_adjustments') }}
+    where from_location is not null
+),
+
 posted as (
     select
         return_line_key,
         location,
-        sum(abs(quantity)) as posted_qty
-    from {{ ref('inventory_adjustments') }}
+        greatest(sum(quantity), 0) as posted_qty
+    from line_moves
     where
         return_line_key is not null
         and regexp_extract(location, '-([^-]+)$', 1) in (

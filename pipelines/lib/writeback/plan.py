@@ -1,15 +1,20 @@
 """Planning: open mismatches with an automatic fix become adjustments (DESIGN §6).
 
 Which rules have an automatic fix, and why the others need a person, is the rule catalog's
-(`pipelines.lib.recon.catalog`: `auto_fix_action`, `exception_reason`). Today:
+(`pipelines.lib.recon.catalog`: `auto_fix_action`, `exception_reason`); the actions are the
+vocabulary of `pipelines.lib.erp.base`. The planner reads `recon.mismatches` (the open rows) and
+`recon.adjustment_candidates` (dbt: one row per fixable mismatch and ERP return line) only:
 
-- `receipt_not_posted`, `posted_qty_mismatch` (ERP short) → a stock posting of the missing
-  quantity (inspected - posted) into the mismatch's disposition location, its move's origin the
-  ERP return line;
-- `refund_without_credit`, `credit_amount_mismatch` with the ERP short → a credit note for the
-  missing amount: one line of quantity 1 at that amount on an ERP return line of the return that
-  still has an uncredited authorized unit (so the top-up cannot raise `duplicate_credit`), for the
-  return order's party, in the channel refund's currency.
+- goods short in the ERP (`receipt_not_posted`, ERP-short `posted_qty_mismatch`) →
+  `finish_return_shipment` of the missing quantity (inspected - posted) into the mismatch's
+  disposition location, or `create_return_shipment` when CDC shows no unfinished customer return
+  shipment of the line; less what an internal move of the same planning brings there;
+- goods in the wrong place (`disposition_mismatch`) → `internal_move` from the mismatch's location
+  to the line's location that is short, at most what the ERP holds there;
+- money short in the ERP (`refund_without_credit`, ERP-short `credit_amount_mismatch`) →
+  `post_draft_credit_note` (or `create_credit_note` when CDC shows no draft) with the return's
+  uncredited authorized units at each line's unit price, planned only when they are worth the
+  missing amount within the currency's tolerance (else a person: a partial refund or a fee).
 
 Everything else (over-postings, over-credits, duplicates, currency mismatches, unmatched
 receipts, stale returns, unmapped SKUs, or a fix that cannot be built from the data) goes to the
