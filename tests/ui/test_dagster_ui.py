@@ -449,3 +449,86 @@ def test_finance_sees_rule_checks_tables_and_plots(dagster_ui, page, shots):
         assert not EMAIL.findall(text), (name, EMAIL.findall(text)[:5])
         leaked = [s for s in secrets if s in text]
         assert not leaked, (name, leaked[:5])
+
+
+# -- what operations sees: stage latencies against their SLAs (DESIGN §14) ----------------------
+
+
+OPERATIONS = {"path": ["operations", "stage_latencies"]}
+OPERATIONS_CHECK = """query($key: AssetKeyInput!, $check: String!) {
+    assetCheckExecutions(assetKey: $key, checkName: $check, limit: 1) {
+        runId evaluation { success } } }"""
+PLOT_TITLES = """() => [...document.querySelectorAll('canvas')]
+    .filter((c) => c.getBoundingClientRect().width > 100)
+    .map((c) => { let e = c.parentElement;
+        while (e && !(e.innerText || '').trim()) e = e.parentElement;
+        return e ? e.innerText.trim().split('\\n')[0] : null; })"""
+
+
+def test_operations_sees_stage_latency_plots_and_sla_checks(dagster_ui, page, shots):
+    from pipelines.lib.trace import (
+        QUANTILES,
+        TRANSITION_LABELS,
+        TRANSITIONS,
+        bottleneck,
+        percentiles,
+        transition_health,
+    )
+
+    with duckdb.connect(str(dagster_ui.data / "returnsync.duckdb"), read_only=True) as con:
+        con.execute("set timezone = 'UTC'")
+        rows = [r for r in percentiles(con) if r["n"]]
+        health = transition_health(con)
+    # each CLI run materialized the asset: every number has a point per run in its plot
+    found = dagster_ui.graphql(MATERIALIZATIONS, {"key": OPERATIONS})["assetOrError"]
+    materializations = found["assetMaterializations"]
+    assert len(materializations) == 2, materializations
+    latest = numbers(materializations[0]["metadataEntries"])
+    assert rows
+    for r in rows:
+        scope = "all" if r["dimension"] == "all" else f"{r['dimension']}={r['value']}"
+        for q, _ in QUANTILES:
+            key = f"{r['transition']} {scope} {q}_{r['window']}_h"
+            assert latest[key] == pytest.approx(r[q], abs=1e-3), key
+    # one check per transition, failing exactly when its 7-day p90 or an open one is past the SLA
+    for h in health:
+        (execution,) = dagster_ui.graphql(
+            OPERATIONS_CHECK, {"key": OPERATIONS, "check": f"{h['transition']}_within_sla"}
+        )["assetCheckExecutions"]
+        late = h["p90_7d_h"] is not None and h["p90_7d_h"] > h["sla_h"]
+        assert execution["evaluation"]["success"] is not (late or h["overdue"] > 0), h
+    assert any(h["overdue"] for h in health)  # the landscape has stalled returns: a red check
+    worst, _ = bottleneck(health)
+    assert worst
+
+    # the page: the bottleneck named in the metadata, and the percentiles plotted
+    wait_for_app(page, f"{dagster_ui.base}/assets/operations/stage_latencies")
+    page.get_by_text("bottleneck", exact=True).first.wait_for(timeout=60_000)
+    assert_nothing_covers(page)
+    texts = {"metadata": page.inner_text("body")}
+    assert TRANSITION_LABELS[worst] in texts["metadata"]
+    hide_navigation(page)
+    page.get_by_role("button", name="Plots").first.click()
+    page.locator("canvas").first.wait_for(timeout=60_000)
+    plots = {(title or "").lower() for title in page.evaluate(PLOT_TITLES)}
+    ended_this_week = {
+        r["transition"] for r in rows if r["dimension"] == "all" and r["window"] == "7d"
+    }
+    for t in TRANSITIONS:
+        if t in ended_this_week:
+            assert f"{t} all p90_7d_h" in plots, (t, sorted(plots)[:20])
+    assert_nothing_covers(page)
+    page.screenshot(path=str(shots / "ui-operations-latencies.png"))
+    texts["plots"] = page.inner_text("body")
+
+    # the checks tab: one check per transition
+    wait_for_app(page, f"{dagster_ui.base}/assets/operations/stage_latencies?view=checks")
+    for t in TRANSITIONS:
+        page.get_by_text(f"{t}_within_sla", exact=True).first.wait_for(timeout=60_000)
+    texts["checks"] = page.inner_text("body")
+
+    # no customer's name or e-mail address anywhere
+    secrets = personal_data(dagster_ui.data / "landing")
+    for name, text in texts.items():
+        assert not EMAIL.findall(text), (name, EMAIL.findall(text)[:5])
+        assert not [s for s in secrets if s in text], name
