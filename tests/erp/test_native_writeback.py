@@ -113,6 +113,10 @@ def test_finish_return_shipment_receives_the_returns_own_shipment_into_the_dispo
     ret = _return(client, [("P-1005", 2, "44.00")])
     line = ret["lines"]["P-1005"]
     (own,) = {m["shipment"] for m in _open_moves(client, line)}
+    # a person's reference on it (the RMA) does not make it someone else's document
+    client.call(
+        "stock.shipment.out.return", "write", [int(own.split(",")[1])], {"reference": ret["rma"]}
+    )
     before = {loc: _stock(client, "P-1005", loc) for loc in ("WH-E-RFB", "WH-E-IN")}
     payload = {
         "return_line_ref": line,
@@ -139,6 +143,33 @@ def test_finish_return_shipment_receives_the_returns_own_shipment_into_the_dispo
     again = tryton_adapter.apply("finish_return_shipment", key, payload)
     assert (again.erp_id, again.created) == (doc.erp_id, False)
     assert tryton_adapter.find_document("return_shipment", key).erp_id == doc.erp_id
+
+
+def test_goods_received_but_never_put_away_are_moved_from_the_input_to_the_disposition(
+    tryton_adapter,
+):
+    """The return shipment was received (the goods sit in the input location) and left there:
+    its put-away is replaced by an internal move to the disposition location, and the shipment
+    is finished, so nothing is left that could put the same goods away again."""
+    client = tryton_adapter.client
+    ret = _return(client, [("P-1004", 2, "34.99")])
+    line = ret["lines"]["P-1004"]
+    (own,) = {m["shipment"] for m in _open_moves(client, line)}
+    shipment = int(own.split(",")[1])
+    tryton_adapter._button("stock.shipment.out.return", "receive", [shipment])
+    rfb, dock = _stock(client, "P-1004", "WH-E-RFB"), _stock(client, "P-1004", "WH-E-IN")
+    key = f"returnsync-test-{uuid.uuid4().hex}"
+    payload = {"return_line_ref": line, "product_code": "P-1004", "quantity": "2",
+               "to_location_code": "WH-E-RFB"}  # fmt: skip
+    doc = tryton_adapter.apply("finish_return_shipment", key, payload)
+    assert (doc.model, doc.state) == ("stock.shipment.internal", "done")
+    assert (_stock(client, "P-1004", "WH-E-RFB"), _stock(client, "P-1004", "WH-E-IN")) == (
+        rfb + 2,
+        dock - 2,
+    )
+    (state,) = client.call("stock.shipment.out.return", "read", [shipment], ["state"])
+    assert state["state"] == "done" and _open_moves(client, line) == []
+    assert tryton_adapter.apply("finish_return_shipment", key, payload).erp_id == doc.erp_id
 
 
 def test_a_shipment_shared_with_other_lines_is_received_line_by_line(tryton_adapter):

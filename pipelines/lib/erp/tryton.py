@@ -50,6 +50,7 @@ _TRANSIENT_ERRORS = {
 # Tryton strips private context keys (`_skip_warnings`) from RPC calls: a warning a person would
 # confirm in the client is confirmed the way the client does it, by a `res.user.warning` record
 _MAX_WARNINGS = 5
+KEY_PREFIX = "returnsync-"  # the planner's idempotency keys (pipelines.lib.writeback.plan)
 
 
 # -- Tryton's JSON dialect ---------------------------------------------------------------------
@@ -777,6 +778,9 @@ class TrytonAdapter:
                 f"Tryton return line {line['id']} is not for product {payload['product_code']!r}"
             )
         origin = f"sale.line,{line['id']}"
+        received = self._received_put_away(origin)
+        if received is not None:
+            return self._put_away_received(key, payload, line, received)
         own = self._own_return_shipment(origin, key)
         if own is not None:
             shipment_id, ours, others = own
@@ -824,8 +828,9 @@ class TrytonAdapter:
         )  # fmt: skip
         for shipment_id in sorted({int(m["shipment"].split(",")[1]) for m in moves}):
             row = self._read_one(self.RETURN_SHIPMENT_MODEL, shipment_id, ["state", "reference"])
-            if row["state"] != "draft" or (row["reference"] or key) != key:
-                continue
+            reference = row["reference"] or ""
+            if row["state"] != "draft" or (reference.startswith(KEY_PREFIX) and reference != key):
+                continue  # finished, or another adjustment's (a person's reference is replaced)
             live = self.client.call(
                 "stock.move", "search_read",
                 [("shipment", "=", f"{self.RETURN_SHIPMENT_MODEL},{shipment_id}"),
@@ -836,6 +841,61 @@ class TrytonAdapter:
             if ours:
                 return shipment_id, ours, [m for m in live if m["origin"] != origin]
         return None
+
+    def _received_put_away(self, origin: str) -> tuple[int, list[dict]] | None:
+        """A customer return shipment of the line received but never put away: (its id, the
+        line's draft put-away moves), or None."""
+        incoming = self.client.call(
+            "stock.move", "search_read",
+            [("origin", "=", origin), ("shipment", "like", f"{self.RETURN_SHIPMENT_MODEL},%"),
+             ("state", "=", "done")],
+            0, None, [("id", "ASC")], ["shipment", "to_location"],
+        )  # fmt: skip
+        for move in incoming:
+            shipment_id = int(move["shipment"].split(",")[1])
+            state = self._read_one(self.RETURN_SHIPMENT_MODEL, shipment_id, ["state"])["state"]
+            if state != "received":
+                continue
+            put_away = self.client.call(
+                "stock.move", "search_read",
+                [("shipment", "=", move["shipment"]), ("state", "in", ["staging", "draft"]),
+                 ("origin", "in", [f"stock.move,{move['id']}", origin])],
+                0, None, [("id", "ASC")], ["from_location", "quantity"],
+            )  # fmt: skip
+            if put_away:
+                return shipment_id, put_away
+        return None
+
+    def _put_away_received(
+        self, key: str, payload: Mapping[str, Any], line: Mapping[str, Any], received: tuple
+    ) -> ErpDocument:
+        """The goods were received (they sit in the warehouse's input) but never put away: the
+        shipment's draft put-away of the line is replaced by an internal move from the input to
+        the disposition location (Tryton puts a return shipment's goods away into its warehouse
+        storage only), and the shipment is finished when nothing else waits on it."""
+        shipment_id, put_away = received
+        from_id = put_away[0]["from_location"]
+        from_code = self._read_one("stock.location", from_id, ["code"])["code"]
+        doc = self.move_between(
+            key,
+            {
+                "return_line_ref": line["id"],
+                "product_code": payload["product_code"],
+                "quantity": payload["quantity"],
+                "from_location_code": from_code,
+                "to_location_code": payload["to_location_code"],
+            },
+        )
+        self.client.call("stock.move", "delete", [m["id"] for m in put_away])
+        waiting = self.client.call(
+            "stock.move", "search",
+            [("shipment", "=", f"{self.RETURN_SHIPMENT_MODEL},{shipment_id}"),
+             ("state", "in", ["staging", "draft"])],
+            0, None, None,
+        )  # fmt: skip
+        if not waiting:
+            self._button(self.RETURN_SHIPMENT_MODEL, "do", [shipment_id])
+        return doc
 
     def _create_return_shipment(
         self, key: str, line: Mapping[str, Any], to_id: int, to_code: str, quantity: float
