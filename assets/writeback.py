@@ -1,7 +1,8 @@
 """Write-back in Dagster (DESIGN §6): planning as an asset, pushing as an op job.
 
 - `writeback/adjustments` plans adjustments from the open mismatches after every reconciliation
-  (`recon/mismatches`): credit notes and stock postings with their idempotency keys, approved by
+  (`recon/mismatches`, reading `recon.adjustment_candidates`): ERP-native fixes (DESIGN §6's
+  action vocabulary, pipelines/lib/erp/base.py) with their idempotency keys, approved by
   `auto` under the limits, the rest waiting for `returnsync approve`; mismatches without an
   automatic fix go to the exception queue. While a landing source is stale it plans nothing.
 - `push_adjustments_job` sends approved, unsent adjustments to the ERP. It is an op job, not an
@@ -27,10 +28,12 @@ MD_ROWS = 200  # rows of each Markdown table in the metadata
     deps=[MISMATCHES_KEY],
     group_name="writeback",
     description=(
-        "Adjustments planned from the open mismatches (DESIGN §6): stock postings for "
-        "receipt_not_posted / posted_qty_mismatch, credit notes for refund_without_credit and an "
-        "ERP-short credit_amount_mismatch, each with an idempotency key; auto-approved under the "
-        "limits of the recon_settings seed; everything else in writeback.exceptions."
+        "Adjustments planned from the open mismatches and recon.adjustment_candidates (DESIGN "
+        "§6): the return's own customer return shipment finished (or a supplementary one) for "
+        "receipt_not_posted / posted_qty_mismatch, an internal move for disposition_mismatch, "
+        "the return's own draft credit note posted (or a new one) for refund_without_credit and "
+        "an ERP-short credit_amount_mismatch, each with an idempotency key; auto-approved under "
+        "the limits of the recon_settings seed; everything else in writeback.exceptions."
     ),
 )
 def adjustments(context: dg.AssetExecutionContext, settings: SettingsResource):
