@@ -72,7 +72,7 @@ def call_accepting_warnings(client, model: str, method: str, *args: Any) -> Any:
     (context keys starting with `_`, like `_skip_warnings`, never pass over RPC)."""
     from pipelines.lib.erp.base import ErpPermanentError
 
-    for _ in range(10):
+    for _ in range(200):
         try:
             return client.call(model, method, *args)
         except ErpPermanentError as exc:
@@ -238,10 +238,28 @@ class TrytonLoader:
         prices = {ln["product"]: ln["unit_price"] for ls in lines_by_sale.values() for ln in ls}
         self._products(product_ids, names, prices)
         self._original_sales(sorted(originals, key=lambda r: r["id"]), lines_by_sale)
+        confirmed = []
         for ret in sorted(returns, key=lambda r: r["id"]):
-            self._return(ret, lines_by_sale[ret["id"]])
+            return_id = self._return(ret, lines_by_sale[ret["id"]])
+            if return_id is not None:
+                confirmed.append((ret, return_id))
+        # confirming processes them: Tryton makes each one's return shipment and credit note
+        ids = [return_id for _, return_id in confirmed]
+        if ids:
+            self.client.call("sale.sale", "quote", ids)
+            call_accepting_warnings(self.client, "sale.sale", "confirm", ids)
+        done = set()
+        for ret, return_id in confirmed:
+            lines = lines_by_sale[ret["id"]]
+            self._receive_and_post(ret, lines, return_id)
+            self._credit_notes(ret, lines, return_id)
+            done.add(ret["id"])
             self.result.returns += 1
             self.progress(1)
+        for ret in returns:
+            if ret["id"] not in done:
+                self.result.returns += 1
+                self.progress(1)
         for _date, _sim_id, invoice in sorted(self.to_post):
             call_accepting_warnings(self.client, "account.invoice", "post", [invoice])
         self.result.seconds = time.monotonic() - started
@@ -314,7 +332,8 @@ class TrytonLoader:
         (return_id,) = data["res_id"]
         return return_id
 
-    def _return(self, ret: dict, lines: list[dict]) -> None:
+    def _return(self, ret: dict, lines: list[dict]) -> int | None:
+        """The return order made by the wizard, shaped; its id when it is to be confirmed."""
         c = self.client
         s = self.s
         code = self.currency_code[ret["currency"]]
@@ -367,13 +386,10 @@ class TrytonLoader:
                 self.line[ln["id"]] = tid
         if ret["state"] in ("cancelled",):
             c.call("sale.sale", "cancel", [return_id])
-            return
+            return None
         if ret["state"] == "draft":
-            return
-        c.call("sale.sale", "quote", [return_id])
-        call_accepting_warnings(c, "sale.sale", "confirm", [return_id])
-        self._receive_and_post(ret, lines, return_id)
-        self._credit_notes(ret, lines, return_id)
+            return None
+        return return_id
 
     # -- stock ----------------------------------------------------------------------------------
 
