@@ -1,13 +1,14 @@
 """Finance's view, in a real browser, of runs started from the command line (DESIGN §11).
 
-One `dagster-webserver` per test session (`dagster_ui`, session-scoped: other tests here reuse
-it) reads the Dagster instance of a project directory, exactly as `make dev` does: the instance in
-`<project>/.dagster_home`, the data in `<project>/data`. The runs are the user's: `returnsync run`
-from the command line (no DAGSTER_HOME: the CLI finds `.dagster_home` beside the data on its own),
-then `returnsync acknowledge --note`, then `returnsync run` again. The tests check that the UI's
-instance holds those runs, that the checks count the acknowledgement, that worst rows and the
-report are tables on the page (no click), that money at risk is plotted, and that nothing covers
-the page (Dagster's "Join the Dagster community" dialog is off: `nux: {enabled: false}`).
+One `dagster-webserver` per test run (`dagster_ui` in tests/ui/conftest.py, shared by every UI
+test; what it is built from is in tests/ui/helpers.py) reads the Dagster instance of a project
+directory, exactly as `make dev` does: the instance in `<project>/.dagster_home`, the data in
+`<project>/data`. The runs are the user's: `returnsync run` from the command line (no
+DAGSTER_HOME: the CLI finds `.dagster_home` beside the data on its own), then `returnsync
+acknowledge --note`, then `returnsync run` again. The tests check that the UI's instance holds
+those runs, that the checks count the acknowledgement, that worst rows and the report are tables
+on the page (no click), that money at risk is plotted, and that nothing covers the page
+(Dagster's "Join the Dagster community" dialog is off: `nux: {enabled: false}`).
 
 Headless Debian Chromium driven by Playwright (no browser download). Screenshots go to the test's
 temporary folder; with UPDATE_SCREENSHOTS=1 they replace the ones under docs/.
@@ -15,270 +16,38 @@ temporary folder; with UPDATE_SCREENSHOTS=1 they replace the ones under docs/.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 
 import duckdb
 import pytest
 
 from pipelines.lib.recon.lifecycle import RULES
-from pipelines.settings import PROJECT_ROOT
-from returnsync_sim import SCENARIOS, SimOptions, simulate
+from tests.ui.helpers import (
+    ACKNOWLEDGED_RULE,
+    CHECK_EXECUTIONS,
+    EMAIL,
+    MATERIALIZATIONS,
+    MISMATCHES,
+    NOTE,
+    OUTCOME,
+    PASSING_RULES,
+    RUNS,
+    STATE,
+    assert_nothing_covers,
+    hide_navigation,
+    inline_table,
+    numbers,
+    open_counts,
+    open_rmas,
+    personal_data,
+    plot_titles,
+    wait_for_app,
+)
 
 pytestmark = pytest.mark.slow
 
-AS_OF = "2026-11-01T00:00:00+00:00"
-# the faults behind these rules are left out of the landscape, so their checks pass
-LEFT_OUT = frozenset({"unmapped_sku", "credit_currency_wrong"})
-PASSING_RULES = {"unmapped_sku", "currency_mismatch"}
-ACKNOWLEDGED_RULE = "credit_amount_mismatch"  # one of its open mismatches is acknowledged
-NOTE = "credit corrected by hand, CN-2026-114"
-# how the UI words a check's outcome (a passed check "Succeeded" in the list)
-OUTCOME = {"Succeeded": "passed", "Passed": "passed", "Failed": "failed", "Warning": "failed"}
-STATE = "(" + "|".join(OUTCOME) + ")"
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-RETURNSYNC = Path(sys.executable).with_name("returnsync")
-# the instance `make dev` uses, less Dagster's first-visit community dialog
-DAGSTER_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url: str, timeout: float, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"dagster-webserver exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(1)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
-
-
-@dataclass(frozen=True)
-class DagsterUI:
-    """A webserver on the instance of a project whose runs came from the command line."""
-
-    port: int
-    project: Path  # holds data/ and .dagster_home/, like a checkout
-    data: Path
-    home: Path
-    run_logs: tuple[Path, ...]  # the CLI's run logs, oldest first (their names hold run ids)
-    acknowledged: str  # the mismatch acknowledged between the two runs
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def graphql(self, query: str, variables: dict | None = None) -> dict:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            f"{self.base}/graphql", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            answer = json.load(response)
-        assert not answer.get("errors"), answer["errors"]
-        return answer["data"]
-
-
-def cli_env(data: Path) -> dict[str, str]:
-    """A user's shell: no DAGSTER_* and no RETURNSYNC_* but the data directory."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETURNSYNC_", "DAGSTER_"))}
-    return env | {"RETURNSYNC_DATA_DIR": str(data)}
-
-
-def returnsync(*args: str, project: Path, data: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(RETURNSYNC), *args],
-        cwd=project,
-        env=cli_env(data),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, (args, result.stdout[-2000:], result.stderr[-3000:])
-    return result
-
-
-def _open_mismatch(data: Path, rule: str) -> str:
-    with duckdb.connect(str(data / "returnsync.duckdb"), read_only=True) as con:
-        (found,) = con.execute(
-            "select min(mismatch_id) from recon.mismatches where status = 'open' and rule = ?",
-            [rule],
-        ).fetchone()
-    assert found, f"the landscape should have an open {rule}"
-    return found
-
-
-@pytest.fixture(scope="session")
-def dagster_ui(tmp_path_factory, dbt_manifest) -> Iterator[DagsterUI]:
-    """One `dagster-webserver` for the session, after two CLI runs and an acknowledgement."""
-    project = tmp_path_factory.mktemp("ui-project")
-    data, home = project / "data", project / ".dagster_home"
-    # every scenario but the faults behind two rules: nine checks must fail, two must pass
-    simulate(
-        120,
-        11,
-        data / "landing",
-        datetime.fromisoformat(AS_OF),
-        SimOptions(scenarios=frozenset(s.name for s in SCENARIOS) - LEFT_OUT),
-        progress=False,
-    )
-    home.mkdir()
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)
-    port = free_port()
-    log = (project / "dagster-webserver.log").open("w")
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("dagster-webserver")),
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=PROJECT_ROOT,
-        env=cli_env(data) | {"DAGSTER_HOME": str(home)},  # what `make dev` exports
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        # the user's runs, while the webserver starts
-        returnsync("run", "--quiet", "--as-of", AS_OF, project=project, data=data)
-        acknowledged = _open_mismatch(data, ACKNOWLEDGED_RULE)
-        returnsync(
-            "acknowledge", acknowledged, "--by", "finance.lead", "--note", NOTE,
-            project=project, data=data,
-        )  # fmt: skip
-        returnsync("run", "--quiet", "--as-of", AS_OF, project=project, data=data)
-        logs = tuple(sorted((data / "logs").glob("run-*.log")))
-        wait_for(f"http://127.0.0.1:{port}/server_info", 180, server)
-        yield DagsterUI(port, project, data, home, logs, acknowledged)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh page (no stored state: a first visit, when Dagster would show its dialog)."""
-    context = browser.new_context(viewport={"width": 1600, "height": 1300})
-    yield context.new_page()
-    context.close()
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    """Where screenshots go: docs/ with UPDATE_SCREENSHOTS=1, else the test's folder."""
-    return PROJECT_ROOT / "docs" if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path
-
-
-# what sits above the page: a dialog, an overlay, a portal (Blueprint's and Dagster's own)
-_COVERS = "[role=dialog], [role=alertdialog], [class*=overlay], [class*=Overlay], [class*=portal]"
-
-
-def assert_nothing_covers(page) -> None:
-    """No dialog or overlay is shown, and what is under the page's points is the page itself."""
-    found = page.evaluate(
-        """(covers) => {
-            const shown = (e) => { const r = e.getBoundingClientRect();
-                return r.width > 0 && r.height > 0
-                    && getComputedStyle(e).visibility !== 'hidden'; };
-            const w = window.innerWidth, h = window.innerHeight;
-            const points = [[w / 2, h / 2], [w / 4, h / 4], [3 * w / 4, h / 4],
-                            [w / 4, 3 * h / 4], [3 * w / 4, 3 * h / 4], [w - 40, 40]];
-            return {
-                dialogs: [...document.querySelectorAll('[role=dialog], [role=alertdialog]')]
-                    .filter(shown).map((e) => e.innerText.slice(0, 120)),
-                covered: points.map(([x, y]) => document.elementFromPoint(x, y))
-                    .filter((e) => e && e.closest(covers))
-                    .map((e) => e.closest(covers).outerHTML.slice(0, 160)),
-            };
-        }""",
-        _COVERS,
-    )
-    assert found == {"dialogs": [], "covered": []}, found
-    assert "Join the Dagster community" not in page.inner_text("body")
-
-
-def hide_navigation(page) -> None:
-    """More room for the tables in a screenshot (the UI's own button)."""
-    button = page.get_by_text("Hide navigation", exact=True)
-    if button.count():
-        button.first.click()
-        page.wait_for_timeout(500)
-
-
-def wait_for_app(page, url: str) -> None:
-    page.goto(url, wait_until="networkidle")
-    page.wait_for_timeout(2_000)  # the community dialog, when it is on, opens a moment later
-
 
 # -- the CLI's runs are the UI's ----------------------------------------------------------------
-
-
-RUNS = """{ runsOrError(filter: {pipelineName: "main_job"}) {
-    ... on Runs { results { runId status } } } }"""
-CHECK_EXECUTIONS = """query($key: AssetKeyInput!, $check: String!) {
-    assetCheckExecutions(assetKey: $key, checkName: $check, limit: 10) {
-        runId status evaluation { metadataEntries { label
-            ... on IntMetadataEntry { intValue } ... on FloatMetadataEntry { floatValue } } } } }"""
-MATERIALIZATIONS = """query($key: AssetKeyInput!) { assetOrError(assetKey: $key) {
-    ... on Asset { assetMaterializations(limit: 10) { runId metadataEntries { label
-        ... on IntMetadataEntry { intValue } ... on FloatMetadataEntry { floatValue } } } } } }"""
-MISMATCHES = {"path": ["recon", "mismatches"]}
-
-
-def numbers(entries: list[dict]) -> dict[str, float]:
-    return {
-        e["label"]: e.get("intValue", e.get("floatValue"))
-        for e in entries
-        if "intValue" in e or "floatValue" in e
-    }
 
 
 def test_cli_runs_are_recorded_in_the_instance_the_ui_reads(dagster_ui):
@@ -324,46 +93,6 @@ def test_after_an_acknowledge_the_ui_counts_it(dagster_ui, page):
 # -- what finance sees --------------------------------------------------------------------------
 
 
-def open_counts(data: Path) -> dict[str, int]:
-    """Open mismatches per rule, read from the warehouse the run wrote (what the UI must show)."""
-    with duckdb.connect(str(data / "returnsync.duckdb"), read_only=True) as con:
-        rows = con.execute(
-            "select rule, count(*) from recon.mismatches where status = 'open' group by 1"
-        ).fetchall()
-    return {rule: dict(rows).get(rule, 0) for rule in RULES}
-
-
-def open_rmas(data: Path, rule: str | None = None) -> set[str]:
-    with duckdb.connect(str(data / "returnsync.duckdb"), read_only=True) as con:
-        rows = con.execute(
-            "select distinct rma_number from recon.mismatches where status = 'open' "
-            "and (? is null or rule = ?)",
-            [rule, rule],
-        )
-        return {r for (r,) in rows.fetchall() if r}
-
-
-def personal_data(landing: Path) -> set[str]:
-    """Every customer's full name and e-mail address, as the returns platform sent them."""
-    found = set()
-    for path in (landing / "returns_saas").glob("*.ndjson"):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                customer = json.loads(line)["payload"]["customer"]
-            except (ValueError, KeyError, TypeError):
-                continue  # a corrupted delivery the simulator planted
-            found.add(f"{customer['first_name']} {customer['last_name']}")
-            found.add(customer["email"])
-    assert len(found) > 50, "the landscape should carry customers' personal data"
-    return found
-
-
-def inline_table(page, label: str):
-    """The table shown for metadata entry `label`: the entry's row holds a <table> itself."""
-    row = page.locator("tr").filter(has=page.get_by_text(label, exact=True)).first
-    return row.locator("table").first
-
-
 def test_finance_sees_rule_checks_tables_and_plots(dagster_ui, page, shots):
     base, data = dagster_ui.base, dagster_ui.data
     counts = open_counts(data)
@@ -382,7 +111,6 @@ def test_finance_sees_rule_checks_tables_and_plots(dagster_ui, page, shots):
     assert {r: OUTCOME[state] for r, state in listed} == expected_states, pages["checks"]
 
     # each check's latest evaluation: state, count, and the worst rows as a table, no click
-    worst = max((r for r in RULES if counts[r]), key=lambda r: (counts[r], r))
     for rule in RULES:
         wait_for_app(page, f"{base}/assets/recon/mismatches?view=checks&checkDetail={rule}")
         page.get_by_text("Evaluation result").first.wait_for(timeout=60_000)
@@ -397,7 +125,7 @@ def test_finance_sees_rule_checks_tables_and_plots(dagster_ui, page, shots):
             shown = {rma for rma in open_rmas(data, rule) if rma in table.inner_text()}
             assert shown, (rule, table.inner_text()[:2000])
             assert "Show Markdown" not in text  # nothing behind a link
-        if rule == worst:
+        if rule == ACKNOWLEDGED_RULE:  # open rows, money at risk and an acknowledgement
             hide_navigation(page)
             assert_nothing_covers(page)
             page.screenshot(path=str(shots / "ui-mismatch-checks.png"))
@@ -405,14 +133,7 @@ def test_finance_sees_rule_checks_tables_and_plots(dagster_ui, page, shots):
     # money at risk, plotted run over run (numeric metadata of the two CLI runs)
     wait_for_app(page, f"{base}/assets/recon/mismatches")
     page.get_by_role("button", name="Plots").first.click()
-    page.locator("canvas").first.wait_for(timeout=60_000)
-    plots = page.evaluate(  # each chart's title: the nearest enclosing text above its canvas
-        """() => [...document.querySelectorAll('canvas')]
-            .filter((c) => c.getBoundingClientRect().width > 100)
-            .map((c) => { let e = c.parentElement;
-                while (e && !(e.innerText || '').trim()) e = e.parentElement;
-                return e ? e.innerText.trim().split('\\n')[0] : null; })"""
-    )
+    plots = plot_titles(page)
     latest = dagster_ui.graphql(MATERIALIZATIONS, {"key": MISMATCHES})["assetOrError"]
     currencies = [
         k
