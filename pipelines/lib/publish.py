@@ -45,9 +45,12 @@ import duckdb
 from pipelines.lib.processes import is_running
 
 PUBLISHED_SCHEMAS = ("marts", "recon")
-# internal tables of those schemas that analysts never see (the write-back planner's input holds
-# ERP party ids and is not an analysis table: DESIGN §6)
-UNPUBLISHED_TABLES = frozenset({("recon", "adjustment_candidates")})
+# internal tables of those schemas that analysts never see: the write-back planner's input holds
+# ERP party ids and is not an analysis table (DESIGN §6); the acknowledgement notes' log is free
+# text a person typed, with who typed it (the report shows the current note to finance)
+UNPUBLISHED_TABLES = frozenset(
+    {("recon", "adjustment_candidates"), ("recon", "acknowledgement_notes")}
+)
 
 # Reports and the published marts never carry personal data (DESIGN §5). The marts should not
 # have such columns at all; this is the last guard, and what it keeps back is reported.
