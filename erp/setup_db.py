@@ -87,8 +87,10 @@ def prepare(password: str = DEFAULT_PASSWORD, force: bool = False) -> Path:
         try:
             work.rename(target)  # atomic; fails if a concurrent build got there first
         except OSError:
+            # or if the folder holds the PostgreSQL dump (built first by `make stack-up`): move
+            # the database in beside it (os.replace is atomic within the folder's file system)
             if not database_file(target).exists():
-                raise
+                os.replace(database_file(work), database_file(target))
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
