@@ -8,7 +8,10 @@ when the build succeeds and kept when it fails (dagster-dbt's error names its `d
 folders of earlier failed or killed builds are pruned first, but for the newest few.
 
 `as_of` reaches dbt through the run context (`pipelines.dbt.write_run_context`), not `--vars`,
-so a run never makes dbt re-parse.
+so a run never makes dbt re-parse. Under `returnsync watch` a warm dbt is installed
+(`pipelines.dbt.install_warm`): the build runs in this process on the project parsed once, with
+the same selection and the same Dagster events (dagster-dbt's own conversion of dbt's
+structured events), so the run records the same materializations and checks as a cold run.
 """
 
 from collections.abc import Mapping
@@ -17,6 +20,8 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
+from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
 from pipelines.dbt import (
     dbt_project,
@@ -24,6 +29,7 @@ from pipelines.dbt import (
     remove_run_target,
     run_target_path,
     use_settings,
+    warm_dbt,
     write_run_context,
 )
 from pipelines.lib.stages import mark
@@ -82,8 +88,56 @@ def returnsync_dbt_assets(
     context.log.info(f"dbt build with as_of={as_of}")
     prune_run_targets()
     target = run_target_path(context.run.run_id)
-    yield from dbt.cli(["build"], context=context, target_path=target).stream()
+    warm = warm_dbt()
+    if warm is None:
+        yield from dbt.cli(["build"], context=context, target_path=target).stream()
+    else:
+        yield from _warm_build(context, warm, target)
     remove_run_target(target)  # not reached when the build failed: its dbt.log stays
+
+
+def _warm_build(context: dg.AssetExecutionContext, warm, target):
+    """`dbt build` through the warm dbt, its events turned into Dagster's as dagster-dbt does."""
+    translator = ReturnsyncTranslator()
+    params = get_updated_cli_invocation_params_for_context(
+        context=context,
+        manifest=returnsync_dbt_assets_manifest(),
+        dagster_dbt_translator=translator,
+    )
+    if params.dbt_project is not None and params.dbt_project.project_dir != dbt_project.project_dir:
+        raise dg.Failure("the warm dbt cannot build a selection this large (a copied project)")
+    args = ["build", *params.selection_args]
+    if params.indirect_selection:
+        args += ["--indirect-selection", params.indirect_selection]
+    ok, events, error = warm.invoke(args, target)
+    for raw in events:
+        yield from DbtCoreCliEventMessage(
+            raw_event=raw, event_history_metadata={}
+        ).to_default_asset_events(
+            manifest=params.manifest,
+            dagster_dbt_translator=params.dagster_dbt_translator,
+            context=context,
+            target_path=target,
+            project=dbt_project,
+        )
+    if not ok:
+        nodes = [
+            r["data"]["node_info"]
+            for r in events
+            if r.get("info", {}).get("level") == "error" and r.get("data", {}).get("node_info")
+        ]
+        failed = [f"{n.get('unique_id')}: {n.get('node_status')}" for n in nodes]
+        raise dg.Failure(
+            f"dbt build failed ({', '.join(failed[:5]) or error or 'see the dbt log'}); "
+            f"dbt log: {target / 'dbt.log'}"
+        )
+
+
+def returnsync_dbt_assets_manifest() -> dict:
+    from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
+
+    manifest, _, _ = get_manifest_and_translator_from_dbt_assets([returnsync_dbt_assets])
+    return manifest
 
 
 defs = dg.Definitions(assets=[returnsync_dbt_assets])

@@ -207,3 +207,102 @@ def remove_run_target(path: Path) -> None:
     path = Path(path)
     if path.name.startswith(RUN_TARGET_PREFIX) and path.parent == targets_dir():
         shutil.rmtree(path, ignore_errors=True)
+
+
+# -- the warm path: dbt parsed once, run in this process (`returnsync watch`) --------------------
+
+
+class WarmDbt:
+    """dbt in this process with the project parsed once (`dbtRunner(manifest=...)`).
+
+    `returnsync watch` builds one and installs it (`install_warm`); the dbt asset then runs its
+    build through it instead of starting `returnsync-dbt`, so an increment pays neither dbt's
+    start-up nor a parse. Kill-safety needs no death signal here: dbt is this process, so it dies
+    with it, and DuckDB rolls back what a killed build had not committed. Between builds no
+    DuckDB connection stays open (`release`): dbt-duckdb closes its database when the last
+    handle closes, and `release` drops its environment besides, so `report`, `acknowledge` and
+    analysts' readers open the warehouse while the watch waits.
+
+    The project is re-parsed when one of its files changes (`stale`), as `prepare_manifest`
+    would for a cold run.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.parses = 0
+        self.manifest = None
+        self.parsed_at = 0.0
+        self.parse()
+
+    def _dirs(self, target_path: Path | None = None) -> list[str]:
+        target = target_path or (Path(DBT_PROJECT_DIR) / dbt_project.target_path)
+        return ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+                "--target-path", str(target), "--log-path", str(target)]  # fmt: skip
+
+    def parse(self) -> None:
+        from dbt.cli.main import dbtRunner
+
+        use_settings(self.settings)
+        os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+        started = time.time()
+        result = dbtRunner().invoke(["parse", "--quiet", *self._dirs()])
+        if not result.success or result.result is None:
+            raise RuntimeError(f"dbt parse failed: {result.exception}")
+        self.manifest = result.result
+        self.parsed_at = started
+        self.parses += 1
+        self.release()
+
+    def stale(self) -> bool:
+        return any(
+            path.stat().st_mtime > self.parsed_at
+            for pattern in _SOURCE_GLOBS
+            for path in Path(DBT_PROJECT_DIR).glob(pattern)
+            if path.is_file() and "target" not in path.parts
+        )
+
+    def invoke(self, args: list[str], target_path: Path) -> tuple[bool, list[dict], str | None]:
+        """`dbt <args>` in this process on the parsed project: (success, the structured events
+        as dagster-dbt reads them from the CLI's JSON log, the error if dbt raised)."""
+        from dbt.cli.main import dbtRunner
+        from dbt_common.events.functions import msg_to_dict
+
+        if self.stale():
+            self.parse()
+        use_settings(self.settings)
+        events: list[dict] = []
+        runner = dbtRunner(
+            manifest=self.manifest, callbacks=[lambda m: events.append(msg_to_dict(m))]
+        )
+        try:
+            result = runner.invoke([*args, "--quiet", *self._dirs(target_path)])
+        finally:
+            self.release()
+        error = None if result.exception is None else str(result.exception)
+        return result.success, events, error
+
+    @staticmethod
+    def release() -> None:
+        """Close dbt-duckdb's database (it keeps one per process between invocations)."""
+        with contextlib.suppress(ImportError):
+            from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+            with DuckDBConnectionManager._LOCK:
+                env = DuckDBConnectionManager._ENV
+                if env is not None:
+                    with contextlib.suppress(Exception):
+                        env.close()
+                DuckDBConnectionManager._ENV = None
+
+
+_WARM: WarmDbt | None = None
+
+
+def install_warm(warm: WarmDbt | None) -> None:
+    """Make the dbt asset build through `warm` in this process (None: back to `returnsync-dbt`)."""
+    global _WARM
+    _WARM = warm
+
+
+def warm_dbt() -> WarmDbt | None:
+    return _WARM

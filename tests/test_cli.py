@@ -31,6 +31,7 @@ DOCUMENTED_COMMANDS = [
     "sql",
     "trace",
     "unacknowledge",
+    "watch",
 ]
 
 

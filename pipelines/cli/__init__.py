@@ -49,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "prepare": "pipelines.cli.prepare:prepare",
     "docs": "pipelines.cli.docs:docs",
     "trace": "pipelines.cli.trace:trace",
+    "watch": "pipelines.cli.watch:watch",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -73,6 +74,7 @@ def report(db_path: Path | None, fmt: str, rule: str | None, status: str) -> Non
     try:
         report_ = build_report(con, status=status, rule=rule)
         stale = stale_sources(con)
+        fresh = _freshness(con)  # issue 24 (H-warm): how current each source is
     except LookupError as exc:
         raise ConfigError(f"{exc} (warehouse {db_path})") from exc
     finally:
@@ -84,4 +86,23 @@ def report(db_path: Path | None, fmt: str, rule: str | None, status: str) -> Non
             "its mismatches may be missing or phantoms",
             err=True,
         )
+    _freshness_header(fresh, fmt)
     click.echo(render(report_, fmt), nl=False)
+    if fmt == "md" and fresh:  # the Markdown report is for people: a section of its own
+        click.echo("\n**Freshness** (per source: rows landed, the last one's time and position)\n")
+        click.echo("\n".join(f"- {line.removeprefix('freshness: ')}" for line in fresh))
+
+
+def _freshness(con) -> list[str]:
+    """Per source: rows landed, when the last landed and its position (issue 24, H-warm)."""
+    from pipelines.lib.publish import freshness, freshness_lines
+
+    return freshness_lines(freshness(con))
+
+
+def _freshness_header(lines: list[str], fmt: str) -> None:
+    """At a terminal, the freshness lines head the report on standard error (CSV and JSON on
+    standard output stay data only; piped or captured, only the warnings are there)."""
+    if fmt != "md" and sys.stderr.isatty():
+        for line in lines:
+            click.echo(f"returnsync: {line}", err=True)

@@ -25,6 +25,12 @@ What is published (DESIGN §12: no raw or personal data, free text only as its m
   `acknowledged_by`/`changed_by` (the user name of the person or process that acted, which finance
   needs for the audit trail; DESIGN §11). The raw values stay in the warehouse.
 
+Freshness (`meta.freshness`, the one table of the `meta` schema that is published): per raw
+source table, the rows landed, the time the newest landed and its position (`topic:partition:
+offset` for change streams, `sha256:row` for files), so an analyst sees how current each source
+is. `freshness` computes it from any connection where the warehouse is attached (or open);
+`returnsync report` prints the same rows in its header (`freshness_lines`).
+
 A publish killed half-way leaves `.<name>.<pid>.tmp` (and `.tmp.wal`) beside the target;
 `remove_leftovers` (run at the start of every publish) deletes those whose process is gone or that
 are more than an hour old.
@@ -153,7 +159,15 @@ def publish(warehouse: Path, target: Path) -> PublishResult:
                 f'select count(*) from {schema}."{table}"'
             ).fetchone()[0]
         as_of = _run_as_of(con, tables)
+        fresh = freshness(con, "warehouse")
         con.execute("detach warehouse")
+        if fresh:  # a warehouse with raw tables (every real one: `initialize` creates them)
+            con.execute("create schema if not exists meta")
+            con.execute(
+                "create table meta.freshness (source varchar, rows_landed bigint, "
+                "last_landed_at timestamptz, last_position varchar)"
+            )
+            con.executemany("insert into meta.freshness values (?, ?, ?, ?)", fresh)
         con.execute(
             "create table main.published as "
             "select ?::timestamptz as published_at, ?::varchar as as_of, ?::varchar as tables",
@@ -169,6 +183,66 @@ def publish(warehouse: Path, target: Path) -> PublishResult:
     staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
     os.replace(staging, target)
     return result
+
+
+# the position columns of a raw table, by its kind (pipelines/lib/contracts.py): newest first
+_POSITIONS = (
+    ("_offset", "_topic || ':' || _partition || ':' || _offset", "_offset"),
+    ("_row_number", "_file_sha256 || ':' || _row_number", "_row_number"),
+)
+
+
+def freshness(con, database: str | None = None) -> list[tuple]:
+    """(source, rows landed, last landed at, last position) per raw table, sorted by source.
+
+    `database` is the attached warehouse's name (None: the connection's own database). The
+    last position is the one of the row landed last (ties: the highest offset or row)."""
+    where = "database_name = ?" if database else "database_name = current_database()"
+    params = [database] if database else []
+    tables = con.execute(
+        f"select table_name from duckdb_tables() where {where} and schema_name = 'raw' "
+        "order by table_name",
+        params,
+    ).fetchall()
+    prefix = f'"{database}".' if database else ""
+    rows = []
+    for (table,) in tables:
+        columns = {
+            r[0]
+            for r in con.execute(
+                f"select column_name from duckdb_columns() where {where} and schema_name = 'raw' "
+                "and table_name = ?",
+                [*params, table],
+            ).fetchall()
+        }
+        if "_ingested_at" not in columns:
+            continue
+        position, order = "null", "0"
+        for marker, expr, tie in _POSITIONS:
+            if marker in columns:
+                position, order = expr, tie
+                break
+        rows.append(
+            con.execute(
+                f"select ?, count(*), max(_ingested_at), "
+                f"arg_max({position}, (_ingested_at, {order}))::varchar "
+                f'from {prefix}raw."{table}"',
+                [table],
+            ).fetchone()
+        )
+    return rows
+
+
+def freshness_lines(rows: list[tuple]) -> list[str]:
+    """The freshness rows as the report's header lines (sources that landed nothing say so)."""
+    lines = []
+    for source, landed, at, position in rows:
+        if not landed:
+            lines.append(f"freshness: {source}: nothing landed")
+        else:
+            when = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if at else "?"
+            lines.append(f"freshness: {source}: {landed} rows, last {when} UTC at {position}")
+    return lines
 
 
 def _run_as_of(con, tables: list[tuple[str, str]]) -> str | None:

@@ -91,7 +91,8 @@ def test_published_columns_hold_no_free_text_or_raw_schema(simulated_run):
         reasons = {r[0] for r in con.execute("select reason from marts.return_lines").fetchall()}
     finally:
         con.close()
-    assert {schema for schema, _, _ in columns} == {"main", "marts", "recon"}
+    assert {schema for schema, _, _ in columns} == {"main", "marts", "recon", "meta"}
+    assert {t for s, t, _ in columns if s == "meta"} == {"freshness"}  # issue 24: no ledger
     names = {f"{s}.{t}.{c}" for s, t, c in columns}
     assert "marts.return_lines.reason" in names
     assert [n for n in names if n.endswith("_raw") or "note" in n or "comment" in n] == []
