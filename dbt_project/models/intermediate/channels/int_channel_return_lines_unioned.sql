@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="{{ delete_touched_scope(in_touched('rma_normalized', 'rma', false)) }}",
-        post_hook="{{ record_returns_watermark() }}",
-    )
-}}
-{%- set full = returns_scope_is_full() %}
--- depends_on: {{ ref('int_returns_touched') }}
+{%- set full = returns_incremental(key='rma_normalized', kind='rma') %}
 
 -- Channel return lines of the three channels in one shape, with the ERP product code through the
 -- SKU crosswalk and the canonical reason through the reason_map seed (unknown reasons: `other`).
