@@ -121,7 +121,8 @@ def main_job(defs: dg.Definitions) -> dg.JobDefinition:
 
 
 DAGSTER_HOME_DIR = ".dagster_home"  # the instance `make dev` reads (Makefile: DAGSTER_HOME)
-DAGSTER_YAML = "telemetry:\n  enabled: false\n"  # what the Makefile writes, too
+# what the Makefile writes, too: no telemetry, no "Join the Dagster community" dialog in the UI
+DAGSTER_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
 
 
 def dagster_home(settings: Settings | None = None, env: Mapping[str, str] | None = None) -> Path:
