@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         print(loop.push().rstrip())
         sent = {
             (rule, rma, sku)
-            for _id, rule, rma, sku, _action, status, _doc in loop.adjustments()
+            for _id, rule, rma, sku, _action, status, _doc, _key in loop.adjustments()
             if status == "sent"
         }
         captured = wait_captured(bootstrap, at_least=sum(captured.values()) + 1)

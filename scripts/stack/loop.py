@@ -112,7 +112,7 @@ class Loop:
     def adjustments(self) -> list[tuple]:
         return self.query(
             "select adjustment_id, rule, rma_number, coalesce(sku, ''), action, status, "
-            "erp_document from writeback.adjustments order by adjustment_id"
+            "erp_document, idempotency_key from writeback.adjustments order by adjustment_id"
         )
 
 
