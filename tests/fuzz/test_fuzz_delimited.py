@@ -34,12 +34,14 @@ from pipelines.lib.files.delimited import land_delimited, read_header
 from pipelines.lib.warehouse import ensure_schema
 
 SOURCES = {fs.raw_table: fs for fs in FILE_SOURCES if fs.source in ("amazon", "b2b", "reference")}
-FILE_NAMES = {
-    "amazon_returns": "returns_2024-05-02.tsv",
-    "b2b_credit_requests": "requests.csv",
-    "sku_crosswalk": "sku_crosswalk.csv",
-    "warehouse_crosswalk": "warehouse_crosswalk.csv",
-}
+
+
+def file_name(table: str) -> str:
+    """A name the source's registry pattern matches, with a date where the pattern has a `*` (the
+    Amazon report's date comes from its name: `amazon/returns_*.tsv` -> returns_2024-05-02.tsv)."""
+    return SOURCES[table].pattern.rsplit("/", 1)[-1].replace("*", "2024-05-02")
+
+
 LIMIT_VALUES = [
     "", " ", "0001-01-01", "9999-12-31", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00",
     "infinity", "2147483647", "2147483648", "-9223372036854775809", "99999999999999999999.9999",
@@ -169,7 +171,7 @@ ENCODINGS = {
 def land(con, workdir: Path, table: str, data: bytes) -> tuple[dict[int, tuple], object]:
     """Land `data` as a file of `table`; returns {line number after the header: outcome}."""
     fs = SOURCES[table]
-    path = workdir / FILE_NAMES[table]
+    path = workdir / file_name(table)
     path.write_bytes(data)
     label = f"fuzz-{next(_counter)}"
     header = read_header(fs, path)
