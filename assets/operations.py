@@ -156,7 +156,8 @@ def stage_latencies(context: dg.AssetExecutionContext, settings: SettingsResourc
             asset_key=OPERATIONS_KEY,
             passed=not (slow or stalled),
             severity=dg.AssetCheckSeverity.ERROR if stalled else dg.AssetCheckSeverity.WARN,
-            description="; ".join(reasons) or f"within the {sla:g} h SLA",
+            description="; ".join(reasons)
+            or (f"within the {sla:g} h SLA" if sla is not None else "no return reached this stage"),
             metadata={
                 "sla_h": float(sla or 0.0),
                 **({"p90_7d_h": float(p90)} if p90 is not None else {}),
