@@ -19,6 +19,7 @@ DOCUMENTED_COMMANDS = [
     "dead-letters",
     "docs",
     "exceptions",
+    "ingest",
     "prepare",
     "push",
     "quarantine",
