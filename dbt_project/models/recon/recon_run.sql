@@ -8,15 +8,31 @@
 -- number (a text) are left to the models that read the seed itself, and so are the rows that
 -- qualify a setting (any column beside setting, value and description filled in, e.g. a
 -- per-currency tolerance): the pivot takes a setting's default row only.
+--
+-- The pivot's columns are named explicitly (the seed's numeric settings, read when the model is
+-- compiled), so the model keeps its shape when it reads no rows (`dbt build --empty`).
 {%- set qualifiers = [] %}
+{%- set names = [] %}
 {%- if execute and model.resource_type != 'unit_test' %}
-    {%- for column in adapter.get_columns_in_relation(ref('recon_settings')) %}
+    {%- set seed = ref('recon_settings') %}
+    {%- set seed_table = adapter.get_relation(
+        database=seed.database, schema=seed.schema, identifier=seed.identifier
+    ) %}
+    {%- for column in adapter.get_columns_in_relation(seed) %}
         {%- if column.name | lower not in ['setting', 'value', 'description'] %}
             {%- do qualifiers.append(
                 " and nullif(trim(cast(\"" ~ column.name ~ "\" as varchar)), '') is null"
             ) %}
         {%- endif %}
     {%- endfor %}
+    {%- if seed_table is not none %}
+        {%- set found = run_query(
+            "select distinct setting from " ~ seed_table
+            ~ " where try_cast(value as decimal(18, 4)) is not null" ~ (qualifiers | join(''))
+            ~ " order by 1"
+        ) %}
+        {%- for row in found.rows %}{% do names.append(row[0]) %}{% endfor %}
+    {%- endif %}
 {%- endif %}
 
 with numeric_settings as (
@@ -30,7 +46,9 @@ with numeric_settings as (
 
 -- noqa: disable=all
 settings as (
-    pivot numeric_settings on setting using max(numeric_value)
+    pivot numeric_settings on setting
+    {%- if names %} in ({% for n in names %}'{{ n }}'{{ ", " if not loop.last }}{% endfor %}){% endif %}
+    using max(numeric_value)
 )
 -- noqa: enable=all
 
