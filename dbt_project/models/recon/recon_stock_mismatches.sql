@@ -89,7 +89,9 @@ judged as (
                 then 'disposition_mismatch'
         end as rule,
         lines.rma_number,
-        lines.sku,
+        -- the ERP product; while it is unknown (its CDC record not landed yet) the ERP line, so
+        -- two such lines of one return never share a mismatch id
+        coalesce(lines.sku, 'erp_line:' || lines.erp_return_line_id) as sku,
         regexp_replace(positions.location, '-[^-]+$', '') as warehouse,
         positions.location,
         positions.inspected_qty,
