@@ -35,9 +35,9 @@ MARTS = (
 )
 
 
-def dbt_build(db: Path, work: Path, *extra: str, tests: bool = True) -> None:
+def dbt_build(db: Path, work: Path, *extra: str, tests: bool = True, as_of: str = AS_OF) -> None:
     """`dbt build` of seeds and every layer but recon (the reconciliation engineer's area) on
-    `db`, with the data and unit tests unless `tests` is false."""
+    `db` at `as_of`, with the data and unit tests unless `tests` is false."""
     dbt(
         db,
         work,
@@ -46,7 +46,7 @@ def dbt_build(db: Path, work: Path, *extra: str, tests: bool = True) -> None:
         "path:models/recon",
         *([] if tests else ["resource_type:test", "resource_type:unit_test"]),
         "--vars",
-        json.dumps({"as_of": AS_OF}),
+        json.dumps({"as_of": as_of}),
         *extra,
     )
 
