@@ -121,8 +121,15 @@ def main_job(defs: dg.Definitions) -> dg.JobDefinition:
 
 
 DAGSTER_HOME_DIR = ".dagster_home"  # the instance `make dev` reads (Makefile: DAGSTER_HOME)
-# what the Makefile writes, too: no telemetry, no "Join the Dagster community" dialog in the UI
-DAGSTER_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+# What the Makefile writes, too: no telemetry; no "Join the Dagster community" dialog in the UI;
+# no compute-log capture (it tails each step's output through child processes that print a
+# KeyboardInterrupt traceback on Ctrl-C; the CLI keeps the whole log under <data dir>/logs and
+# the UI shows every run's events either way).
+DAGSTER_YAML = (
+    "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+    "compute_logs:\n  module: dagster._core.storage.noop_compute_log_manager\n"
+    "  class: NoOpComputeLogManager\n"
+)
 
 
 def dagster_home(settings: Settings | None = None, env: Mapping[str, str] | None = None) -> Path:
