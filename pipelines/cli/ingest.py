@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from pipelines.cli.options import landing_option, warehouse_option
 from pipelines.errors import ConfigError, JobFailed
 
 NOT_READ_SHOWN = 20
@@ -60,18 +61,8 @@ def _new_letters(db_path: Path, before: set) -> dict[tuple[str, str], int]:
 
 
 @click.command()
-@click.option(
-    "--landing",
-    "landing_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Landing directory (default: RETURNSYNC_LANDING or data/landing).",
-)
-@click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="DuckDB warehouse file (default: RETURNSYNC_DB or data/returnsync.duckdb).",
-)
+@landing_option
+@warehouse_option
 @click.option(
     "--quiet",
     "-q",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from pipelines.cli.options import landing_option, warehouse_option
 from pipelines.errors import ConfigError, JobFailed
 from pipelines.settings import Settings, parse_as_of
 
@@ -22,18 +23,8 @@ NOT_READ_SHOWN = 20  # landing paths not read, listed in the summary (the rest i
 
 
 @click.command()
-@click.option(
-    "--landing",
-    "landing_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Landing directory of file drops (default: RETURNSYNC_LANDING or data/landing).",
-)
-@click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="DuckDB warehouse file (default: RETURNSYNC_DB or data/returnsync.duckdb).",
-)
+@landing_option
+@warehouse_option
 @click.option(
     "--as-of",
     "as_of",
