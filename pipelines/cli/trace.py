@@ -60,10 +60,10 @@ def trace(
     """Trace a return by RMA, order or tracking number (tried in that order).
 
     Every stage (request, approval, WMS receipt and inspection, ERP stock posting, channel refund,
-    ERP credit note, closing) with its time, system, source record (CDC table or file, key,
-    raw position) and the gap since the previous event; stages still missing are shown with how
-    long they are overdue against their SLA (settings seed, sla_<transition>_h). Several matching
-    returns give one timeline each; none exits with code 2.
+    ERP credit note, closing, the ERP documents push sent) with its time, system, source record
+    (CDC table or file, key, raw position) and the gap since the previous event; stages still
+    missing are shown with how long they are overdue against their SLA (settings seed,
+    sla_<transition>_h). Several matching returns give one timeline each; none exits with code 2.
 
     Examples: returnsync trace LR-100001; returnsync trace '#1002' --by order;
     returnsync trace --overdue --format json

@@ -25,6 +25,18 @@ What is published (DESIGN §12: no raw or personal data, free text only as its m
   `acknowledged_by`/`changed_by` (the user name of the person or process that acted, which finance
   needs for the audit trail; DESIGN §11). The raw values stay in the warehouse.
 
+Write-back documents (`recon.writeback_documents`, derived from the warehouse's
+`writeback.adjustments`; the `writeback` schema itself is not published): one row per adjustment
+that is sent or still to be sent (status `planned`, `approved` or `sent`; rejected ones and those
+in the exception queue are left out), with `adjustment_id`, `mismatch_id`, `rma_number`, `sku`,
+`action`, `status`, the ERP document's `erp_model`, `erp_document_id` and `erp_document_number`
+(from the `erp_document` JSON; null until sent), `sent_at`, `created_at` and `updated_at`. No
+payload (it names ERP parties), no amounts, no ERP messages, no reasons or notes (free text); the
+columns pass the same personal-data and free-text guards as every other. A warehouse without
+`writeback.adjustments` publishes no such table (every warehouse `pipelines.lib.warehouse.connect`
+opened has one, from the migrations: there it is published, empty until the first planning).
+`returnsync trace` shows the sent ones in a return's timeline.
+
 Freshness (`meta.freshness`, the one table of the `meta` schema that is published): per raw
 source table, the rows landed, the time the newest landed and its position (`topic:partition:
 offset` for change streams, `sha256:row` for files), so an analyst sees how current each source
@@ -158,6 +170,7 @@ def publish(warehouse: Path, target: Path) -> PublishResult:
             result.tables[f"{schema}.{table}"] = con.execute(
                 f'select count(*) from {schema}."{table}"'
             ).fetchone()[0]
+        _publish_writeback_documents(con, result)
         as_of = _run_as_of(con, tables)
         fresh = freshness(con, "warehouse")
         con.execute("detach warehouse")
@@ -270,3 +283,45 @@ def _publishable_columns(con, schema: str, table: str, result: PublishResult) ->
         else:
             kept.append(name)
     return kept
+
+
+# `recon.writeback_documents` (see the module doc): the ERP documents `push` sent, or will send
+WRITEBACK_DOCUMENTS = "writeback_documents"
+WRITEBACK_STATUSES = ("planned", "approved", "sent")
+_WRITEBACK_COLUMNS = (
+    ("adjustment_id", "adjustment_id"),
+    ("mismatch_id", "mismatch_id"),
+    ("rma_number", "rma_number"),
+    ("sku", "sku"),
+    ("action", "action"),
+    ("status", "status"),
+    ("erp_model", "json_extract_string(erp_document, '$.model')"),
+    ("erp_document_id", "json_extract_string(erp_document, '$.id')"),
+    ("erp_document_number", "json_extract_string(erp_document, '$.number')"),
+    ("sent_at", "sent_at"),
+    ("created_at", "created_at"),
+    ("updated_at", "updated_at"),
+)
+
+
+def _publish_writeback_documents(con, result: PublishResult) -> None:
+    """`recon.writeback_documents` from the attached warehouse's `writeback.adjustments`, if any."""
+    has = con.execute(
+        "select count(*) from duckdb_tables() where database_name = 'warehouse' "
+        "and schema_name = 'writeback' and table_name = 'adjustments'"
+    ).fetchone()[0]
+    if not has:
+        return
+    for name, _ in _WRITEBACK_COLUMNS:  # the same last guards as every published column
+        if PERSONAL_DATA_COLUMN.search(name) or FREE_TEXT_COLUMN.search(name):
+            raise AssertionError(f"recon.{WRITEBACK_DOCUMENTS}.{name} must not be published")
+    select = ", ".join(f'{expr} as "{name}"' for name, expr in _WRITEBACK_COLUMNS)
+    con.execute(
+        f"create table recon.{WRITEBACK_DOCUMENTS} as select {select} "
+        "from warehouse.writeback.adjustments where status in ? "
+        "order by created_at, adjustment_id",
+        [list(WRITEBACK_STATUSES)],
+    )
+    result.tables[f"recon.{WRITEBACK_DOCUMENTS}"] = con.execute(
+        f"select count(*) from recon.{WRITEBACK_DOCUMENTS}"
+    ).fetchone()[0]

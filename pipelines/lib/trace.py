@@ -2,7 +2,8 @@
 
 Reads the published analyst copy (marts + recon; no personal data): every record of a return's
 stages (request, approval, WMS receipts and inspections, ERP stock postings, channel refunds, ERP
-credit notes, the channel's closing) in time order, each with its system, its source record
+credit notes, the channel's closing, the ERP documents `returnsync push` sent: see
+`writeback_events`) in time order, each with its system, its source record
 (the CDC table or the file it came from, its key, its raw position) and the gap since the
 previous event; then the stages still missing, with how long they are overdue against the SLA
 (seed `recon_settings`, rows `sla_<transition>_h`, as `marts.return_stage_latencies` carries it).
@@ -356,6 +357,7 @@ def timeline(con, return_key: str, as_of: datetime | None = None, sku: str | Non
                 skus,
             )
         )
+    t.events.extend(writeback_events(con, r["rma_number"], sku))
     order = {"requested": 0, "approved": 1}
     t.events.sort(key=lambda e: (e.at, order.get(e.stage, 2), e.stage, e.key or ""))
     prev = None
@@ -386,6 +388,51 @@ def timeline(con, return_key: str, as_of: datetime | None = None, sku: str | Non
             )
         )
     return t
+
+
+WRITEBACK_SYSTEM = "returnsync \u2192 ERP"
+
+
+def writeback_events(con, rma_number: str | None, sku: str | None = None) -> list[Event]:
+    """The ERP documents `returnsync push` sent for a return (`recon.writeback_documents`).
+
+    Matched by the normalized RMA, as the return is found. One `written_back` event per sent
+    adjustment, at its `sent_at`: system `returnsync \u2192 ERP`, source the ERP document (kind
+    `erp document`, name its model and number, or id when it has no number), key the
+    adjustment id, detail the action. Adjustments not sent yet (planned or approved) are left out:
+    the timeline shows what happened, and the write-back queue lists what waits. A published copy
+    without the table (published before it existed) gives none. With `sku`, the documents of
+    that product and those of the whole return (no sku)."""
+    norm = normalize_rma(rma_number or "")
+    if not norm or not _exists(con, "recon", "writeback_documents"):
+        return []
+    events = []
+    for row in _rows(
+        con,
+        "select adjustment_id, sku, action, erp_model, erp_document_id, erp_document_number, "
+        "sent_at from recon.writeback_documents where status = 'sent' and sent_at is not null "
+        "and regexp_replace(upper(rma_number), '[^0-9A-Z]', '', 'g') = ? "
+        "order by sent_at, adjustment_id",
+        [norm],
+    ):
+        if sku is not None and row["sku"] and row["sku"] != sku:
+            continue
+        number = row["erp_document_number"] or row["erp_document_id"]
+        document = " ".join(x for x in (row["erp_model"], number) if x) or None
+        events.append(
+            Event(
+                "written_back",
+                row["sent_at"],
+                WRITEBACK_SYSTEM,
+                "erp document",
+                document,
+                row["adjustment_id"],
+                None,
+                row["action"],
+                (row["sku"],) if row["sku"] else (),
+            )
+        )
+    return events
 
 
 def trace(con, needle: str, by: str | None = None) -> dict:
