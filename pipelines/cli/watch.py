@@ -4,9 +4,9 @@ for each increment as soon as it arrives.
 It loads the code location and parses the dbt project once (`pipelines.dbt.WarmDbt`, dbt in
 this process), then waits. When something new is there (a file in the landing directory added
 or changed, a Kafka topic's end offset moved) it runs `main_job` in this process, as a run of
-the Dagster instance (DAGSTER_HOME, else a throw-away one): landing, validation, the dbt build
-with its tests, the lifecycle, planning and publishing, nothing skipped. One progress line per
-increment says what triggered it, how it went and where the time went.
+the Dagster instance (DAGSTER_HOME, else .dagster_home beside the data): landing, validation,
+the dbt build with its tests, the lifecycle, planning and publishing, nothing skipped. One
+progress line per increment says what triggered it, how it went and where the time went.
 
 Between increments it holds no DuckDB connection (dbt's is closed after every build), so
 `returnsync report`, `acknowledge` and analysts' readers work while it waits; a run that would

@@ -260,7 +260,7 @@ class Command:
 def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """This process's environment minus every RETURNSYNC_* setting, pointed at `data_dir`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETURNSYNC_")}
-    env.pop("DAGSTER_HOME", None)  # a throw-away Dagster instance per run
+    env.pop("DAGSTER_HOME", None)  # the instance beside each case's data dir, not the checkout's
     env.update(
         {
             "RETURNSYNC_DATA_DIR": str(data_dir),
