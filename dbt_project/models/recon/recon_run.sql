@@ -19,9 +19,9 @@
         database=seed.database, schema=seed.schema, identifier=seed.identifier
     ) %}
     {%- for column in adapter.get_columns_in_relation(seed) %}
-        {%- if column.name | lower not in ['setting', 'value', 'description'] %}
+        {%- if column.column | lower not in ['setting', 'value', 'description'] %}
             {%- do qualifiers.append(
-                " and nullif(trim(cast(\"" ~ column.name ~ "\" as varchar)), '') is null"
+                " and nullif(trim(cast(\"" ~ column.column ~ "\" as varchar)), '') is null"
             ) %}
         {%- endif %}
     {%- endfor %}
