@@ -51,8 +51,12 @@ class Loop:
         return self.data / "returnsync.duckdb"
 
     def env(self) -> dict[str, str]:
+        # no RETURNSYNC_* setting of the caller's (an exported RETURNSYNC_DB would point the loop
+        # at another warehouse; an in-process run in the same process sets it too): the stack's
+        # and this landscape's only
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("RETURNSYNC_")}
         return {
-            **os.environ,
+            **inherited,
             **self.stack_env,
             "RETURNSYNC_DATA_DIR": str(self.data),
             "RETURNSYNC_LANDING": str(self.landing),
