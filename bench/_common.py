@@ -187,9 +187,13 @@ def landscape(
     """A simulated landing directory for (returns, seed, as_of), generated once and cached.
 
     Returns (path, seconds spent simulating now, or None when it came from the cache). The
-    cache key is the directory name; a `.complete` marker is written last, so an interrupted
-    generation is redone. The marker lists every file's size: a cache that was written to since
-    (runs must only ever see a hard-linked copy) is refused, not silently measured.
+    cache key is the directory name. The landscape is simulated into a temporary sibling
+    (`<key>.partial-<pid>`), its `.complete` marker written there last, and the directory is
+    renamed to its key only then: the key's directory exists only complete, so another process
+    (or a second benchmark waiting for the cache) never sees half a landscape, and an
+    interrupted generation leaves only a partial directory, removed by the next attempt. The
+    marker lists every file's size: a cache that was written to since (runs must only ever see a
+    hard-linked copy) is refused, not silently measured.
     """
     key = f"landscape-r{returns}-s{seed}-{as_of.replace(':', '').replace('-', '')}"
     path = cache_dir / key
@@ -197,6 +201,13 @@ def landscape(
         check_unaltered(path)
         return path, None
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f"{key}.partial-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
+            shutil.rmtree(stale, ignore_errors=True)  # an interrupted generation's leftovers
+    if path.exists():  # a directory without its marker: from before the cache was atomic
+        shutil.rmtree(path)
+    partial = path.with_name(f"{key}.partial-{os.getpid()}")
     log(f"simulating {returns:,} returns (seed {seed}) into {path} (cached for later runs)")
     run = run_child(
         [
@@ -207,7 +218,7 @@ def landscape(
             "--seed",
             str(seed),
             "--out",
-            str(path),
+            str(partial),
             "--as-of",
             as_of,
             "--quiet",
@@ -215,8 +226,9 @@ def landscape(
         env=child_env(),
     )
     marker = {"date": now_utc(), "simulate_s": round(run.seconds, 2), "load1": os.getloadavg()[0]}
-    marker["files"] = file_sizes(path)
-    (path / ".complete").write_text(json.dumps(marker) + "\n")
+    marker["files"] = file_sizes(partial)
+    (partial / ".complete").write_text(json.dumps(marker) + "\n")
+    partial.rename(path)  # atomic: the key's directory appears complete, or not at all
     return path, run.seconds
 
 
