@@ -1,11 +1,16 @@
 -- ERP currencies (Tryton currency_currency), current state per id.
 with current_state as (
     {{ cdc_current_state('erp_currency_currency', 'id') }}
+),
+
+filled as (
+    {{ cdc_unavailable_filled('current_state', 'erp_currency_currency', 'id') }}
 )
 
 select
     id as currency_id,
     upper(trim(code)) as currency_code,
     _position as source_position,
-    _changed_at as source_changed_at
-from current_state
+    _changed_at as source_changed_at,
+    unavailable_columns
+from filled

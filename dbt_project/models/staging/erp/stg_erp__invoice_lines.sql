@@ -4,12 +4,17 @@
         incremental_strategy='delete+insert',
         unique_key='invoice_line_id',
         post_hook="{{ delete_deleted_keys() }}",
+        on_schema_change='append_new_columns',
     )
 }}
 
 -- ERP invoice lines (Tryton account_invoice_line), current state per id.
 with current_state as (
     {{ cdc_current_state('erp_account_invoice_line', 'id') }}
+),
+
+filled as (
+    {{ cdc_unavailable_filled('current_state', 'erp_account_invoice_line', 'id') }}
 )
 
 select
@@ -25,5 +30,6 @@ select
     _position as source_position,
     _changed_at as source_changed_at,
     _last_ingested_at,
-    is_deleted
-from current_state
+    is_deleted,
+    unavailable_columns
+from filled

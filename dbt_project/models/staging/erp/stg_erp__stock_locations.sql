@@ -1,6 +1,10 @@
 -- ERP stock locations (warehouses and their disposition locations), current state per id.
 with current_state as (
     {{ cdc_current_state('erp_stock_location', 'id') }}
+),
+
+filled as (
+    {{ cdc_unavailable_filled('current_state', 'erp_stock_location', 'id') }}
 )
 
 select
@@ -10,5 +14,6 @@ select
     type as location_type,
     parent as parent_location_id,
     _position as source_position,
-    _changed_at as source_changed_at
-from current_state
+    _changed_at as source_changed_at,
+    unavailable_columns
+from filled

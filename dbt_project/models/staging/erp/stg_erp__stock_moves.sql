@@ -4,6 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='stock_move_id',
         post_hook="{{ delete_deleted_keys() }}",
+        on_schema_change='append_new_columns',
     )
 }}
 
@@ -13,6 +14,10 @@
 -- (`stock.move,<id>`), whose origin is the return line: followed one step.
 with current_state as (
     {{ cdc_current_state('erp_stock_move', 'id') }}
+),
+
+filled as (
+    {{ cdc_unavailable_filled('current_state', 'erp_stock_move', 'id') }}
 ),
 
 receiving_moves as (
@@ -44,8 +49,9 @@ select
     cs._position as source_position,
     cs._changed_at as source_changed_at,
     cs._last_ingested_at,
-    cs.is_deleted
-from current_state as cs
+    cs.is_deleted,
+    cs.unavailable_columns
+from filled as cs
 left join receiving_moves as rm
     on
         cs.origin like 'stock.move,%'
