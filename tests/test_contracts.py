@@ -7,11 +7,13 @@ import yaml
 from pipelines.lib.contracts import (
     AMAZON_COLUMNS,
     CDC_TABLES,
+    CHANNEL_UNIONS,
     DBT_SOURCES_PATH,
     FILE_SOURCES,
     FORMATS,
+    GENERATED,
     all_raw_tables,
-    dbt_sources_yml,
+    channel_models,
 )
 from pipelines.lib.warehouse import connect, initialize
 from pipelines.settings import DBT_PROJECT_DIR
@@ -56,14 +58,21 @@ def test_bare_envelope_scales_come_from_the_contract():
     assert all(f.required and set(f.required) <= set(f.columns) for f in FILE_SOURCES)
 
 
-def test_dbt_sources_yml_is_generated_from_the_registry():
-    """`models/staging/_sources.yml` is written from the registry; regenerate it with
+def test_the_generated_dbt_files_are_up_to_date():
+    """`models/staging/_sources.yml`, `models/staging/_channel_models.yml` and
+    `macros/generated/channel_models.sql` are written from the registry; regenerate them with
     `python -m pipelines.lib.contracts` (make sources-yml) after changing a contract."""
+    assert set(GENERATED) == {
+        DBT_SOURCES_PATH,
+        "models/staging/_channel_models.yml",
+        "macros/generated/channel_models.sql",
+    }
+    for rel, render in GENERATED.items():
+        committed = (DBT_PROJECT_DIR / rel).read_text(encoding="utf-8")
+        assert committed == render(), (
+            f"dbt_project/{rel} is out of date: run `.venv/bin/python -m pipelines.lib.contracts`"
+        )
     committed = (DBT_PROJECT_DIR / DBT_SOURCES_PATH).read_text(encoding="utf-8")
-    assert committed == dbt_sources_yml(), (
-        "dbt_project/models/staging/_sources.yml is out of date: run "
-        "`.venv/bin/python -m pipelines.lib.contracts`"
-    )
     raw = yaml.safe_load(committed)["sources"][0]["tables"]
     meta = {t["name"]: t["config"]["meta"] for t in raw}
     assert {n for n, m in meta.items() if m["kind"] == "file"} == {
@@ -85,29 +94,43 @@ def test_every_file_source_has_a_parser_and_a_staging_folder():
         assert checked <= set(f.columns), f.raw_table
 
 
-def test_the_channel_unions_read_every_channel_source_and_no_other(dbt_manifest):
-    """The unions in models/intermediate/channels/ hold each channel's own mapping (its statuses,
-    its grouping); the registry says which sources carry channel returns (`channel`), and the
-    unions must read exactly those through their staging models."""
+def test_the_channel_unions_are_the_registrys_channel_models(dbt_manifest):
+    """Each channel source (`channel` in the registry) maps itself into the unions' shape in its
+    own staging folder, one model per union, under a dbt contract of exactly CHANNEL_UNIONS'
+    columns and types; each union reads exactly those models (a loop over the generated
+    `channel_models(union)`), and through them exactly the channel sources' raw tables."""
     import json
 
     manifest = json.loads(Path(dbt_manifest).read_text())
     nodes = manifest["nodes"]
-    channel_tables = {f.raw_table for f in FILE_SOURCES if f.channel}
-    for union in ("int_channel_returns_unioned", "int_channel_return_lines_unioned"):
-        (node,) = [
-            n for n in nodes.values() if n["resource_type"] == "model" and n["name"] == union
-        ]
+    models = {n["name"]: n for n in nodes.values() if n["resource_type"] == "model"}
+    channel_sources = [f for f in FILE_SOURCES if f.channel]
+    assert [f.raw_table for f in channel_sources] == [
+        "returns_saas_webhooks", "amazon_returns", "b2b_credit_requests"
+    ]  # fmt: skip
+    for union, columns in CHANNEL_UNIONS.items():
+        names = channel_models(union)
+        assert names == [f"stg_{f.folder}__channel_{union}" for f in channel_sources]
+        for f, name in zip(channel_sources, names, strict=True):
+            node = models[name]
+            assert node["original_file_path"] == f"models/staging/{f.folder}/{name}.sql"
+            assert node["config"]["contract"]["enforced"] is True, name
+            declared = {c: v["data_type"] for c, v in node["columns"].items()}
+            assert list(declared.items()) == list(columns.items()), name
+
+        (node,) = [m for m in models.values() if m["name"] == f"int_channel_{union}_unioned"]
+        parents = {p.split(".")[-1] for p in node["depends_on"]["nodes"] if p.startswith("model.")}
+        parents -= {"int_returns_touched", "stg_reference__sku_crosswalks"}  # scope; SKU mapping
+        assert parents == set(names), f"int_channel_{union}_unioned reads {sorted(parents)}"
+
         read: set[str] = set()
-        todo = list(node["depends_on"]["nodes"])
+        todo = [p for p in node["depends_on"]["nodes"] if p.split(".")[-1] in names]
         while todo:  # through staging models (one may read another) down to the raw sources
             parent = todo.pop()
             if parent.startswith("source."):
                 read.add(manifest["sources"][parent]["name"])
             elif parent.startswith("model.") and nodes[parent]["name"].startswith("stg_"):
                 todo += nodes[parent]["depends_on"]["nodes"]
-        read -= {"sku_crosswalk"}  # the lines' SKU mapping, not a channel
-        assert read == channel_tables, (
-            f"{union} reads {sorted(read)}; the registry's channel sources are "
-            f"{sorted(channel_tables)} (pipelines/lib/contracts.py, FileSource.channel)"
+        assert read == {f.raw_table for f in channel_sources}, (
+            f"int_channel_{union}_unioned reads {sorted(read)} through its channel models"
         )

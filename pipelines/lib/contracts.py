@@ -348,6 +348,66 @@ FILE_SOURCES: tuple[FileSource, ...] = (
 FILE_SOURCE_BY_TABLE: dict[str, FileSource] = {f.raw_table: f for f in FILE_SOURCES}
 
 
+# -- the channel unions (dbt_project/models/intermediate/channels/) ------------------------------
+
+# The shape every channel source maps itself into, per union: the columns in order, with their
+# DuckDB types (the one place this list is written). A source with `channel` set has one model per
+# union in its own staging folder, `models/staging/<folder>/stg_<folder>__channel_<union>.sql`
+# (its statuses, its grouping, its reasons: the channel's own SQL). Generated from here by
+# `python -m pipelines.lib.contracts`: `models/staging/_channel_models.yml` (a dbt contract on
+# each of those models: dbt refuses to build one whose columns or types differ) and
+# `macros/generated/channel_models.sql` (`channel_models(union)` and `channel_columns(union)`,
+# which the two `int_channel_*_unioned` models loop over).
+CHANNEL_UNIONS: dict[str, dict[str, str]] = {
+    # one row per channel return -> int_channel_returns_unioned
+    "returns": {
+        "channel": "varchar",  # the sales channel (CHANNELS)
+        "source_system": "varchar",  # the source's own name (FileSource.source)
+        "channel_return_id": "varchar",
+        "rma_number": "varchar",
+        "rma_normalized": "varchar",  # normalize_rma(...): the return thread's key
+        "channel_status": "varchar",
+        "base_status": "varchar",  # requested, approved, rejected, closed, cancelled, expired
+        "requested_at": "timestamptz",
+        "approved_at": "timestamptz",  # start of the stale-return window
+        "closed_at": "timestamptz",
+        "currency": "varchar",
+        "outcome": "varchar",  # refund, exchange, store_credit, keep_item
+        "tracking_number": "varchar",
+        "tracking_normalized": "varchar",
+        "order_ref": "varchar",
+        "shopify_order_id": "bigint",
+        "source_position": "varchar",
+        "source_changed_at": "timestamptz",
+    },
+    # one row per channel return line -> int_channel_return_lines_unioned (which adds the ERP
+    # product through the SKU crosswalk, the keys and the canonical reason)
+    "return_lines": {
+        "channel": "varchar",
+        "source_system": "varchar",
+        "rma_normalized": "varchar",
+        "channel_sku": "varchar",
+        "channel_line_id": "varchar",
+        "qty_requested": "decimal(12,3)",
+        "unit_price": "decimal(18,4)",
+        "currency": "varchar",
+        "reason_raw": "varchar",  # the reason as the source gave it
+        "mapped_reason": "varchar",  # through the reason_map seed; null when unknown
+        "refund_amount": "decimal(18,4)",
+        "source_record_id": "varchar",
+        "source_position": "varchar",
+        "source_changed_at": "timestamptz",
+    },
+}
+
+
+def channel_models(union: str) -> list[str]:
+    """The channel models a union reads, in registry order: `stg_<folder>__channel_<union>`."""
+    if union not in CHANNEL_UNIONS:
+        raise KeyError(f"no channel union {union!r} (CHANNEL_UNIONS: {sorted(CHANNEL_UNIONS)})")
+    return [f"stg_{f.folder}__channel_{union}" for f in FILE_SOURCES if f.channel]
+
+
 def raw_ddl(table: str, meta: dict[str, str], columns: dict[str, str]) -> str:
     """`create table if not exists raw.<table>` with the metadata columns first."""
     cols = ",\n    ".join(f'"{name}" {kind}' for name, kind in {**meta, **columns}.items())
@@ -407,16 +467,108 @@ def dbt_sources_yml() -> str:
     return "\n".join(out) + "\n"
 
 
-def write_dbt_sources(project_dir) -> bool:
-    """Write `_sources.yml` under `project_dir` from the registry; True when it changed."""
+# -- the channel unions' generated files ---------------------------------------------------------
+
+CHANNEL_MODELS_YML_PATH = "models/staging/_channel_models.yml"  # under the dbt project
+CHANNEL_MODELS_MACRO_PATH = "macros/generated/channel_models.sql"
+
+
+def _channel_sources() -> list[FileSource]:
+    return [f for f in FILE_SOURCES if f.channel]
+
+
+def channel_models_yml() -> str:
+    """The text of `models/staging/_channel_models.yml`: each channel source's model per union,
+    with a dbt contract enforcing the union's columns and types (CHANNEL_UNIONS), so a channel
+    model that does not produce exactly them fails its own build, not the union's."""
+    out = [
+        "# GENERATED from pipelines/lib/contracts.py by `python -m pipelines.lib.contracts`",
+        "# (make sources-yml); do not edit: tests/test_contracts.py fails when it is out of date.",
+        "# Each channel source's models in the shape of the channel unions (CHANNEL_UNIONS).",
+        "version: 2",
+        "",
+        "models:" if _channel_sources() else "models: []",
+    ]
+    for f in _channel_sources():
+        for union, columns in CHANNEL_UNIONS.items():
+            out.append(f"  - name: stg_{f.folder}__channel_{union}")
+            out.append(
+                f"    description: {f.source}'s channel {union.replace('_', ' ')} ({f.channel}) "
+                f"in the shape of int_channel_{union}_unioned."
+            )
+            out.append("    config:")
+            out.append("      contract:")
+            out.append("        enforced: true")
+            out.append("    columns:")
+            for name, kind in columns.items():
+                out.append(f"      - name: {name}")
+                out.append(f"        data_type: {kind}")
+    return "\n".join(out) + "\n"
+
+
+def channel_models_sql() -> str:
+    """The text of `macros/generated/channel_models.sql`: `channel_models(union)` (the models a
+    union reads, a static list, so `ref()` in the union's loop resolves when dbt parses) and
+    `channel_columns(union)` (the union's columns in order)."""
+
+    def listing(values: dict[str, list[str]]) -> list[str]:
+        lines = ["    {%- set found = {"]
+        for union, names in values.items():
+            lines.append(f"        '{union}': [")
+            lines.extend(f"            '{n}'," for n in names)
+            lines.append("        ],")
+        lines.append("    } -%}")
+        lines.append("    {%- if union not in found -%}")
+        lines.append(
+            '        {{ exceptions.raise_compiler_error("no channel union \'" ~ union ~ "\' '
+            '(CHANNEL_UNIONS in pipelines/lib/contracts.py)") }}'
+        )
+        lines.append("    {%- endif -%}")
+        lines.append("    {{ return(found[union]) }}")
+        return lines
+
+    out = [
+        "{#-",
+        "  GENERATED from pipelines/lib/contracts.py by `python -m pipelines.lib.contracts`",
+        "  (make sources-yml); do not edit: tests/test_contracts.py fails when it is out of date.",
+        "-#}",
+        "",
+        "{#- The models a channel union reads, in registry order: each channel source's",
+        "    `stg_<folder>__channel_<union>` (FileSource.channel). -#}",
+        "{% macro channel_models(union) -%}",
+        *listing({u: channel_models(u) for u in CHANNEL_UNIONS}),
+        "{%- endmacro %}",
+        "",
+        "",
+        "{#- The columns of a channel union, in order (each channel model has exactly these). -#}",
+        "{% macro channel_columns(union) -%}",
+        *listing({u: list(cols) for u, cols in CHANNEL_UNIONS.items()}),
+        "{%- endmacro %}",
+    ]
+    return "\n".join(out) + "\n"
+
+
+# Every file written from the registry (path under the dbt project -> its text).
+GENERATED = {
+    DBT_SOURCES_PATH: dbt_sources_yml,
+    CHANNEL_MODELS_YML_PATH: channel_models_yml,
+    CHANNEL_MODELS_MACRO_PATH: channel_models_sql,
+}
+
+
+def write_generated(project_dir) -> dict[str, bool]:
+    """Write every generated file under `project_dir`; per path, True when it changed."""
     from pathlib import Path
 
-    path = Path(project_dir) / DBT_SOURCES_PATH
-    text = dbt_sources_yml()
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return False
-    path.write_text(text, encoding="utf-8")
-    return True
+    changed = {}
+    for rel, render in GENERATED.items():
+        path = Path(project_dir) / rel
+        text = render()
+        changed[rel] = not (path.exists() and path.read_text(encoding="utf-8") == text)
+        if changed[rel]:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    return changed
 
 
 if __name__ == "__main__":  # python -m pipelines.lib.contracts [dbt project dir]
@@ -425,5 +577,5 @@ if __name__ == "__main__":  # python -m pipelines.lib.contracts [dbt project dir
     from pipelines.settings import DBT_PROJECT_DIR
 
     target = sys.argv[1] if len(sys.argv) > 1 else DBT_PROJECT_DIR
-    changed = write_dbt_sources(target)
-    print(f"{DBT_SOURCES_PATH}: {'written' if changed else 'up to date'}")
+    for rel, changed in write_generated(target).items():
+        print(f"{rel}: {'written' if changed else 'up to date'}")
