@@ -136,7 +136,7 @@ clean: ## Remove the environment, caches and local data
 	rm -rf $(VENV) .venv-erp .cache .pytest_cache .ruff_cache dbt_project/target dbt_project/logs data .dagster_home
 
 .PHONY: sources-yml
-sources-yml: install ## Write dbt_project/models/staging/_sources.yml from the source registry (pipelines/lib/contracts.py)
+sources-yml: install ## Write the dbt files generated from the source registry (pipelines/lib/contracts.py): _sources.yml, the channel models' contract and list
 	$(BIN)/python -m pipelines.lib.contracts
 
 # The live stack of DESIGN §13 (scripts/stack/stack.py): PostgreSQL, Tryton on it, Kafka, Kafka

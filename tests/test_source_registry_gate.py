@@ -1,13 +1,15 @@
 """The gate of the source registry (issue 20): a new file source is its registry entry and its
 staging folder (plus a parser only for a new format).
 
-A temporary copy of the project gets a toy CSV source through exactly those: one `FileSource`
-appended to the copy's `pipelines/lib/contracts.py` and a staging folder with one model. Then
-`python -m pipelines.lib.contracts` (make sources-yml) regenerates the copy's `_sources.yml`,
-and the copy's own code must: create its raw table, land its files (a missing required field
-dead-lettered), run its landing-boundary suite (a value outside its set and a zero quantity
-fail), show it as a Dagster asset with its checks and its staging model downstream, and build
-the staging model with dbt. Nothing else of the copy is edited.
+A temporary copy of the project gets a toy CSV source that carries a sales channel's returns
+through exactly those: one `FileSource` (with `channel`) appended to the copy's
+`pipelines/lib/contracts.py` and a staging folder with its model and its two channel models (its
+requests in the shape of the channel unions). Then `python -m pipelines.lib.contracts` (make
+sources-yml) regenerates the copy's generated dbt files, and the copy's own code must: create its
+raw table, land its files (a missing required field dead-lettered), run its landing-boundary
+suite (a value outside its set and a zero quantity fail), show it as a Dagster asset with its
+checks and its staging model downstream, build its models with dbt, and show its requests in
+both channel unions. Nothing else of the copy is edited.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ TOY_ENTRY = """    FileSource(  # toy source of tests/test_source_registry_gate.
         ("request_id", "sku", "quantity"),
         value_sets={"status": ("open", "done")},
         positive=("quantity",),
+        channel="portal",
     ),
 """
 TOY_MODEL = """select
@@ -55,6 +58,45 @@ TOY_MODEL = """select
     _file as source_file,
     _row_number as source_row_number
 from {{ source('raw', 'portal_requests') }}
+"""
+# its requests in the channel unions' shape (CHANNEL_UNIONS; the generated contract checks it)
+TOY_CHANNEL_RETURNS = """select
+    'portal' as channel,
+    'portal' as source_system,
+    request_id as channel_return_id,
+    request_id as rma_number,
+    {{ normalize_rma('request_id') }} as rma_normalized,
+    status as channel_status,
+    case status when 'done' then 'closed' else 'requested' end as base_status,
+    cast(null as timestamptz) as requested_at,
+    cast(null as timestamptz) as approved_at,
+    cast(null as timestamptz) as closed_at,
+    cast(null as varchar) as currency,
+    'refund' as outcome,
+    cast(null as varchar) as tracking_number,
+    cast(null as varchar) as tracking_normalized,
+    cast(null as varchar) as order_ref,
+    cast(null as bigint) as shopify_order_id,
+    source_file || ':' || source_row_number as source_position,
+    cast(null as timestamptz) as source_changed_at
+from {{ ref('stg_portal__requests') }}
+"""
+TOY_CHANNEL_RETURN_LINES = """select
+    'portal' as channel,
+    'portal' as source_system,
+    {{ normalize_rma('request_id') }} as rma_normalized,
+    sku as channel_sku,
+    cast(null as varchar) as channel_line_id,
+    cast(quantity as decimal(12, 3)) as qty_requested,
+    cast(null as decimal(18, 4)) as unit_price,
+    cast(null as varchar) as currency,
+    cast(null as varchar) as reason_raw,
+    cast(null as varchar) as mapped_reason,
+    cast(null as decimal(18, 4)) as refund_amount,
+    request_id as source_record_id,
+    source_file || ':' || source_row_number as source_position,
+    cast(null as timestamptz) as source_changed_at
+from {{ ref('stg_portal__requests') }}
 """
 TOY_CSV = (
     "request_id,sku,quantity,status\n"
@@ -119,6 +161,8 @@ def copy(tmp_path_factory):
     staging = project / "dbt_project" / "models" / "staging" / "portal"
     staging.mkdir()
     (staging / "stg_portal__requests.sql").write_text(TOY_MODEL)
+    (staging / "stg_portal__channel_returns.sql").write_text(TOY_CHANNEL_RETURNS)
+    (staging / "stg_portal__channel_return_lines.sql").write_text(TOY_CHANNEL_RETURN_LINES)
 
     env = {
         k: v
@@ -153,7 +197,10 @@ def test_the_toy_source_is_in_dbts_sources(copy):
     project, _, _ = copy
     text = (project / "dbt_project" / "models" / "staging" / "_sources.yml").read_text()
     assert f"      - name: {TOY_TABLE}\n" in text
-    assert "source: portal\n            format: csv\n" in text
+    assert "source: portal\n            format: csv\n            channel: portal\n" in text
+    macro = (project / "dbt_project" / "macros" / "generated" / "channel_models.sql").read_text()
+    for union in ("returns", "return_lines"):
+        assert f"'stg_portal__channel_{union}'," in macro
 
 
 def test_the_toy_source_lands_and_is_validated_by_its_generated_suite(copy):
@@ -171,18 +218,21 @@ def test_the_toy_source_lands_and_is_validated_by_its_generated_suite(copy):
     ]
 
 
-def test_the_toy_source_is_a_dagster_asset_and_dbt_builds_its_staging_model(copy):
+def test_the_toy_source_is_a_dagster_asset_and_its_requests_reach_the_channel_unions(copy):
     project, work, run = copy
     listed = run(str(BIN / "python"), "-c", DAGSTER).stdout.splitlines()
     assert "asset True" in listed
     assert any(line.startswith("check ") for line in listed), listed  # its landing checks
     assert any(line.endswith("stg_portal__requests") for line in listed), listed
-    # the raw table was landed by the previous test (module order); build the staging model
+    # the raw table was landed by the previous test (module order)
     db = work / "data" / "w.duckdb"
     if not db.exists():  # run alone: land first
         run(str(BIN / "python"), "-c", LAND, str(db), str(work / "landing"))
+    # its staging model, and the channel unions with everything they read (tests left out)
     run(
         str(BIN / "dbt"), "build", "--select", "stg_portal__requests",
+        "+int_channel_returns_unioned", "+int_channel_return_lines_unioned",
+        "--exclude-resource-type", "test", "unit_test",
         "--profiles-dir", ".", "--target-path", str(work / "target"),
         "--log-path", str(work / "logs"),
         cwd=project / "dbt_project",
@@ -195,4 +245,17 @@ def test_the_toy_source_is_a_dagster_asset_and_dbt_builds_its_staging_model(copy
             "where table_name = 'stg_portal__requests'"
         ).fetchone()
         rows = con.execute(f"select request_id from {schema}.stg_portal__requests").fetchall()
+        returns = con.execute(
+            "select channel_return_id, rma_normalized, base_status "
+            "from intermediate.int_channel_returns_unioned where channel = 'portal' order by 1"
+        ).fetchall()
+        lines = con.execute(
+            "select rma_normalized, channel_sku, qty_requested "
+            "from intermediate.int_channel_return_lines_unioned where channel = 'portal' order by 1"
+        ).fetchall()
     assert sorted(r[0] for r in rows) == ["P-1", "P-2", "P-3"]
+    # through its registry entry and staging folder only: the unions name no source
+    assert returns == [("P-1", "P1", "requested"), ("P-2", "P2", "requested"),
+                       ("P-3", "P3", "requested")]  # fmt: skip
+    assert [(r, s, int(q)) for r, s, q in lines] == [("P1", "SKU-1", 2), ("P2", "SKU-2", 0),
+                                                     ("P3", "SKU-3", 1)]  # fmt: skip
