@@ -182,6 +182,8 @@ def test_plans_the_right_actions_amounts_quantities_and_statuses(con, landscape)
         "lines": [
             {"return_line_ref": 9103, "product_code": "P-1003", "quantity": "1", "unit_price": "89"}
         ],
+        "expected_total": "89",  # the credit's total incl. tax: what the channel refunded
+        "tolerance": "0.01",
         "description": "returnsync refund_without_credit RMA-3",
     }
     short = adj[landscape["short_big"]]
@@ -318,3 +320,43 @@ def test_an_adjustment_a_push_already_tried_is_never_superseded(con, landscape):
     summary = plan_adjustments(con)
     assert summary.planned == 0 and summary.superseded == 0
     assert adjustments(con)[landscape["stock_small"]]["adjustment_id"] == tried["adjustment_id"]
+
+
+def test_a_taxed_refund_is_planned_as_the_units_with_their_taxes(con):
+    """The channel refunds taxes included (2 x 40.00 + 19 % = 95.20) and an untaxed line at its
+    price (33.30): both are the uncredited units, credited with the taxes their sale lines carry
+    (the adapter checks the total incl. tax in the ERP). A refund short of the units' value
+    before tax (60.00 for 80.00 of goods) is a partial refund or a fee: a person decides."""
+    add_return(con, ReturnSpec("RMA-T", "P-1001", 9201, 9301, 21, Decimal(2), Decimal("40.00"),
+                               channel_refund=Decimal("95.20")))  # fmt: skip
+    add_return(con, ReturnSpec("RMA-U", "P-1002", 9202, 9302, 21, Decimal(1), Decimal("33.30"),
+                               channel_refund=Decimal("33.30")))  # fmt: skip
+    add_return(con, ReturnSpec("RMA-P", "P-1003", 9203, 9303, 21, Decimal(2), Decimal("40.00"),
+                               channel_refund=Decimal("60.00")))  # fmt: skip
+    taxed = add_mismatch(
+        con, "refund_without_credit", "RMA-T", amount_delta="-95.20", draft_credit_note_id=61
+    )
+    untaxed = add_mismatch(con, "refund_without_credit", "RMA-U", amount_delta="-33.30")
+    partial = add_mismatch(
+        con, "refund_without_credit", "RMA-P", amount_delta="-60.00", draft_credit_note_id=63
+    )
+    plan_adjustments(con)
+    adj = adjustments(con)
+    assert set(adj) == {taxed, untaxed}
+    t = adj[taxed]
+    assert (t["action"], t["amount"], t["quantity"], t["currency"]) == (
+        "post_draft_credit_note",
+        Decimal("95.2000"),  # what finance sees and the auto-approve limit reads: incl. tax
+        Decimal(2),
+        "EUR",
+    )
+    payload = json.loads(t["payload"])
+    assert payload["lines"] == [
+        {"return_line_ref": 9301, "product_code": "P-1001", "quantity": "2", "unit_price": "40"}
+    ]  # real units at the line's unit price (before tax: Tryton adds the line's taxes)
+    assert (payload["expected_total"], payload["tolerance"]) == ("95.2", "0.01")
+    u = adj[untaxed]
+    assert (u["action"], u["amount"]) == ("create_credit_note", Decimal("33.3000"))
+    assert json.loads(u["payload"])["expected_total"] == "33.3"
+    reason = open_exceptions(con)[partial]["reason"]
+    assert "worth 80 EUR" in reason and "before tax" in reason and "a person" in reason

@@ -23,7 +23,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from pipelines.errors import ConfigError
@@ -592,12 +592,24 @@ class TrytonAdapter:
                 f"stock shipment {doc.number or doc.erp_id} with key {doc.idempotency_key!r} was "
                 "cancelled in Tryton; not creating another one"
             )
-        steps = {"request": "draft", "draft": "wait", "waiting": "assign_force", "assigned": "do"}
+        # between two warehouses Tryton 8.2 routes an internal shipment through the company's
+        # transit location (stock configuration `shipment_internal_transit`, set on `wait`):
+        # its goods leave on `ship` (from -> transit) and arrive on `do` (transit -> to), after
+        # `pack`; `do` straight from `assigned` is for a shipment inside one warehouse
+        steps = {"request": "draft", "draft": "wait", "waiting": "assign_force", "assigned": "do",
+                 "packed": "ship", "shipped": "do"}  # fmt: skip
         state = doc.state
         for _ in range(len(steps) + 1):
             if state == "done":
                 break
             button = steps.get(state)
+            if (
+                state == "assigned"
+                and self._read_one(self.SHIPMENT_MODEL, doc.erp_id, ["transit_location"])[
+                    "transit_location"
+                ]
+            ):
+                button = "pack"
             if button is None:
                 raise ErpPermanentError(
                     f"stock shipment {doc.number or doc.erp_id} is in state {state!r}; "
@@ -671,6 +683,8 @@ class TrytonAdapter:
                                              "currency"))  # fmt: skip
             attempt(self._revenue_journal)
             attempt(lambda: self._open_period(self._today()))
+            if line is not None:
+                attempt(lambda: self._check_credit_total(_wanted_lines(payload), payload))
             return problems
         attempt(lambda: self._id_by_code("product.product", payload["product_code"], "product"))
         to_id = attempt(
@@ -1000,18 +1014,10 @@ class TrytonAdapter:
         existing = self.find_document("credit_note", key)
         if existing is not None:
             return self._finish_credit_note(existing)
-        wanted: dict[str, dict[str, Any]] = {}
-        for item in payload.get("lines") or []:
-            origin = _origin(item.get("return_line_ref") or payload.get("return_line_ref"))
-            if origin is None:
-                raise ErpPermanentError("a credit line names no ERP return line")
-            wanted[origin] = {
-                "product_code": str(item["product_code"]),
-                "quantity": -abs(float(Decimal(str(item["quantity"])))),
-                "unit_price": abs(Decimal(str(item["unit_price"]))),
-            }
+        wanted = _wanted_lines(payload)
         if not wanted:
             raise ErpPermanentError("a credit note needs at least one line")
+        self._check_credit_total(wanted, payload)
         drafts = self._draft_credit_lines(list(wanted))
         today = self._today()
         if drafts:
@@ -1090,9 +1096,98 @@ class TrytonAdapter:
             "description": code,
             "origin": origin,
         }
+        taxes = self._sale_line_taxes([origin]).get(origin)
+        if taxes:  # as Tryton's own credit note of the return: the sale line's taxes
+            values["taxes"] = [["add", list(taxes)]]
         if self.client.context.get("company"):
             values["company"] = self.client.context["company"]
         return values
+
+    # -- taxes: a credit note's total as Tryton computes it ---------------------------------------
+
+    def _sale_line_taxes(self, origins: Sequence[str]) -> dict[str, tuple[int, ...]]:
+        """`sale.line,<id>` -> the sale line's tax ids (what Tryton puts on its credit lines)."""
+        ids = [int(o.split(",")[1]) for o in origins]
+        rows = self.client.call("sale.line", "read", ids, ["taxes"]) if ids else []
+        return {f"sale.line,{r['id']}": tuple(r["taxes"] or ()) for r in rows}
+
+    def credit_total(self, wanted: Mapping[str, Mapping[str, Any]]) -> Decimal:
+        """The total (positive) of a credit note with `wanted` lines ({origin: quantity,
+        unit_price}) incl. the taxes each line carries from its sale line, computed as Tryton's
+        invoice does: each line's amount rounded to the currency, percentage taxes on it (and
+        fixed ones per unit), rounded per line or per document as the company's tax rounding
+        says."""
+        origins = list(wanted)
+        taxes_of = self._sale_line_taxes(origins)
+        tax_ids = sorted({t for ids in taxes_of.values() for t in ids})
+        taxes = {
+            r["id"]: r
+            for r in (self.client.call(
+                "account.tax", "read", tax_ids, ["type", "rate", "amount", "childs", "name"]
+            ) if tax_ids else [])
+        }  # fmt: skip
+        for tax in list(taxes.values()):
+            if tax["childs"]:
+                raise ErpPermanentError(
+                    f"Tryton tax {tax['name']!r} has child taxes; returnsync cannot check the "
+                    "credit note's total against the channel refund: a person must post it"
+                )
+        first = int(origins[0].split(",")[1])
+        sale = self.client.call("sale.line", "read", [first], ["sale"])[0]["sale"]
+        currency = self._read_one("sale.sale", sale, ["currency"])["currency"]
+        rounding = Decimal(str(self._read_one("currency.currency", currency, ["rounding"])[
+            "rounding"]))  # fmt: skip
+        per_line = self._tax_rounding() == "line"
+
+        def rnd(value: Decimal) -> Decimal:
+            return (value / rounding).quantize(Decimal(1), ROUND_HALF_EVEN) * rounding
+
+        untaxed, tax_total = Decimal(0), Decimal(0)
+        unrounded: dict[int, Decimal] = {}
+        for origin, want in wanted.items():
+            quantity = abs(Decimal(str(want["quantity"])))
+            price = abs(Decimal(str(want["unit_price"])))
+            untaxed += rnd(quantity * price)
+            for tax_id in taxes_of.get(origin, ()):
+                tax = taxes[tax_id]
+                if tax["type"] == "percentage":
+                    amount = quantity * price * Decimal(str(tax["rate"] or 0))
+                elif tax["type"] == "fixed":
+                    amount = quantity * Decimal(str(tax["amount"] or 0))
+                else:
+                    continue  # type none: no amount
+                if per_line:
+                    tax_total += rnd(amount)
+                else:
+                    unrounded[tax_id] = unrounded.get(tax_id, Decimal(0)) + amount
+        tax_total += sum((rnd(v) for v in unrounded.values()), Decimal(0))
+        return untaxed + tax_total
+
+    def _tax_rounding(self) -> str:
+        rows = self.client.call("account.configuration", "search", [], 0, 1, None)
+        if not rows:
+            return "document"
+        return self._read_one("account.configuration", rows[0], ["tax_rounding"])[
+            "tax_rounding"] or "document"  # fmt: skip
+
+    def _check_credit_total(
+        self, wanted: Mapping[str, Mapping[str, Any]], payload: Mapping[str, Any]
+    ) -> None:
+        """The credit note's total incl. its lines' taxes must be the amount the channel refunded
+        beyond the ERP's credit (`expected_total`, within `tolerance`); else nothing is written
+        and a person decides (a partial refund, a fee, or other taxes than the sale's)."""
+        if payload.get("expected_total") in (None, ""):
+            return  # an earlier release's payload: its amount was checked before tax
+        expected = Decimal(str(payload["expected_total"]))
+        tolerance = Decimal(str(payload.get("tolerance") or "0.01"))
+        total = self.credit_total(wanted)
+        if abs(total - expected) > tolerance:
+            currency = payload.get("currency_code") or ""
+            raise ErpPermanentError(
+                f"the uncredited units come to {total} {currency} incl. the sale lines' taxes in "
+                f"Tryton, but the channel refunded {expected} {currency} more than the ERP "
+                "credited (a partial refund or a fee?): a person must decide; nothing was posted"
+            )
 
     def _new_credit_note(
         self,
@@ -1187,6 +1282,21 @@ class TrytonAdapter:
             if len(rows) < batch_size:
                 return
             last_id = rows[-1]["id"]
+
+
+def _wanted_lines(payload: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A credit payload's lines by origin (`sale.line,<id>`): negative quantity, positive price."""
+    wanted: dict[str, dict[str, Any]] = {}
+    for item in payload.get("lines") or []:
+        origin = _origin(item.get("return_line_ref") or payload.get("return_line_ref"))
+        if origin is None:
+            raise ErpPermanentError("a credit line names no ERP return line")
+        wanted[origin] = {
+            "product_code": str(item["product_code"]),
+            "quantity": -abs(float(Decimal(str(item["quantity"])))),
+            "unit_price": abs(Decimal(str(item["unit_price"]))),
+        }
+    return wanted
 
 
 def _with_created(doc: ErpDocument, created: bool) -> ErpDocument:

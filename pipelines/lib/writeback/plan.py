@@ -13,8 +13,13 @@ vocabulary of `pipelines.lib.erp.base`. The planner reads `recon.mismatches` (th
   to the line's location that is short, at most what the ERP holds there;
 - money short in the ERP (`refund_without_credit`, ERP-short `credit_amount_mismatch`) →
   `post_draft_credit_note` (or `create_credit_note` when CDC shows no draft) with the return's
-  uncredited authorized units at each line's unit price, planned only when they are worth the
-  missing amount within the currency's tolerance (else a person: a partial refund or a fee).
+  uncredited authorized units at each line's unit price. The credit note's lines carry the sale
+  lines' taxes (as Tryton's own credit notes do), so the missing amount is the credit's total
+  incl. tax: the payload carries it (`expected_total`, `tolerance`) and the adapter, which reads
+  the lines' taxes from the ERP, posts only a credit note whose total matches it. The warehouse
+  holds no ERP tax data, so the planner can only tell that a refund short of the units' value
+  before tax is not theirs (a partial refund or a fee: a person); the adapter refuses the rest
+  (`ErpPermanentError`, so the exception queue with the reason).
 
 Everything else (over-postings, over-credits, duplicates, currency mismatches, unmatched
 receipts, stale returns, unmapped SKUs, or a fix that cannot be built from the data) goes to the
@@ -378,7 +383,9 @@ def _move_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
 def _credit_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
     """Money short in the ERP: post the return's own draft credit note corrected to the
     uncredited authorized units at the lines' unit prices, or create one with those units when
-    there is no draft; only when those units are worth the missing amount (within tolerance)."""
+    there is no draft; the missing amount is the credit's total incl. tax (`expected_total`),
+    which the adapter checks against the lines' ERP taxes; a refund short of the units' value
+    before tax goes to a person."""
     out = []
     for rows in _candidates(con, credit_rules()).values():
         first = rows[0]
@@ -428,11 +435,13 @@ def _credit_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
                 "every authorized unit of the return is already credited in the ERP: a top-up "
                 "credit note would raise duplicate_credit; a person must correct the credit note"
             )
-        elif abs(value - missing) > tolerance:
+        elif missing < value - tolerance:
+            # taxes only add to a credit note's lines: a refund short of the units' value
+            # before tax cannot be the uncredited units, whatever the taxes
             reason = (
                 f"the channel refunded {_text(missing)} {currency} more than the ERP credited, "
                 f"but the return's uncredited units are worth {_text(value)} {currency} at their "
-                "unit prices (a partial refund or a fee?): a person must decide"
+                "unit prices before tax (a partial refund or a fee?): a person must decide"
             )
         if reason:
             out.append(Proposal(**base, exception_reason=reason))
@@ -445,6 +454,10 @@ def _credit_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
             "party": int(first["party_id"]),
             "currency_code": currency,
             "lines": credit_lines,
+            # the credit note's total incl. the taxes its lines carry from the sale lines (the
+            # adapter computes them as Tryton does and refuses a total off by more than this)
+            "expected_total": _text(missing),
+            "tolerance": _text(tolerance),
             "description": f"returnsync {first['rule']} {first['rma_number']}",
         }
         out.append(
@@ -452,7 +465,7 @@ def _credit_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
                 **base,
                 action=action,
                 payload=payload,
-                amount=value,
+                amount=missing,
                 quantity=units,
                 currency=currency,
             )
