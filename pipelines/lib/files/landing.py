@@ -43,6 +43,7 @@ import pyarrow as pa
 
 from pipelines.lib.contracts import FILE_SOURCES, FileSource
 from pipelines.lib.filehash import sha256_cached, sha256_of
+from pipelines.lib.files import columnar
 from pipelines.lib.files.delimited import (
     ContractViolation,
     LineCounts,
@@ -73,6 +74,12 @@ MEMORY_LIMIT = LANDING_MEMORY_LIMIT
 BATCH_ROWS = 20_000  # rows per Arrow batch: bounds memory (DuckDB reads each batch once)
 BATCH_BYTES = 4 << 20  # ...or this much input per batch, whichever comes first (a 4 MB batch of
 #                        webhooks is ~5,000 rows and ~40 MB of Python objects)
+# How NDJSON drops are converted: "reference" (per line: fastrow's builder, then RowConverter) or
+# "columnar" (files/columnar.py: DuckDB's JSON functions per batch, the reference for the lines
+# it is not certain of; same rows and dead letters). CSV/TSV drops are typed per batch in DuckDB
+# either way.
+DECODERS = ("reference", "columnar")
+DEFAULT_DECODER = "reference"
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,7 @@ class FileLandingSummary:
     lines_ignored: int = 0
     duplicate_lines: int = 0  # lines of the files skipped as already landed (when recorded)
     versions: list[ReferenceVersion] = field(default_factory=list)  # reference files applied
+    columnar_rows: int = 0  # rows converted in SQL by the column-wise decoder
 
     @property
     def quarantined_files(self) -> int:
@@ -275,6 +283,7 @@ def land_files(
     batch_bytes: int = BATCH_BYTES,
     memory_limit: str | None = MEMORY_LIMIT,
     fast_path: bool = True,
+    decoder: str = DEFAULT_DECODER,
 ) -> dict[str, FileLandingSummary]:
     """Land every new file of the chosen sources; returns a summary per raw table.
 
@@ -285,11 +294,15 @@ def land_files(
 
     `fast_path=False` converts every NDJSON line with the reference converter (the generated
     fast builder is otherwise tried first; both give the same rows and dead letters).
+    `decoder="columnar"` converts NDJSON drops column-wise (`files/columnar.py`; the same rows,
+    ledger and dead letters as `"reference"`).
 
     The result is keyed by raw table (`returns_saas_webhooks`, `shopify_refunds`,
     `amazon_returns`, `b2b_credit_requests`, `sku_crosswalk`, `warehouse_crosswalk`), because
     the two crosswalks share the ledger source `reference`.
     """
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; known: {', '.join(DECODERS)}")
     landing = Path(landing_dir)
     chosen = select_sources(sources)
     ingested_at = utcnow()
@@ -343,6 +356,7 @@ def land_files(
                             summary,
                             fast_path,
                             landed_before=(fs.raw_table, sha) in refs.known,
+                            decoder=decoder,
                         )
                     except OSError as exc:  # read failed midway: rolled back, tried next run
                         rel = path.relative_to(landing).as_posix()
@@ -379,6 +393,7 @@ def _land_one(
     summary: FileLandingSummary,
     fast_path: bool = True,
     landed_before: bool = False,
+    decoder: str = DEFAULT_DECODER,
 ) -> None:
     rel = path.relative_to(landing).as_posix()
     if landed_before:  # a reference file whose content landed before: only a new version
@@ -420,19 +435,25 @@ def _land_one(
                 con.execute(f"insert into raw.{fs.raw_table} by name select * from _rs_rows")
 
             tally = LineTally()
-            rows, dead = land_ndjson(
-                con,
-                fs,
-                path,
-                rel,
-                sha,
-                ingested_at,
-                insert,
-                bury,
-                *batch,
-                fast=fast_path,
-                counts=tally,
-            )
+            if decoder == "columnar" and fast_path and columnar.supported(fs):
+                rows, dead, in_sql = columnar.land_ndjson_columnar(
+                    con, fs, path, rel, sha, ingested_at, insert, bury, *batch, counts=tally
+                )
+                summary.columnar_rows += in_sql
+            else:
+                rows, dead = land_ndjson(
+                    con,
+                    fs,
+                    path,
+                    rel,
+                    sha,
+                    ingested_at,
+                    insert,
+                    bury,
+                    *batch,
+                    fast=fast_path,
+                    counts=tally,
+                )
             # NDJSON: every line not blank is one row or one dead letter (ndjson.LineTally)
             lines = LineCounts(
                 lines_read=tally.lines_read, blank=tally.blank_lines, rows=rows, dead_letters=dead

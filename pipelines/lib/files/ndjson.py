@@ -228,26 +228,19 @@ def land_ndjson(
     given, receives the lines read (blank lines + rows + dead letters) and the blank lines.
     """
     counts = LineTally() if counts is None else counts
-    converter = RowConverter(fs)
-    builders = (compile_builder(fs), compile_builder(fs, exact_numbers=True)) if fast else None
-    schema = arrow_schema({**FILE_META_COLUMNS, **fs.columns})
+    convert = LineConverter(fs, rel, sha256, ingested_at, fast=fast, encoding=counts.encoding)
+    schema = convert.schema
     good: list[tuple] = []
     dead: list[DeadLetter] = []
     rows = buried = pending_bytes = 0
-    columns = tuple(converter.columns)
 
     def flush() -> None:
         nonlocal rows, buried, pending_bytes
         pending_bytes = 0
         if good:
-            arrays = [
-                pa.array(values, type=field.type)
-                for values, field in zip(zip(*good, strict=True), schema, strict=True)
-            ]
             rows += len(good)
+            insert(rows_table(good, schema))
             good.clear()
-            insert(pa.Table.from_arrays(arrays, schema=schema))
-            del arrays
         if dead:
             buried += bury(dead)
             dead.clear()
@@ -259,53 +252,90 @@ def land_ndjson(
                 blank += 1
                 continue
             pending_bytes += len(line)
-            error = None
-            floats = _Floats()
-            try:
-                obj = json.loads(line.decode(), parse_float=floats, parse_constant=_not_json)
-            except UnicodeDecodeError as exc:
-                error = invalid_encoding(line, exc, counts.encoding)
-            except (ValueError, RecursionError) as exc:
-                obj, error = _parse_after_bom(line, floats, exc)
-            if error is None:
-                if type(obj) is not dict:
-                    error = f"wrong type: the line is {_type_name(obj)}, expected a JSON object"
-                elif _SURROGATE_ESCAPE.search(line) and _lone_surrogate(obj):
-                    error = "bad JSON: a string holds an unpaired UTF-16 surrogate (not storable)"
-            if error is None and builders is not None:
-                try:
-                    built = builders[floats.seen](obj)
-                except Exception:  # Slow (or a value it did not expect): the reference decides
-                    pass
-                else:
-                    good.append((rel, sha256, number, ingested_at, *built))
-                    if len(good) >= batch_rows or pending_bytes >= batch_bytes:
-                        flush()
-                    continue
-            if error is None:
-                problems = Problems()
-                try:
-                    row, extra = converter.convert(obj, problems, floats.seen)
-                    if problems.errors:
-                        error = "; ".join(problems.errors)
-                    elif extra:
-                        extra_text = (dumps if floats.seen else _fast_dumps)(extra)
-                    else:
-                        extra_text = None
-                except Exception as exc:  # e.g. too deep to write back as JSON: never stops a run
-                    error = f"bad value: {type(exc).__name__}: {str(exc)[:200]}"
-            if error is not None:
-                dead.append(DeadLetter(fs.source, f"{sha256}:{number}", raw_line(line), error))
+            out = convert(number, line)
+            if type(out) is DeadLetter:
+                dead.append(out)
                 if len(dead) >= batch_rows or pending_bytes >= batch_bytes:
                     flush()
-                continue
-            good.append((rel, sha256, number, ingested_at, extra_text, *(row[c] for c in columns)))
-            if len(good) >= batch_rows or pending_bytes >= batch_bytes:
-                flush()
+            else:
+                good.append(out)
+                if len(good) >= batch_rows or pending_bytes >= batch_bytes:
+                    flush()
     flush()
     counts.lines_read += number
     counts.blank_lines += blank
     return rows, buried
+
+
+def rows_table(good: list[tuple], schema: pa.Schema) -> pa.Table:
+    """Row tuples (meta columns, `_extra`, contract columns) as one Arrow table."""
+    arrays = [
+        pa.array(values, type=field.type)
+        for values, field in zip(zip(*good, strict=True), schema, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class LineConverter:
+    """The reference conversion of one NDJSON line (not blank): `convert(number, line)` gives
+    the row's tuple (meta columns, `_extra`, contract columns, in `schema`'s order) or its
+    `DeadLetter` with the reason. No line raises. With `fast`, the generated builder of
+    `fastrow` is tried first; `RowConverter` decides whatever it declines."""
+
+    def __init__(
+        self, fs: FileSource, rel: str, sha256: str, ingested_at, *, fast: bool = True,
+        encoding: str = "UTF-8",
+    ) -> None:  # fmt: skip
+        self.fs = fs
+        self.meta = (rel, sha256)
+        self.ingested_at = ingested_at
+        self.encoding = encoding
+        self.converter = RowConverter(fs)
+        self.columns = tuple(self.converter.columns)
+        self.builders = (
+            (compile_builder(fs), compile_builder(fs, exact_numbers=True)) if fast else None
+        )
+        self.schema = arrow_schema({**FILE_META_COLUMNS, **fs.columns})
+
+    def __call__(self, number: int, line: bytes) -> tuple | DeadLetter:
+        fs = self.fs
+        rel, sha256 = self.meta
+        error = None
+        floats = _Floats()
+        try:
+            obj = json.loads(line.decode(), parse_float=floats, parse_constant=_not_json)
+        except UnicodeDecodeError as exc:
+            error = invalid_encoding(line, exc, self.encoding)
+        except (ValueError, RecursionError) as exc:
+            obj, error = _parse_after_bom(line, floats, exc)
+        if error is None:
+            if type(obj) is not dict:
+                error = f"wrong type: the line is {_type_name(obj)}, expected a JSON object"
+            elif _SURROGATE_ESCAPE.search(line) and _lone_surrogate(obj):
+                error = "bad JSON: a string holds an unpaired UTF-16 surrogate (not storable)"
+        if error is None and self.builders is not None:
+            try:
+                built = self.builders[floats.seen](obj)
+            except Exception:  # Slow (or a value it did not expect): the reference decides
+                pass
+            else:
+                return (rel, sha256, number, self.ingested_at, *built)
+        if error is None:
+            problems = Problems()
+            try:
+                row, extra = self.converter.convert(obj, problems, floats.seen)
+                if problems.errors:
+                    error = "; ".join(problems.errors)
+                elif extra:
+                    extra_text = (dumps if floats.seen else _fast_dumps)(extra)
+                else:
+                    extra_text = None
+            except Exception as exc:  # e.g. too deep to write back as JSON: never stops a run
+                error = f"bad value: {type(exc).__name__}: {str(exc)[:200]}"
+        if error is not None:
+            return DeadLetter(fs.source, f"{sha256}:{number}", raw_line(line), error)
+        row_values = (row[c] for c in self.columns)
+        return (rel, sha256, number, self.ingested_at, extra_text, *row_values)
 
 
 def _parse_after_bom(line: bytes, floats: _Floats, exc: Exception) -> tuple[Any, str | None]:
