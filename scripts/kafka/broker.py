@@ -10,7 +10,9 @@ runs before (and without) the project's virtualenv.
     python scripts/kafka/broker.py stop              # SIGTERM, then SIGKILL after a grace period
     python scripts/kafka/broker.py status
 
-The log directory is formatted once (KRaft `StorageTool format`); later starts reuse it. The test
+The log directory is formatted once (KRaft `StorageTool format`); later starts reuse it.
+The process itself (background start, readiness, SIGTERM/SIGKILL) is scripts/server_process.py,
+shared with the live stack (scripts/stack/stack.py). The test
 fixture (`tests/fixtures/kafka_broker.py`) imports this file and uses `Broker` directly.
 """
 
@@ -18,18 +20,32 @@ from __future__ import annotations
 
 import argparse
 import base64
+import importlib.util
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PROJECT_ROOT = HERE.parent.parent
+
+
+def load_server_process():
+    """scripts/server_process.py, the background-process handling the live stack shares."""
+    name = "returnsync_server_process"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE.parent / "server_process.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # its dataclass looks its module up there
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+_server_process = load_server_process()
+free_port = _server_process.free_port
+_port_open = _server_process.port_open
 LIB_DIR = Path(os.environ.get("RETURNSYNC_KAFKA_LIB", PROJECT_ROOT / ".cache" / "kafka" / "lib"))
 DEFAULT_DIR = PROJECT_ROOT / ".cache" / "kafka" / "dev"
 HEAP = os.environ.get("RETURNSYNC_KAFKA_HEAP", "-Xms128m -Xmx512m")
@@ -65,18 +81,6 @@ def fetch(quiet: bool = True) -> Path:
     return LIB_DIR
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 @dataclass
 class Broker:
     """One broker process with its own log directory (`dir/`: config, data, pid, server.log)."""
@@ -85,7 +89,20 @@ class Broker:
     port: int = 9092
     controller_port: int = 9093
     log_level: str = "warn"
-    proc: subprocess.Popen | None = field(default=None, repr=False)
+    _server: object = field(default=None, init=False, repr=False)
+
+    @property
+    def server(self):
+        """The broker's process (scripts/server_process.py `ServerProcess`)."""
+        if self._server is None:
+            self._server = _server_process.ServerProcess(
+                "the Kafka broker", self.log_file, self.pid_file, tail_lines=30
+            )
+        return self._server
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self.server.proc
 
     @property
     def bootstrap(self) -> str:
@@ -172,77 +189,20 @@ class Broker:
             raise RuntimeError(f"a broker already runs from {self.dir} (pid {self.running_pid()})")
         if _port_open(self.port):
             raise RuntimeError(f"port {self.port} on 127.0.0.1 is already in use")
-        cmd = self.command()
-        start_size = self.log_file.stat().st_size if self.log_file.exists() else 0
-        log = self.log_file.open("ab")
-        self.proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-        log.close()
-        self.pid_file.write_text(str(self.proc.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"the Kafka broker exited with {self.proc.returncode}; log:\n{self._tail()}"
-                )
-            with self.log_file.open("rb") as f:
-                f.seek(start_size)
-                text = f.read().decode(errors="replace")
-            if READY_MARKER in text and _port_open(self.port):
-                return self.bootstrap
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"the Kafka broker did not start in {timeout:.0f} s:\n{self._tail()}")
-
-    def _tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        self.server.start(
+            self.command(),
+            ready=lambda log: READY_MARKER in log and _port_open(self.port),
+            timeout=timeout,
+            on_timeout=self.stop,
+        )
+        return self.bootstrap
 
     def running_pid(self) -> int | None:
-        if self.proc is not None:
-            return self.proc.pid if self.proc.poll() is None else None
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            os.kill(pid, 0)
-        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-            return None
-        return pid
+        return self.server.running_pid()
 
     def stop(self, grace: float = 30.0) -> None:
         """SIGTERM (Kafka's clean shutdown), SIGKILL if it has not ended after `grace` seconds."""
-        pid = self.running_pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            if self._ended(pid):
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
-            while not self._ended(pid):
-                time.sleep(0.1)
-        self.pid_file.unlink(missing_ok=True)
-
-    def _ended(self, pid: int) -> bool:
-        if self.proc is not None and self.proc.pid == pid:
-            return self.proc.poll() is not None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        # our child? reap it; otherwise it is someone else's and gone once kill(0) fails
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            return done == pid
-        except ChildProcessError:
-            return False
+        self.server.stop(grace)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,9 +6,11 @@
     python scripts/stack/stack.py status
 
 Standard library only (like scripts/kafka/broker.py, which it reuses for the broker); the Tryton
-server runs from `.venv-erp`. Every server listens on 127.0.0.1 on a free port; `up` writes the
-ports and pids to `<dir>/stack.json` and prints the RETURNSYNC_* variables (`--env-file` also
-writes them to a file for `source`). The tests use `Stack` directly (tests/live/conftest.py).
+server runs from `.venv-erp`. Starting, waiting for, stopping and killing the Java servers (Kafka,
+Connect) is scripts/server_process.py, the one implementation the broker and the stack share.
+Every server listens on 127.0.0.1 on a free port; `up` writes the ports and pids to
+`<dir>/stack.json` and prints the RETURNSYNC_* variables (`--env-file` also writes them to a file
+for `source`). The tests use `Stack` directly (tests/live/conftest.py).
 
 - PostgreSQL: Debian's binaries (/usr/lib/postgresql/<v>/bin), `initdb` once into `<dir>/pg`,
   `wal_level=logical`, trust authentication on 127.0.0.1 only (throw-away local cluster).
@@ -33,8 +35,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -109,56 +109,22 @@ def connector_config(pg_port: int, slot: str = "returnsync_erp") -> dict[str, st
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def load_server_process():
+    """scripts/server_process.py: the background-process handling shared with the broker."""
+    name = "returnsync_server_process"  # the name scripts/kafka/broker.py loads it under
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE.parent / "server_process.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return True
-
-
-def _stop_pid(pid: int | None, grace: float = 20.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds; returns once the process is gone."""
-    if not _alive(pid):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    while _alive(pid):
-        time.sleep(0.1)
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
+_server_process = load_server_process()
+free_port = _server_process.free_port
+_alive = _server_process.alive
+_stop_pid = _server_process.stop_pid
+_tail = _server_process.tail
 
 
 def load_broker_module():
@@ -398,7 +364,20 @@ class Connect:
     bootstrap: str
     port: int = 0
     group: str = "returnsync-connect"
-    proc: subprocess.Popen | None = field(default=None, repr=False)
+    _server: object = field(default=None, init=False, repr=False)
+
+    @property
+    def server(self):
+        """The worker's process (scripts/server_process.py `ServerProcess`)."""
+        if self._server is None:
+            self._server = _server_process.ServerProcess(
+                "Kafka Connect", self.log_file, self.pid_file
+            )
+        return self._server
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self.server.proc
 
     @property
     def url(self) -> str:
@@ -453,58 +432,28 @@ class Connect:
         ]  # fmt: skip
 
     def start(self, timeout: float = 180.0) -> None:
+        """A new worker process; returns once its REST API lists Debezium's connector."""
         fetch_debezium()
         self.port = self.port or free_port()
-        cmd = self.command()
-        log = self.log_file.open("ab")
-        self.proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-        log.close()
-        self.pid_file.write_text(str(self.proc.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"Kafka Connect exited with {self.proc.returncode}:\n{_tail(self.log_file)}"
-                )
-            with contextlib.suppress(OSError, ValueError):
-                plugins = self.rest("GET", "/connector-plugins")
-                if any(p["class"].endswith("PostgresConnector") for p in plugins):
-                    return
-            time.sleep(0.5)
-        self.stop()
-        raise TimeoutError(
-            f"Kafka Connect did not serve in {timeout:.0f} s:\n{_tail(self.log_file)}"
+        self.server.start(
+            self.command(), ready=lambda _log: self._serves_debezium(), timeout=timeout, poll=0.5
         )
 
+    def _serves_debezium(self) -> bool:
+        with contextlib.suppress(OSError, ValueError):
+            plugins = self.rest("GET", "/connector-plugins")
+            return any(p["class"].endswith("PostgresConnector") for p in plugins)
+        return False
+
     def running_pid(self) -> int | None:
-        if self.proc is not None:
-            return self.proc.pid if self.proc.poll() is None else None
-        try:
-            pid = int(self.pid_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if _alive(pid) else None
+        return self.server.running_pid()
 
     def kill(self) -> None:
         """SIGKILL (the crash the loop test makes): no offsets flushed, no clean shutdown."""
-        pid = self.running_pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
-            if self.proc is not None:
-                self.proc.wait()
-            else:
-                while _alive(pid):
-                    time.sleep(0.05)
+        self.server.kill()
 
     def stop(self) -> None:
-        _stop_pid(self.running_pid())
-        if self.proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(5)
-        self.pid_file.unlink(missing_ok=True)
+        self.server.stop(grace=20.0)
 
     def rest(self, method: str, path: str, body: dict | None = None, timeout: float = 30):
         data = None if body is None else json.dumps(body).encode()
@@ -638,7 +587,7 @@ class Stack:
 
     def restart_connect(self) -> None:
         """A new worker process on the same port and group (after `connect.kill()`)."""
-        self.connect.proc = None
+        self.connect.server.proc = None
         self.connect.start()
         self.connect.wait_running(CONNECTOR_NAME)
 
