@@ -1,26 +1,28 @@
-"""Column-wise landing of NDJSON file drops with DuckDB's JSON functions (DESIGN §3, §10; issue 23).
+"""Column-wise landing of NDJSON file drops with DuckDB's JSON reader (DESIGN §3, §10; issue 23).
 
 The per-line reader (`ndjson.LineConverter`: the generated builder of `fastrow`, then
 `RowConverter`) is the reference: what it lands, and what it dead-letters with which reason, is
-the contract. This module converts the same lines column-wise, in one SQL statement per batch of
-lines, and is exactly as strict by construction:
+the contract. This module converts the same lines column-wise and is exactly as strict, by
+construction:
 
-- A line is converted in SQL only when its result is certain. In Python (C speed): the line is
-  the object that orjson writes back byte for byte (`orjson.dumps(orjson.loads(line)) == line`:
-  compact, no key twice in any object, no number orjson would rewrite, no line end but `\\n`,
-  valid UTF-8); it holds no `\\u` escape. In SQL: DuckDB writes it back unchanged too
-  (`json(line) = line`), so every JSON text taken from it (the webhook `payload`, the values
-  kept in `_extra`) is the text the reference writes; it has no number with an exponent; every
-  field the contract types is of exactly the JSON type the reference's fast builder accepts, in
-  range (integers by digits and range, decimal strings with at most the column's scale and
-  digits, ISO times of the plain forms in years 2-9998, nested objects and lists), and every
-  required field is there.
+- Each batch of lines is converted by ONE DuckDB `json_transform` into the contract's typed
+  columns (strings unescaped, integers, decimals, times with their offsets to UTC, nested lists
+  of structs), for the lines whose result is certain, decided per line in Python at C speed:
+  the line is exactly what orjson writes back (`orjson.dumps(orjson.loads(line)) == line`:
+  compact, no key twice in any object, no number orjson would rewrite, nothing after the JSON
+  but the line end, valid UTF-8), it holds no `\\u` escape and no number with an exponent, and
+  every field the contract types has exactly the JSON type and form on which DuckDB's typed
+  reading and the reference agree (`_checker`: strings; integers in range; decimals as integers
+  or plain decimal strings within the column's digits and scale, so no rounding; ISO times with
+  `Z` or an offset, which `datetime.fromisoformat` reads, in years 2-9998; objects and lists
+  where the contract has them), and every required field is there.
 - Every other line goes, as its bytes, to the reference converter, which lands it or
   dead-letters it with its own reason. Every dead letter therefore comes from the reference
   code: same rows, same position (`<file sha256>:<line number>`), same error, same `reason_code`.
-- `_extra` is built as the reference builds it: the unknown top-level fields in line order, then
+- `_extra` and the webhook `payload` (JSON text) are written by orjson from the parsed line, as
+  the reference writes them for such a line: the unknown top-level fields in line order, then
   each nested object's unknown fields under its rendered path (`refund_line_items[0].line_item`
-  before `refund_line_items[0]`), as JSON text.
+  before `refund_line_items[0]`).
 
 A source whose contract has a type this module does not convert (json columns other than the
 webhook payload, date, double, ...) is landed by the reference alone (`supported`).
@@ -33,14 +35,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import datetime
 from functools import cache
+from itertools import compress
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.lib.coltypes import Spec, _split_top, parse_type
+from pipelines.lib.coltypes import Spec, parse_type
 from pipelines.lib.contracts import FILE_SOURCE_BY_TABLE, FileSource
 from pipelines.lib.files.ndjson import (
     WEBHOOK_ENVELOPE,
@@ -54,33 +59,25 @@ from pipelines.lib.files.values import render
 from pipelines.lib.warehouse import DeadLetter
 
 _SCALAR_KINDS = ("varchar", "bigint", "integer", "boolean", "timestamptz", "decimal")
-# ISO times the reference's datetime.fromisoformat reads exactly as DuckDB's cast does
-_ISO = (
-    r'"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5]'
-    r'[0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?"'
+_INT_BOUND = {"bigint": 2**63, "integer": 2**31}
+# ISO times that datetime.fromisoformat and DuckDB read alike (an explicit offset: DuckDB would
+# read a naive time in the session's time zone, the reference as UTC)
+_ISO_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
-
-
-def _q(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _flat(spec: Spec) -> bool:
-    """A scalar, or a struct of scalars."""
-    if spec.kind == "struct":
-        return all(sub.kind in _SCALAR_KINDS for _, sub in spec.fields)
-    return spec.kind in _SCALAR_KINDS
+# A number with an exponent: orjson writes one as `1e+16` or `1e-7` (never without the sign),
+# which the reference's exact writer (Decimal) spells otherwise. The substring test is fast; the
+# regex only confirms the lines that have one (in a UUID, say).
+_EXPONENT_RE = re.compile(rb"[:,\[]-?[0-9]+(?:\.[0-9]+)?e[-+]")
 
 
 def _column_ok(spec: Spec) -> bool:
-    """Top-level columns this module converts: scalars, lists of structs of flat fields."""
+    if spec.kind == "struct":
+        return all(_column_ok(sub) for _, sub in spec.fields)
     if spec.kind == "list":
         assert spec.item is not None
-        return spec.item.kind == "struct" and all(_flat(sub) for _, sub in spec.item.fields)
+        return _column_ok(spec.item)
     return spec.kind in _SCALAR_KINDS
 
 
@@ -95,187 +92,78 @@ def supported(fs: FileSource) -> bool:
     )
 
 
-def _scalar(spec: Spec, t: str) -> tuple[str, str]:
-    """(certain, value) SQL for a scalar from `t`, its JSON text (NULL when missing or null)."""
+# -- the Python half: which lines are certain, and their `_extra` -------------------------------
+
+
+def _checker(spec: Spec) -> Callable[[Any], bool]:
+    """`check(value)`: the JSON value (as orjson parsed it) is one that DuckDB's typed reading
+    converts exactly as the reference does (None: missing or null)."""
     kind = spec.kind
     if kind == "varchar":
-        ok = f"({t} is null or starts_with({t}, '\"'))"
-        v = (
-            f"case when {t} is null then null when contains({t}, '\\') "
-            f"then json_extract_string({t}, '$') else substr({t}, 2, length({t}) - 2) end"
-        )
-        return ok, v
-    if kind in ("bigint", "integer"):
-        typ = kind.upper()
-        ok = (
-            f"({t} is null or (regexp_full_match({t}, '-?[0-9]{{1,19}}') "
-            f"and try_cast({t} as {typ}) is not null))"
-        )
-        return ok, f"try_cast({t} as {typ})"
+        return lambda v: v is None or type(v) is str
+    if kind in _INT_BOUND:
+        low, high = -_INT_BOUND[kind], _INT_BOUND[kind]
+        return lambda v: v is None or (type(v) is int and low <= v < high)
     if kind == "boolean":
-        return f"({t} is null or {t} in ('true', 'false'))", f"({t} = 'true')"
+        return lambda v: v is None or type(v) is bool
     if kind == "decimal":
-        p, s = spec.precision, spec.scale
-        whole = p - s
-        fraction = rf"(\.[0-9]{{1,{s}}})?" if s else ""
-        ok = (
-            f"({t} is null or regexp_full_match({t}, '-?[0-9]{{1,{whole}}}') "
-            f"or regexp_full_match({t}, '\"[+-]?[0-9]{{1,{whole}}}{fraction}\"'))"
+        whole, scale = spec.precision - spec.scale, spec.scale
+        fraction = rf"(?:\.[0-9]{{1,{scale}}})?" if scale else ""
+        plain = re.compile(rf"[+-]?[0-9]{{1,{whole}}}{fraction}").fullmatch
+        bound = 10**whole
+        return lambda v: (
+            v is None
+            or (type(v) is str and plain(v) is not None)
+            or (type(v) is int and -bound < v < bound)
         )
-        return ok, f"try_cast(trim({t}, '\"') as DECIMAL({p},{s}))"
     if kind == "timestamptz":
-        inner = f"substr({t}, 2, length({t}) - 2)"
-        text = (
-            f"case when regexp_matches({t}, '(Z|[+-][0-9][0-9]:[0-9][0-9])\"$') "
-            f"then {inner} else {inner} || '+00:00' end"
+        iso = _ISO_RE.fullmatch
+
+        def timestamptz(v: Any) -> bool:
+            if v is None:
+                return True
+            if type(v) is not str or iso(v) is None or not "0002" <= v[:4] <= "9998":
+                return False
+            try:
+                datetime.fromisoformat(v)
+            except ValueError:  # e.g. February 30th
+                return False
+            return True
+
+        return timestamptz
+    if kind == "struct":
+        fields = [(name, _checker(sub)) for name, sub in spec.fields]
+        return lambda v: (
+            v is None or (type(v) is dict and all(check(v.get(name)) for name, check in fields))
         )
-        v = f"try_cast({text} as TIMESTAMPTZ)"
-        ok = (
-            f"({t} is null or (regexp_full_match({t}, {_q(_ISO)}) "
-            f"and substr({t}, 2, 4) between '0002' and '9998' and {v} is not null))"
-        )
-        return ok, f"case when {t} is null then null else {v} end"
+    if kind == "list":
+        assert spec.item is not None
+        item = _checker(spec.item)
+        return lambda v: v is None or (type(v) is list and all(item(x) for x in v))
     raise ValueError(f"no column-wise conversion for {kind}")  # supported() said so
 
 
-def _shape(spec: Spec) -> Any:
-    """json_transform's structure for a struct (nested structs as objects, else JSON text)."""
-    return {name: _shape(sub) if sub.kind == "struct" else "JSON" for name, sub in spec.fields}
-
-
-def _item(spec: Spec, x: str, type_sql: str) -> tuple[str, str]:
-    """(certain, value) of a list item `x` (a struct of JSON texts from json_transform; its
-    nested structs' JSON types are checked by the caller)."""
-    oks, values = [], []
-    for name, sub in spec.fields:
-        field = f"{x}.{_ident(name)}"
-        if sub.kind == "struct":
-            sub_type = _field_type(type_sql, name)
-            inner_values = []
-            for inner_name, inner in sub.fields:
-                ok, v = _scalar(inner, f"{field}.{_ident(inner_name)}::VARCHAR")
-                oks.append(ok)
-                inner_values.append(f"{_q(inner_name)}: {v}")
-            values.append(
-                f"{_q(name)}: case when {field} is null then null else "
-                f"{{{', '.join(inner_values)}}}::{sub_type} end"
-            )
-        else:
-            ok, v = _scalar(sub, f"{field}::VARCHAR")
-            oks.append(ok)
-            values.append(f"{_q(name)}: {v}")
-    ok = f"({x} is null or ({' and '.join(oks)}))"
-    v = f"case when {x} is null then null else {{{', '.join(values)}}}::{type_sql} end"
-    return ok, v
-
-
 @cache
-def chunk_sql(raw_table: str) -> str:
-    """The statement that converts a chunk (`_lines`: n BIGINT, line VARCHAR; lines that passed
-    `_candidate`) of one source: n, ok (the result is certain) and the contract columns but
-    the ones built in Python (`_extra` and the webhook payload, `_python_parts`)."""
+def _plan(raw_table: str) -> tuple:
+    """(top-level checks, payload checks, required (place, key), known top keys, columns whose
+    nested objects keep unknown fields in `_extra`) of one source."""
     fs = FILE_SOURCE_BY_TABLE[raw_table]
-    webhook = fs.raw_table == "returns_saas_webhooks"
     specs = {name: parse_type(kind) for name, kind in fs.columns.items()}
-    if webhook:
-        top = (*WEBHOOK_ENVELOPE, "payload")
-        inner = {n: WEBHOOK_PAYLOAD_KEYS.get(n, n) for n in specs if n not in top}
-    else:
-        top, inner = tuple(specs), {}
-    lists = []
-    oks, values = [], []
-    for name, spec in specs.items():
-        if webhook and name == "payload":
-            continue
-        t = f"p.{_ident(inner[name])}::VARCHAR" if name in inner else f"o.{_ident(name)}::VARCHAR"
-        if spec.kind != "list":
-            ok, v = _scalar(spec, t)
-            oks.append(ok)
-            values.append(f"{v} as {_ident(name)}")
-            continue
-        # a list of structs: parsed once into a list of structs of JSON texts; the items'
-        # JSON types (object or null, nested structs too) come from json_type over the list
-        assert spec.item is not None
-        lst = f"l{len(lists)}"
-        lists.append(f"json_transform({t}, {_q(json.dumps([_shape(spec.item)]))}) as {lst}")
-        item_type = fs.columns[name].removesuffix("[]")
-        item_ok, item_v = _item(spec.item, "x", item_type)
-        types = [f"json_type({t}, '$[*]')"]
-        types += [
-            f"json_type({t}, {_q('$[*].' + sub_name)})"
-            for sub_name, sub in spec.item.fields
-            if sub.kind == "struct"
+    if raw_table == "returns_saas_webhooks":
+        top = [(n, _checker(specs[n])) for n in WEBHOOK_ENVELOPE]
+        inner = [
+            (WEBHOOK_PAYLOAD_KEYS.get(n, n), _checker(s))
+            for n, s in specs.items()
+            if n not in (*WEBHOOK_ENVELOPE, "payload")
         ]
-        oks.append(
-            f"({t} is null or (starts_with({t}, '[') and "
-            + " and ".join(f"list_has_all(['OBJECT', 'NULL'], {ty})" for ty in types)
-            + f" and coalesce(list_bool_and(list_transform({lst}, lambda x: {item_ok})), true)))"
-        )
-        values.append(
-            f"case when {t} is null then null else "
-            f"list_transform({lst}, lambda x: {item_v})::{fs.columns[name]} end as {_ident(name)}"
-        )
-    oks += [f"{_ident(n)} is not null" for n in fs.required if n != "payload"]
-    payload = ""
-    if webhook:
-        shape = _q(json.dumps(dict.fromkeys(inner.values(), "JSON")))
-        payload = f", json_transform(o.payload, {shape}) as p"
-    return (
-        "with a as (select n, json_transform(line, "
-        + _q(json.dumps(dict.fromkeys(top, "JSON")))
-        + ") as o from _lines where json_valid(line)),\n"
-        f"b as (select *{payload} from a),\n"
-        f"c as (select *{''.join(', ' + x for x in lists)} from b),\n"
-        "d as (select c.*, " + ", ".join(values) + " from c)\n"
-        "select n, coalesce("
-        + " and ".join(oks)
-        + ", false) as ok, "
-        + ", ".join(_ident(n) for n in fs.columns if not (webhook and n == "payload"))
-        + " from d"
-    )
-
-
-def _field_type(struct_sql: str, name: str) -> str:
-    """The DuckDB type of field `name` in `struct(...)`."""
-    inner = struct_sql.strip()
-    inner = inner[inner.index("(") + 1 : inner.rindex(")")]
-    for part in _split_top(inner):
-        field, _, kind = part.strip().partition(" ")
-        if field.strip('"') == name:
-            return kind.strip()
-    raise KeyError(name)
-
-
-# -- the Python half: which lines SQL may convert, and their `_extra` -----------------------------
-
-# A number with an exponent: orjson writes one as `1e+16` or `1e-7` (never without the sign), which
-# the reference's exact writer (Decimal) spells otherwise. The substring test is fast; the
-# regex only confirms the lines that have one (in a UUID, say).
-_EXPONENT_RE = re.compile(rb"[:,\[]-?[0-9]+(?:\.[0-9]+)?e[-+]")
-
-
-def _candidate(body: bytes) -> Any:
-    """The parsed line when SQL may convert it (see the module's docstring), else None."""
-    if body[:1] != b"{" or b"\\u" in body:
-        return None
-    if (b"e-" in body or b"e+" in body) and _EXPONENT_RE.search(body):
-        return None
-    try:
-        obj = orjson.loads(body)
-        return obj if orjson.dumps(obj) == body else None
-    except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError):
-        return None
-
-
-@cache
-def _extra_plan(raw_table: str) -> tuple[frozenset[str], tuple[tuple[str, Spec], ...]]:
-    """(known top-level keys, columns whose nested objects keep unknown fields in `_extra`)."""
-    fs = FILE_SOURCE_BY_TABLE[raw_table]
-    if fs.raw_table == "returns_saas_webhooks":  # the payload is kept whole
-        return frozenset((*WEBHOOK_ENVELOPE, "payload")), ()
-    specs = {name: parse_type(kind) for name, kind in fs.columns.items()}
+        required = [
+            ("top", n) if n in WEBHOOK_ENVELOPE else ("inner", WEBHOOK_PAYLOAD_KEYS.get(n, n))
+            for n in fs.required
+        ]
+        return top, inner, required, frozenset((*WEBHOOK_ENVELOPE, "payload")), ()
+    top = [(n, _checker(s)) for n, s in specs.items()]
     nested = tuple((n, s) for n, s in specs.items() if s.kind in ("struct", "list"))
-    return frozenset(specs), nested
+    return top, None, [("top", n) for n in fs.required], frozenset(specs), nested
 
 
 def _walk(value: Any, spec: Spec, path: Any, extra: dict) -> None:
@@ -293,25 +181,106 @@ def _walk(value: Any, spec: Spec, path: Any, extra: dict) -> None:
             _walk(item, spec.item, (path, i), extra)
 
 
-def _python_parts(obj: dict, raw_table: str) -> tuple[str | None, str | None] | None:
-    """(`_extra`, webhook `payload`) texts of a parsed line as the reference writes them, or
-    None when the reference must decide: a webhook payload that is not an object, a top-level
-    unknown key that could be a nested path (the reference's dict would merge the two)."""
-    known, nested = _extra_plan(raw_table)
-    payload = None
-    if raw_table == "returns_saas_webhooks":
-        inner = obj.get("payload")
-        if type(inner) is not dict:
+def certain(body: bytes, raw_table: str) -> tuple[str | None, str | None] | None:
+    """(`_extra`, webhook `payload`) texts, as the reference writes them, of a line (without its
+    line end) whose conversion in SQL is certain; None when the reference must decide."""
+    if body[:1] != b"{" or b"\\u" in body:
+        return None
+    if (b"e-" in body or b"e+" in body) and _EXPONENT_RE.search(body):
+        return None
+    try:
+        obj = orjson.loads(body)
+        if orjson.dumps(obj) != body:
             return None
-        payload = orjson.dumps(inner).decode() if inner else None
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError):
+        return None
+    top, inner, required, known, nested = _plan(raw_table)
+    for name, check in top:
+        if not check(obj.get(name)):
+            return None
+    payload_text = None
+    if inner is not None:
+        payload = obj.get("payload")
+        if type(payload) is not dict:
+            return None
+        for name, check in inner:
+            if not check(payload.get(name)):
+                return None
+        payload_text = orjson.dumps(payload).decode() if payload else None
+    for place, name in required:
+        if (obj if place == "top" else payload).get(name) is None:
+            return None
     extra: dict = {}
     if not known.issuperset(obj):
         extra = {k: v for k, v in obj.items() if k not in known}
-        if any("[" in k or "." in k for k in extra):
+        if any("[" in k or "." in k for k in extra):  # the reference's dict would merge them
             return None
     for name, spec in nested:
         _walk(obj.get(name), spec, name, extra)
-    return (orjson.dumps(extra).decode() if extra else None), payload
+    return (orjson.dumps(extra).decode() if extra else None), payload_text
+
+
+# -- the SQL half: one typed json_transform per batch ---------------------------------------------
+
+
+def _typed(spec: Spec, kind: str) -> Any:
+    """json_transform's structure for a contract type."""
+    if spec.kind == "struct":
+        return {name: _typed(sub, "") for name, sub in spec.fields}
+    if spec.kind == "list":
+        assert spec.item is not None
+        return [_typed(spec.item, "")]
+    if spec.kind == "decimal":
+        return f"DECIMAL({spec.precision},{spec.scale})"
+    return spec.kind.upper()
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@cache
+def chunk_sql(raw_table: str) -> str:
+    """The statement that converts a batch (`_lines`: n BIGINT, line VARCHAR; lines `certain`
+    took) of one source: n and the contract columns but the webhook payload."""
+    fs = FILE_SOURCE_BY_TABLE[raw_table]
+    specs = {name: parse_type(kind) for name, kind in fs.columns.items()}
+    cols = []
+    if raw_table == "returns_saas_webhooks":
+        shape: dict[str, Any] = {n: _typed(specs[n], "") for n in WEBHOOK_ENVELOPE}
+        inner = {
+            n: WEBHOOK_PAYLOAD_KEYS.get(n, n)
+            for n in specs
+            if n not in (*WEBHOOK_ENVELOPE, "payload")
+        }
+        shape["payload"] = {key: _typed(specs[n], "") for n, key in inner.items()}
+        for n in fs.columns:
+            if n in WEBHOOK_ENVELOPE:
+                cols.append(f"r.{_ident(n)} as {_ident(n)}")
+            elif n != "payload":
+                cols.append(f"r.payload.{_ident(inner[n])} as {_ident(n)}")
+    else:
+        shape = {n: _typed(s, "") for n, s in specs.items()}
+        cols = [f"r.{_ident(n)} as {_ident(n)}" for n in fs.columns]
+    return (
+        f"select n, {', '.join(cols)} from (select n, json_transform(line, "
+        f"{_q(json.dumps(shape))}) as r from _lines)"
+    )
+
+
+def _string_array(bodies: list[bytes]) -> pa.Array:
+    """The lines as one Arrow string array without decoding them (orjson checked UTF-8)."""
+    lengths = np.fromiter((len(b) for b in bodies), np.int64, len(bodies))
+    offsets = np.zeros(len(bodies) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    data = b"".join(bodies)
+    return pa.Array.from_buffers(
+        pa.large_string(), len(bodies), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
 
 
 def land_ndjson_columnar(
@@ -332,6 +301,8 @@ def land_ndjson_columnar(
     and by the reference elsewhere; returns (rows, dead letters, rows converted in SQL)."""
     counts = LineTally() if counts is None else counts
     sql = chunk_sql(fs.raw_table)
+    webhook = fs.raw_table == "returns_saas_webhooks"
+    required = [name for name in fs.required if name != "payload"]
     rows = buried = in_sql = 0
     number = blank = 0
     with open(path, "rb") as handle:
@@ -346,60 +317,61 @@ def land_ndjson_columnar(
             nonlocal rows, buried, in_sql, pending_bytes
             numbers: list[int] = []
             bodies: list[bytes] = []
-            parts: dict[int, tuple[str | None, str | None]] = {}
-            refs: dict[int, bytes] = {}
+            extras: list[str | None] = []
+            payloads: list[str | None] = []
+            refs: list[tuple[int, bytes]] = []
+            table = fs.raw_table
             for n, line in pending:
-                body = line[:-1] if line.endswith(b"\n") else line
-                obj = None if wide else _candidate(body)
-                part = None if obj is None else _python_parts(obj, fs.raw_table)
-                if part is not None:
-                    parts[n] = part
+                body = line[:-1] if line[-1:] == b"\n" else line
+                texts = None if wide else certain(body, table)
+                if texts is None:
+                    refs.append((n, line))
+                else:
                     numbers.append(n)
                     bodies.append(body)
-                else:
-                    refs[n] = line
+                    extras.append(texts[0])
+                    payloads.append(texts[1])
             if numbers:
-                _lines = pa.table(
-                    {
-                        "n": pa.array(numbers, pa.int64()),
-                        "line": pa.array(bodies, pa.binary()).cast(pa.string()),
-                    }
-                )
-                out = con.sql(sql).to_arrow_table()
+                n_array = pa.array(numbers, pa.int64())
+                _lines = pa.table({"n": n_array, "line": _string_array(bodies)})
+                out = con.sql(sql).to_arrow_table()  # one row per line, in order (no filter)
                 del _lines
-                good = pc.filter(out, out.column("ok"))
-                landed = set(good.column("n").to_pylist())
-                for n, body in zip(numbers, bodies, strict=True):
-                    if n not in landed:  # a line SQL declined (or that DuckDB does not read)
-                        refs[n] = body + b"\n"
-                if good.num_rows:
-                    size = good.num_rows
-                    texts = [parts[n] for n in good.column("n").to_pylist()]
-                    python = {
-                        "_extra": pa.array([x for x, _ in texts], pa.string()),
-                        "payload": pa.array([y for _, y in texts], pa.string()),
-                    }
-                    table = pa.Table.from_arrays(
-                        [
-                            pa.array([rel] * size, pa.string()),
-                            pa.array([sha256] * size, pa.string()),
-                            good.column("n"),
-                            pa.array([ingested_at] * size, schema.field("_ingested_at").type),
-                            python["_extra"],
-                            *(
-                                python["payload"] if name == "payload" else good.column(name)
-                                for name in fs.columns
-                            ),
-                        ],
-                        names=schema.names,
-                    )
-                    insert(table)
-                    rows += size
-                    in_sql += size
+                if out.num_rows != len(numbers) or not out["n"].equals(pa.chunked_array([n_array])):
+                    raise RuntimeError("column-wise NDJSON: DuckDB returned other lines")  # a bug
+                # defensive: a required value DuckDB did not read goes to the reference
+                lost = None
+                for name in required:
+                    nulls = pc.is_null(out[name])
+                    lost = nulls if lost is None else pc.or_(lost, nulls)
+                keep = None if lost is None or not pc.any(lost).as_py() else pc.invert(lost)
+                if keep is not None:
+                    for i in np.flatnonzero(lost.to_numpy(zero_copy_only=False)).tolist():
+                        refs.append((numbers[i], bodies[i] + b"\n"))
+                    refs.sort()
+                    out = out.filter(keep)
+                    extras = list(compress(extras, keep.to_pylist()))
+                    payloads = list(compress(payloads, keep.to_pylist()))
+                size = out.num_rows
+                arrays = [
+                    pa.array([rel] * size, pa.string()),
+                    pa.array([sha256] * size, pa.string()),
+                    out["n"],
+                    pa.array([ingested_at] * size, schema.field("_ingested_at").type),
+                    pa.array(extras, pa.string()),
+                ]
+                for name in fs.columns:
+                    if webhook and name == "payload":
+                        arrays.append(pa.array(payloads, pa.string()))
+                    else:
+                        arrays.append(out[name])
+                if size:
+                    insert(pa.Table.from_arrays(arrays, names=schema.names))
+                rows += size
+                in_sql += size
             good_rows: list[tuple] = []
             dead: list[DeadLetter] = []
-            for n in sorted(refs):
-                converted = convert(n, refs[n])
+            for n, line in refs:
+                converted = convert(n, line)
                 if type(converted) is DeadLetter:
                     dead.append(converted)
                 else:
