@@ -55,7 +55,6 @@ from pipelines.lib.files.ndjson import (
     ndjson_lines,
     rows_table,
 )
-from pipelines.lib.files.values import render
 from pipelines.lib.warehouse import DeadLetter
 
 _SCALAR_KINDS = ("varchar", "bigint", "integer", "boolean", "timestamptz", "decimal")
@@ -133,13 +132,33 @@ def _checker(spec: Spec) -> Callable[[Any], bool]:
         return timestamptz
     if kind == "struct":
         fields = [(name, _checker(sub)) for name, sub in spec.fields]
-        return lambda v: (
-            v is None or (type(v) is dict and all(check(v.get(name)) for name, check in fields))
-        )
+
+        def struct(v: Any) -> bool:
+            if v is None:
+                return True
+            if type(v) is not dict:
+                return False
+            for name, check in fields:  # noqa: SIM110 - a loop, not a generator per object
+                if not check(v.get(name)):
+                    return False
+            return True
+
+        return struct
     if kind == "list":
         assert spec.item is not None
         item = _checker(spec.item)
-        return lambda v: v is None or (type(v) is list and all(item(x) for x in v))
+
+        def items(v: Any) -> bool:
+            if v is None:
+                return True
+            if type(v) is not list:
+                return False
+            for x in v:  # noqa: SIM110 - a loop, not a generator per list
+                if not item(x):
+                    return False
+            return True
+
+        return items
     raise ValueError(f"no column-wise conversion for {kind}")  # supported() said so
 
 
@@ -162,23 +181,40 @@ def _plan(raw_table: str) -> tuple:
         ]
         return top, inner, required, frozenset((*WEBHOOK_ENVELOPE, "payload")), ()
     top = [(n, _checker(s)) for n, s in specs.items()]
-    nested = tuple((n, s) for n, s in specs.items() if s.kind in ("struct", "list"))
+    nested = tuple((n, w) for n, s in specs.items() if (w := _walker(s)) is not None)
     return top, None, [("top", n) for n in fs.required], frozenset(specs), nested
 
 
-def _walk(value: Any, spec: Spec, path: Any, extra: dict) -> None:
-    """Unknown fields of nested objects, as RowConverter collects them (values.convert)."""
-    if spec.kind == "struct" and type(value) is dict:
-        known = {name for name, _ in spec.fields}
-        for name, sub in spec.fields:
-            if sub.kind in ("struct", "list"):
-                _walk(value.get(name), sub, (path, name), extra)
-        if not known.issuperset(value):
-            extra[render(path)] = {k: v for k, v in value.items() if k not in known}
-    elif spec.kind == "list" and type(value) is list:
+def _walker(spec: Spec) -> Callable[[Any, str, dict], None] | None:
+    """`walk(value, path, extra)`: the unknown fields of nested objects into `extra` under their
+    rendered path (values.render), as RowConverter collects them; None when `spec` has no
+    object."""
+    if spec.kind == "struct":
+        known = frozenset(name for name, _ in spec.fields)
+        subs = [(name, w) for name, sub in spec.fields if (w := _walker(sub)) is not None]
+
+        def struct(value: Any, path: str, extra: dict) -> None:
+            if type(value) is not dict:
+                return
+            for name, walk in subs:
+                walk(value.get(name), f"{path}.{name}", extra)
+            if not known.issuperset(value):
+                extra[path] = {k: v for k, v in value.items() if k not in known}
+
+        return struct
+    if spec.kind == "list":
         assert spec.item is not None
-        for i, item in enumerate(value):
-            _walk(item, spec.item, (path, i), extra)
+        item = _walker(spec.item)
+        if item is None:
+            return None
+
+        def items(value: Any, path: str, extra: dict) -> None:
+            if type(value) is list:
+                for i, x in enumerate(value):
+                    item(x, f"{path}[{i}]", extra)
+
+        return items
+    return None
 
 
 def certain(body: bytes, raw_table: str) -> tuple[str | None, str | None] | None:
@@ -215,8 +251,8 @@ def certain(body: bytes, raw_table: str) -> tuple[str | None, str | None] | None
         extra = {k: v for k, v in obj.items() if k not in known}
         if any("[" in k or "." in k for k in extra):  # the reference's dict would merge them
             return None
-    for name, spec in nested:
-        _walk(obj.get(name), spec, name, extra)
+    for name, walk in nested:
+        walk(obj.get(name), name, extra)
     return (orjson.dumps(extra).decode() if extra else None), payload_text
 
 
