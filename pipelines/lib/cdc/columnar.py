@@ -56,6 +56,7 @@ CHUNK_BYTES = 16 << 20  # bytes of whole lines per chunk (a transaction each)
 # chunk's size (measured: it fails at 128 MB with 8 MB chunks, passes at 256 MB with 32 MB ones);
 # landing itself keeps `warehouse.LANDING_MEMORY_LIMIT`. Peak RSS: bench/memory_cdc.py.
 DECODE_MEMORY_LIMIT = "256MB"
+SCAN_BATCH_ROWS = 2048  # lines per Arrow record batch of a chunk (DuckDB's vector size)
 LONG_LINE = 256 << 10  # longer lines go to the reference decoder (DuckDB's memory stays bounded)
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
@@ -63,11 +64,15 @@ _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 # Lines orjson refuses (or reads otherwise) that DuckDB's reader would accept: NaN/Infinity
 # literals, trailing commas, a leading '+' or zero, exponents beyond a double. A match only sends
 # the line to the reference decoder (false positives in strings cost speed, never correctness).
-_VALUE_AT = r'(?:"\s*:|[,\[])\s*'  # where a JSON value starts (false positives in strings are safe)
-_RISKY = (
-    rf"{_VALUE_AT}(?:[-+]?(?i:nan|inf)|\+|-?0[0-9]|-?[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]{{3}})"
-    r"|,\s*[}\]]"
-)
+# (each regex apart, so that DuckDB's regex engine skips ahead to its rare first byte; NaN and
+# Infinity only where a lower-cased copy has "nan" or "inf"; a run of 25 digits is found by
+# `ColumnarDecoder.decode` in Python, on the chunk's bytes with their digits translated)
+_RISKY_COMMA = r",\s*[}\]]"  # a trailing comma
+_RISKY_EXP = r"[eE][+-]?[0-9]{3}"  # an exponent that may be beyond a double (orjson refuses inf)
+_LONG_NUMBER = b"#" * 25  # a run of digits that may be a number beyond a double
+_DIGITS_TO_HASH = bytes.maketrans(b"0123456789", b"#" * 10)
+# NaN, Inf, Infinity (any case), which DuckDB's reader takes, as a value: before a delimiter
+_RISKY_NAN = r"[:,\[]\s*[-+]?(?:[nN][aA][nN]|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?)\s*[,}\]]"
 _INT = "-?[0-9]{1,20}"
 _B64 = "(?:[A-Za-z0-9+/]{4}){0,2}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)"
 # any base64 that Python's strict decoder takes (then a precise decimal string is read as bytes)
@@ -324,27 +329,43 @@ def _supported(table: CdcTable) -> bool:
     )
 
 
-_MAP = "'\"MAP(VARCHAR, JSON)\"'"
-# the levels of a Kafka record whose keys and JSON types decide (one parse for all)
-_PATHS = (
-    "['$', '$.value', '$.value.payload', '$.value.after', '$.value.source', "
-    "'$.value.payload.after', '$.value.payload.source']"
-)
+_MAP_TYPE = "MAP(VARCHAR, JSON)"
+# the JSON type of each level a record is read at: the record, the envelope, its payload (the row
+# image and source are read as JSON text: an object's text starts with '{')
+_TYPE_PATHS = "['$', '$.value', '$.value.payload']"
+# a key of `source` that the decoder reads, given twice (in DuckDB's compact text of `source` a key
+# is '"name":' and a string holding that text has its quotes escaped, so this is never missed)
+_SOURCE_TWICE = '"lsn":.*"lsn":|"ts_ms":.*"ts_ms":|"txId":.*"txId":'
+# the levels whose keys are listed (a key given twice there: the reference decides)
+_KEY_PATHS = "['$', '$.value', '$.value.payload']"
+# orjson refuses nesting deeper than 1024; a line that could be that deep (as long as 2 bytes a
+# level, that many brackets) goes to the reference
+_DEEP, _DEEP_LEN = 1000, 2000
 
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-# an extra `after` column is written by SQL only when orjson would write its value the same way
-_SIMPLE_VALUE = '-?[0-9]{1,18}|true|false|"[^"\\\\\\x00-\\x1f]*"'
+# The extra `after` columns are written by SQL only when orjson would write them the same way: an
+# object of plain keys whose values are integers, booleans, null or strings without escapes.
+_SIMPLE_VALUE = '(?:-?[0-9]{1,18}|true|false|null|"[^"\\\\]*")'
+_SIMPLE_EXTRA = f'\\{{"[A-Za-z0-9_]+":{_SIMPLE_VALUE}(?:,"[A-Za-z0-9_]+":{_SIMPLE_VALUE})*\\}}'
 
 
 def table_sql(table: CdcTable, mode: str, codes: Mapping[str, list[str]], lines_sql: str) -> str:
     """The query decoding one chunk's lines of `table`'s topic. Output per line: `lineno`,
     `st` (0 decoded, 1 the reference decides, 2 another topic: `other_topic` says which, 3 a
     schema not seen yet: `schema_text`), and for st 0 the raw row (metadata, then contract
-    columns as SQL values: unscaled decimals, µs, days, ms)."""
+    columns as SQL values: unscaled decimals, µs, days, ms).
+
+    Each line is parsed three times, each a single pass of DuckDB's JSON reader: once into the
+    parts the decoder reads (`json_transform`: the record's fields as JSON text, the row image
+    and `source` as maps of JSON text, which are NULL when an object has a key twice), once for
+    the JSON type of each level (`json_type`), once for the keys of the record, the envelope
+    and its payload (`json_keys`, to find a key given twice). Everything else works on those
+    short texts: no per-column parse of the line and no lambda on the usual rows.
+    """
     names = list(table.columns)
     pk = table.primary_key
     cols = [
@@ -357,13 +378,13 @@ def table_sql(table: CdcTable, mode: str, codes: Mapping[str, list[str]], lines_
         for i in range(len(names))
     )
     x_sel = ", ".join(
-        f'af."{n}" as x{i}, case when {_is_str(f"af.{_ident(n)}")} then '
-        f"{_str(f'af.{_ident(n)}')} end as s{i}"
+        f"ax.{_ident(n)} as x{i}, case when {_is_str(f'ax.{_ident(n)}')} then "
+        f"{_str(f'ax.{_ident(n)}')} end as s{i}"
         for i, n in enumerate(names)
     )
-    after_s = {n: "JSON" for n in names}
-    source_s = {"lsn": "JSON", "ts_ms": "JSON", "txId": "JSON"}
-    env_s = {"op": "JSON", "after": after_s, "source": source_s, "ts_ms": "JSON"}
+    after_spec = json.dumps({n: "JSON" for n in names})
+    no_columns = json.dumps({n: None for n in names}, separators=(",", ":"))
+    env_s = {"op": "JSON", "after": "JSON", "source": "JSON", "ts_ms": "JSON"}
     nested = json.dumps(
         {
             "topic": "JSON", "partition": "JSON", "offset": "JSON", "key": "JSON",
@@ -397,62 +418,61 @@ def table_sql(table: CdcTable, mode: str, codes: Mapping[str, list[str]], lines_
     )
     key_re = f'\\{{"{pk}":(-?[0-9]{{1,19}})\\}}'
     key_val = f"try_cast(regexp_extract(kj, '^{key_re}$', 1) as bigint)"
+    uniq = "len({0}) = len(list_distinct({0}))"
     return f"""
 with
 __cdc_lines as ({lines_sql}),
 a as (
     select lineno, line,
-        regexp_matches(line, {_q(_RISKY)})
-          or (length(line) >= 1024
-              and length(line) - length(replace(replace(line, '[', ''), '{{', '')) >= 1000)
+        regexp_matches(line, {_q(_RISKY_COMMA)}) or regexp_matches(line, {_q(_RISKY_EXP)})
+          or (case when contains(lower(line), 'nan') or contains(lower(line), 'inf')
+              then regexp_matches(line, {_q(_RISKY_NAN)}) else false end)
+          or (case when length(line) >= {_DEEP_LEN} then
+              length(line) - length(replace(replace(line, '[', ''), '{{', '')) > {_DEEP}
+              else false end)
           as risky,
         try(json_transform(line, {_q(nested)})) as r
     from __cdc_lines
 ),
-a2 as (
-    select *,
-        case when r is not null and not risky then json_keys(line, {_PATHS}) end as kk,
-        case when r is not null and not risky then json_type(line, {_PATHS}) end as tt
+b as (
+    select lineno, r,
+        case when r is not null and not risky then json_type(line, {_TYPE_PATHS}) end as tt,
+        case when r is not null and not risky then json_keys(line, {_KEY_PATHS}) end as kk
     from a
 ),
-b as (
-    select *,
-        coalesce(tt[1] = 'OBJECT' and len(kk[1]) = len(list_distinct(kk[1])), false)
-          as line_ok,
-        r.topic as tj, r.partition as pj, r.offset as oj, r.key as kj
-    from a2
-),
 c as (
-    select *,
-        case when line_ok and {_is_str("tj")} then {_str("tj")} end as topic,
-        case when {_is_int("pj")} then try_cast(pj as hugeint) end as part,
-        case when {_is_int("oj")} then try_cast(oj as hugeint) end as offs
+    select lineno, r, tt, kk,
+        coalesce(tt[1] = 'OBJECT' and {uniq.format("kk[1]")}, false) as line_ok,
+        r.topic as tj, r.partition as pj, r.offset as oj, r.key as kj
     from b
 ),
 d as (
     select *,
-        coalesce(line_ok and topic <> '' and part between 0 and {2**31 - 1}
-          and offs between 0 and {_I64_MAX}, false) as pos_ok,
-        coalesce(line_ok and topic = {_q(table.topic)}, false) as mine
+        case when line_ok and {_is_str("tj")} then {_str("tj")} end as topic,
+        case when {_is_int("pj")} then try_cast(pj as hugeint) end as part,
+        case when {_is_int("oj")} then try_cast(oj as hugeint) end as offs
     from c
 ),
 f as (
     select *,
-        coalesce(mine and tt[2] = 'OBJECT' and len(kk[2]) = 2
+        coalesce(line_ok and topic <> '' and part between 0 and {2**31 - 1}
+          and offs between 0 and {_I64_MAX}, false) as pos_ok,
+        coalesce(line_ok and topic = {_q(table.topic)}, false) as mine,
+        coalesce(tt[2] = 'OBJECT' and len(kk[2]) = 2
           and list_has_all(kk[2], ['schema', 'payload']), false) as wrapped
     from d
 ),
 g as (
-    select *,
+    select lineno, topic, part, offs, pos_ok, mine, kj, wrapped,
         mine and (tt[2] is null or tt[2] = 'NULL' or (wrapped and tt[3] = 'NULL')) as tomb,
+        not (tt[2] is null or tt[2] = 'NULL' or (wrapped and tt[3] = 'NULL'))
+          and (tt[2] <> 'OBJECT' or not {uniq.format("kk[2]")}
+          or (wrapped and (tt[3] <> 'OBJECT' or not {uniq.format("kk[3]")})))
+          as value_bad,
         case when wrapped then r.value.payload.op else r.value.op end as e_op,
         case when wrapped then r.value.payload.after else r.value.after end as af,
         case when wrapped then r.value.payload.source else r.value.source end as src,
         case when wrapped then r.value.payload.ts_ms else r.value.ts_ms end as e_ts,
-        case when wrapped then kk[6] else kk[4] end as ak,
-        case when wrapped then tt[6] else tt[4] end as atype,
-        case when wrapped then kk[7] else kk[5] end as sk,
-        case when wrapped then tt[7] else tt[5] end as stype,
         case when wrapped and starts_with(r.value.schema, '{{') then r.value.schema end
           as wrapped_schema,
         {key_val} as key_pk
@@ -460,53 +480,55 @@ g as (
 ),
 h as (
     select *, codes is null and wrapped_schema is not null as new_schema,
-        not tomb and (tt[2] <> 'OBJECT' or len(kk[2]) <> len(list_distinct(kk[2]))
-          or (wrapped and (tt[3] <> 'OBJECT' or len(kk[3]) <> len(list_distinct(kk[3])))))
-          as value_bad,
         case when e_op in ('"c"', '"u"', '"d"', '"r"', '"t"') then substr(e_op, 2, 1) end as op,
         {code_sel}
     from (select *, {codes_expr} as codes from g)
 ),
-j as (
+h2 as (
     select *,
-        case when {_is_int("src.lsn")} then try_cast(src.lsn as hugeint) end as lsn,
-        case when {_is_int("src.ts_ms")} then try_cast(src.ts_ms as hugeint) end as sts,
-        case when {_is_int("src.txId")} then try_cast(src.txId as hugeint) end as tx,
-        case when {_is_int("e_ts")} then try_cast(e_ts as hugeint) end as ets,
-        case when op in ('c', 'u', 'r') then
-          list_filter(ak, lambda n: not list_contains({col_list}, n)) end as extras
+        case when starts_with(src, '{{') then json_transform(src, {_q(_SOURCE)}) end as sx,
+        case when starts_with(src, '{{') then regexp_matches(src, {_q(_SOURCE_TWICE)}) end
+          as src_twice,
+        case when op in ('c', 'u', 'r') and starts_with(af, '{{') then json_keys(af) end as ak,
+        case when op in ('c', 'u', 'r') and starts_with(af, '{{') then
+          json_transform(af, {_q(after_spec)}) end as ax
     from h
 ),
-j2 as (
+j as (
     select *,
-        case when len(extras) > 0 then try(json_transform(json_extract(line,
-          case when wrapped then '$.value.payload.after' else '$.value.after' end), {_MAP}))
-          end as em
-    from j
+        sx.lsn as src_lsn, sx.ts_ms as src_ts, sx.txId as src_tx,
+        -- the columns the contract does not name, in the image's order: a merge patch with
+        -- null for every contract column removes those (no lambda per row)
+        case when ak is not null and not list_has_all({col_list}, ak) then
+          json_merge_patch(af, {_q(no_columns)}) end as extra
+    from h2
 ),
 k as (
     select *,
-        coalesce(stype is null or stype = 'NULL' or (stype = 'OBJECT'
-            and len(sk) = len(list_distinct(sk))
-            and (src.lsn is null or lsn between {_I64_MIN} and {_I64_MAX})
-            and (src.ts_ms is null or sts between {dec._MS_MIN} and {dec._MS_MAX})
-            and (src.txId is null or tx between {_I64_MIN} and {_I64_MAX})), false)
+        case when {_is_int("src_lsn")} then try_cast(src_lsn as hugeint) end as lsn,
+        case when {_is_int("src_ts")} then try_cast(src_ts as hugeint) end as sts,
+        case when {_is_int("src_tx")} then try_cast(src_tx as hugeint) end as tx,
+        case when {_is_int("e_ts")} then try_cast(e_ts as hugeint) end as ets
+    from j
+),
+l as (
+    select *,
+        coalesce(src is null or (starts_with(src, '{{') and not src_twice
+            and (src_lsn is null or lsn between {_I64_MIN} and {_I64_MAX})
+            and (src_ts is null or sts between {dec._MS_MIN} and {dec._MS_MAX})
+            and (src_tx is null or tx between {_I64_MIN} and {_I64_MAX})), false)
           as src_ok,
         case when sts is not null and sts <> 0 then sts else ets end as changed,
         coalesce((sts is not null and sts <> 0) or e_ts is null
           or ets between {dec._MS_MIN} and {dec._MS_MAX}, false) as changed_ok,
-        coalesce(op not in ('c', 'u', 'r') or (atype = 'OBJECT'
-            and len(ak) = len(list_distinct(ak)) and (len(extras) = 0 or (em is not null
-            and len(list_filter(extras, lambda n: not (regexp_full_match(n, '[A-Za-z0-9_]+')
-              and regexp_full_match(coalesce(em[n], 'null'), {_q(_SIMPLE_VALUE)})))) = 0))),
+        coalesce(op not in ('c', 'u', 'r') or (ak is not null and {uniq.format("ak")}
+            and (extra is null or regexp_full_match(extra, {_q(_SIMPLE_EXTRA)}))),
           false) as after_ok,
-        case when len(extras) > 0 then '{{' || array_to_string(list_transform(extras,
-            lambda n: '"' || n || '":' || coalesce(em[n], 'null')), ',') || '}}' end as extra,
         {x_sel}
-    from j2
+    from k
 ),
-l as (select *, {pre_sel} from k),
-m as (select *, {v_sel} from l)
+m as (select *, {pre_sel} from l),
+n as (select *, {v_sel} from m)
 select lineno,
     case when not pos_ok then 1
          when not mine then 2
@@ -531,7 +553,7 @@ select lineno,
     case when tomb or op <> 't' then '{{"{pk}":' || key_pk || '}}' end as _key,
     case when op in ('c', 'u', 'r') then extra end as _extra,
     {col_sel}
-from m
+from n
 """
 
 
@@ -643,6 +665,14 @@ class ColumnarDecoder:
         linenos = np.arange(chunk.first_line, chunk.first_line + n, dtype=np.int64)
         ok = data[chunk.starts] == ord("{") if n else np.zeros(0, bool)
         ok &= (chunk.ends - chunk.starts) <= LONG_LINE
+        if n:  # a number of 25 digits or more may be beyond a double: the reference decides
+            hashed = chunk.data.translate(_DIGITS_TO_HASH)
+            at = hashed.find(_LONG_NUMBER)
+            while at >= 0:
+                i = int(np.searchsorted(chunk.starts, at, side="right")) - 1
+                ok[i] = False
+                at = hashed.find(_LONG_NUMBER, int(chunk.ends[i]))
+            del hashed
         try:
             chunk.data.decode("utf-8")
             good_text = True
@@ -662,10 +692,10 @@ class ColumnarDecoder:
                     texts.append("")
                     ok[i] = False
             lines = pa.array(texts, pa.large_string())
-        self.con.register(
-            "__cdc_chunk",
-            pa.table({"lineno": pa.array(linenos), "line": lines, "ok": pa.array(ok)}),
-        )
+        # in record batches: DuckDB scans an Arrow table's batches in parallel, one per thread
+        table = pa.table({"lineno": pa.array(linenos), "line": lines, "ok": pa.array(ok)})
+        table = pa.Table.from_batches(table.to_batches(max_chunksize=SCAN_BATCH_ROWS))
+        self.con.register("__cdc_chunk", table)
         decoded: dict[str, list[pa.Table]] = {}
         fallback: list[np.ndarray] = [linenos[~ok]]
         try:
