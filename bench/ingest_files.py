@@ -14,6 +14,14 @@ Ratio = our records per second (rows landed + dead letters) / the query's rows p
 
     .venv/bin/python bench/ingest_files.py --landing /tmp/landscape          # both decoders
     .venv/bin/python bench/ingest_files.py --returns 8000 --decoders columnar
+
+`--drops` measures the file drops instead (webhooks, Shopify refunds, Amazon reports, B2B CSVs,
+reference files): `land_files` into a fresh warehouse with each NDJSON decoder (`reference`: the
+per-line reader; `columnar`: files/columnar.py), on copies of the same drops, alternated
+(`--repeats` rounds), wall and CPU seconds; row `file_drops_decoders`, ratio = the reference's
+best wall time / the column-wise one's (> 1: column-wise is faster).
+
+    .venv/bin/python bench/ingest_files.py --drops --returns 20000 --repeats 2
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -88,6 +97,106 @@ def ours(landing: Path, decoder: str, tmp: Path) -> dict:
     }
 
 
+DROP_FOLDERS = ("returns_saas", "shopify", "amazon", "b2b", "reference")
+DROPS_NAME = "file_drops_decoders"
+
+
+def drops_once(landing: Path, decoder: str, tmp: Path) -> dict:
+    """`land_files` of a fresh copy of the drops (a quarantine moves files) with one decoder."""
+    import shutil
+
+    from pipelines.lib.files import land_files
+    from pipelines.lib.warehouse import connect
+
+    copy = tmp / f"drops-{decoder}"
+    shutil.rmtree(copy, ignore_errors=True)
+    for name in DROP_FOLDERS:
+        if (landing / name).is_dir():
+            shutil.copytree(landing / name, copy / name)
+    db = tmp / f"drops-{decoder}.duckdb"
+    con = connect(db)
+    try:
+        cpu0, start = time.process_time(), time.perf_counter()
+        summaries = land_files(con, copy, decoder=decoder)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+        dead = con.execute("select position, error from meta.dead_letters order by all").fetchall()
+    finally:
+        con.close()
+        db.unlink(missing_ok=True)
+        shutil.rmtree(copy, ignore_errors=True)
+    ndjson = ("returns_saas_webhooks", "shopify_refunds")
+    return {
+        "decoder": decoder,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rows": sum(s.rows for s in summaries.values()),
+        "ndjson_rows": sum(summaries[t].rows for t in ndjson if t in summaries),
+        "dead_letters": sum(s.dead_letters for s in summaries.values()),
+        "columnar_rows": sum(s.columnar_rows for s in summaries.values()),
+        "dead_letter_set": dead,
+    }
+
+
+def drops_main(args, landing: Path, tmp: Path) -> dict:
+    from bench._common import fmt_spread, spread
+
+    size_mb = (
+        sum(
+            f.stat().st_size
+            for name in DROP_FOLDERS
+            for f in (landing / name).glob("*")
+            if f.is_file()
+        )
+        / 1e6
+    )
+    load = [os.getloadavg()[0]]
+    runs: dict[str, list[dict]] = {d: [] for d in args.decoders.split(",")}
+    for _ in range(args.repeats):
+        for decoder in runs:
+            runs[decoder].append(drops_once(landing, decoder, tmp))
+            load.append(os.getloadavg()[0])
+    firsts = [r[0] for r in runs.values()]
+    same = all(
+        (r["rows"], r["dead_letters"], r["dead_letter_set"])
+        == (firsts[0]["rows"], firsts[0]["dead_letters"], firsts[0]["dead_letter_set"])
+        for r in firsts
+    )
+    best = {d: min(r["wall_s"] for r in rs) for d, rs in runs.items()}
+    parts = []
+    for decoder, rs in runs.items():
+        r0 = rs[0]
+        parts.append(
+            f"{decoder} {fmt_spread(spread([r['wall_s'] for r in rs]))} wall, "
+            f"{fmt_spread(spread([r['cpu_s'] for r in rs]), 'CPU-s')} = "
+            f"{r0['rows'] / best[decoder]:,.0f} rows/s ({r0['rows']:,} rows, "
+            f"{r0['ndjson_rows']:,} of them NDJSON, {r0['columnar_rows']:,} converted in SQL, "
+            f"{r0['dead_letters']} dead letters)"
+        )
+    ratio = best["reference"] / best["columnar"] if {"reference", "columnar"} <= set(best) else None
+    cpu = {d: statistics.median(r["cpu_s"] for r in rs) for d, rs in runs.items()}
+    if {"reference", "columnar"} <= set(cpu):
+        parts.append(
+            f"CPU ratio (reference / columnar, medians) {cpu['reference'] / cpu['columnar']:.2f}"
+        )
+    figures = (
+        f"file drops of {landing.name} ({size_mb:,.1f} MB): "
+        + "; ".join(parts)
+        + f"; same rows and dead letters: {'yes' if same else 'NO'}; load1 "
+        + ", ".join(f"{x:.1f}" for x in load)
+        + " on 2 cores shared"
+    )
+    return {
+        "name": DROPS_NAME,
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "figures": figures,
+        "reference": "the per-line reader (decoder reference: fastrow builder, then RowConverter) "
+        "on the same drops, same run, alternated; ratio = its best wall / the column-wise best",
+        "ratio": round(ratio, 3) if ratio else "",
+        "versions": f"python {sys.version.split()[0]}, duckdb {version('duckdb')}, "
+        f"orjson {version('orjson')}",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--landing", type=Path, help="a landing directory (with cdc/)")
@@ -96,6 +205,8 @@ def main() -> None:
     )
     parser.add_argument("--decoders", default="reference,columnar")
     parser.add_argument("--no-append", action="store_true")
+    parser.add_argument("--drops", action="store_true", help="measure the file drops instead")
+    parser.add_argument("--repeats", type=int, default=2, help="--drops: alternated rounds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ingest-files-") as t:
         tmp = Path(t)
@@ -105,6 +216,16 @@ def main() -> None:
 
             landing = tmp / "landing"
             simulate(args.returns, 7, landing, None, progress=False)
+        if args.drops:
+            row = drops_main(args, landing, tmp)
+            print(json.dumps(row))
+            if not args.no_append:
+                with open(RESULTS, "a", encoding="utf-8") as fh:
+                    fh.write(
+                        f"| {row['date']} | {row['name']} | {row['figures']} | "
+                        f"{row['reference']} | {row['ratio']} | {row['versions']} |\n"
+                    )
+            return
         from pipelines.lib.cdc.files import cdc_files
 
         files = cdc_files(landing)

@@ -224,3 +224,20 @@ def test_simulated_landscapes_land_alike(tmp_path, seed):
     assert ref["dead_letters"]
     # the column-wise path converted the bulk itself
     assert in_sql >= 0.9 * ndjson_rows, (in_sql, ndjson_rows)
+
+
+def test_the_decoder_comes_from_the_environment(tmp_path, monkeypatch):
+    from pipelines.errors import ConfigError
+
+    landing = tmp_path / "landing"
+    write_lines(landing / "shopify" / "r.ndjson", [_compact(refund_line(1))])
+    con = connect(tmp_path / "w.duckdb")
+    try:
+        monkeypatch.setenv("RETURNSYNC_FILES_DECODER", "fast")
+        with pytest.raises(ConfigError, match="RETURNSYNC_FILES_DECODER must be one of"):
+            land_files(con, landing)
+        monkeypatch.setenv("RETURNSYNC_FILES_DECODER", "columnar")
+        summary = land_files(con, landing)["shopify_refunds"]
+        assert (summary.rows, summary.columnar_rows) == (1, 1)
+    finally:
+        con.close()

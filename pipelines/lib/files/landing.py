@@ -75,11 +75,25 @@ BATCH_ROWS = 20_000  # rows per Arrow batch: bounds memory (DuckDB reads each ba
 BATCH_BYTES = 4 << 20  # ...or this much input per batch, whichever comes first (a 4 MB batch of
 #                        webhooks is ~5,000 rows and ~40 MB of Python objects)
 # How NDJSON drops are converted: "reference" (per line: fastrow's builder, then RowConverter) or
-# "columnar" (files/columnar.py: DuckDB's JSON functions per batch, the reference for the lines
-# it is not certain of; same rows and dead letters). CSV/TSV drops are typed per batch in DuckDB
-# either way.
+# "columnar" (files/columnar.py: one typed json_transform per batch, the reference for the lines
+# it is not certain of; the same rows, ledgers and dead letters, tests/files/
+# test_columnar_files_diff.py). CSV/TSV drops are typed per batch in DuckDB either way. The
+# default stays "reference": on a 20,000-return landscape's drops both took 3.2 CPU-s (the
+# NDJSON files alone: 1.28 against 1.59 CPU-s for webhooks, 0.65 both for Shopify refunds;
+# bench/ingest_files.py --drops, bench/RESULTS.md `file_drops_decoders`).
+DECODER_ENV = "RETURNSYNC_FILES_DECODER"
 DECODERS = ("reference", "columnar")
 DEFAULT_DECODER = "reference"
+
+
+def decoder_setting(value: str | None = None) -> str:
+    """The NDJSON drop decoder: `value`, else $RETURNSYNC_FILES_DECODER, else `reference`."""
+    from pipelines.errors import ConfigError
+
+    choice = (value or os.environ.get(DECODER_ENV) or DEFAULT_DECODER).strip().lower()
+    if choice not in DECODERS:
+        raise ConfigError(f"{DECODER_ENV} must be one of {', '.join(DECODERS)}, got {choice!r}")
+    return choice
 
 
 @dataclass(frozen=True)
@@ -283,7 +297,7 @@ def land_files(
     batch_bytes: int = BATCH_BYTES,
     memory_limit: str | None = MEMORY_LIMIT,
     fast_path: bool = True,
-    decoder: str = DEFAULT_DECODER,
+    decoder: str | None = None,
 ) -> dict[str, FileLandingSummary]:
     """Land every new file of the chosen sources; returns a summary per raw table.
 
@@ -295,14 +309,14 @@ def land_files(
     `fast_path=False` converts every NDJSON line with the reference converter (the generated
     fast builder is otherwise tried first; both give the same rows and dead letters).
     `decoder="columnar"` converts NDJSON drops column-wise (`files/columnar.py`; the same rows,
-    ledger and dead letters as `"reference"`).
+    ledger and dead letters as `"reference"`); None reads $RETURNSYNC_FILES_DECODER (default
+    `reference`; another value raises ConfigError).
 
     The result is keyed by raw table (`returns_saas_webhooks`, `shopify_refunds`,
     `amazon_returns`, `b2b_credit_requests`, `sku_crosswalk`, `warehouse_crosswalk`), because
     the two crosswalks share the ledger source `reference`.
     """
-    if decoder not in DECODERS:
-        raise ValueError(f"unknown decoder {decoder!r}; known: {', '.join(DECODERS)}")
+    decoder = decoder_setting(decoder)
     landing = Path(landing_dir)
     chosen = select_sources(sources)
     ingested_at = utcnow()
