@@ -94,95 +94,16 @@ def supported(fs: FileSource) -> bool:
 # -- the Python half: which lines are certain, and their `_extra` -------------------------------
 
 
-def _checker(spec: Spec) -> Callable[[Any], bool]:
-    """`check(value)`: the JSON value (as orjson parsed it) is one that DuckDB's typed reading
-    converts exactly as the reference does (None: missing or null)."""
-    kind = spec.kind
-    if kind == "varchar":
-        return lambda v: v is None or type(v) is str
-    if kind in _INT_BOUND:
-        low, high = -_INT_BOUND[kind], _INT_BOUND[kind]
-        return lambda v: v is None or (type(v) is int and low <= v < high)
-    if kind == "boolean":
-        return lambda v: v is None or type(v) is bool
-    if kind == "decimal":
-        whole, scale = spec.precision - spec.scale, spec.scale
-        fraction = rf"(?:\.[0-9]{{1,{scale}}})?" if scale else ""
-        plain = re.compile(rf"[+-]?[0-9]{{1,{whole}}}{fraction}").fullmatch
-        bound = 10**whole
-        return lambda v: (
-            v is None
-            or (type(v) is str and plain(v) is not None)
-            or (type(v) is int and -bound < v < bound)
-        )
-    if kind == "timestamptz":
-        iso = _ISO_RE.fullmatch
-
-        def timestamptz(v: Any) -> bool:
-            if v is None:
-                return True
-            if type(v) is not str or iso(v) is None or not "0002" <= v[:4] <= "9998":
-                return False
-            try:
-                datetime.fromisoformat(v)
-            except ValueError:  # e.g. February 30th
-                return False
-            return True
-
-        return timestamptz
-    if kind == "struct":
-        fields = [(name, _checker(sub)) for name, sub in spec.fields]
-
-        def struct(v: Any) -> bool:
-            if v is None:
-                return True
-            if type(v) is not dict:
-                return False
-            for name, check in fields:  # noqa: SIM110 - a loop, not a generator per object
-                if not check(v.get(name)):
-                    return False
-            return True
-
-        return struct
-    if kind == "list":
-        assert spec.item is not None
-        item = _checker(spec.item)
-
-        def items(v: Any) -> bool:
-            if v is None:
-                return True
-            if type(v) is not list:
-                return False
-            for x in v:  # noqa: SIM110 - a loop, not a generator per list
-                if not item(x):
-                    return False
-            return True
-
-        return items
-    raise ValueError(f"no column-wise conversion for {kind}")  # supported() said so
-
-
 @cache
-def _plan(raw_table: str) -> tuple:
-    """(top-level checks, payload checks, required (place, key), known top keys, columns whose
-    nested objects keep unknown fields in `_extra`) of one source."""
+def _plan(raw_table: str) -> tuple[frozenset[str], tuple]:
+    """(known top-level keys, (column, walker) of the columns whose nested objects keep their
+    unknown fields in `_extra`) of one source."""
     fs = FILE_SOURCE_BY_TABLE[raw_table]
+    if raw_table == "returns_saas_webhooks":  # the payload is kept whole
+        return frozenset((*WEBHOOK_ENVELOPE, "payload")), ()
     specs = {name: parse_type(kind) for name, kind in fs.columns.items()}
-    if raw_table == "returns_saas_webhooks":
-        top = [(n, _checker(specs[n])) for n in WEBHOOK_ENVELOPE]
-        inner = [
-            (WEBHOOK_PAYLOAD_KEYS.get(n, n), _checker(s))
-            for n, s in specs.items()
-            if n not in (*WEBHOOK_ENVELOPE, "payload")
-        ]
-        required = [
-            ("top", n) if n in WEBHOOK_ENVELOPE else ("inner", WEBHOOK_PAYLOAD_KEYS.get(n, n))
-            for n in fs.required
-        ]
-        return top, inner, required, frozenset((*WEBHOOK_ENVELOPE, "payload")), ()
-    top = [(n, _checker(s)) for n, s in specs.items()]
     nested = tuple((n, w) for n, s in specs.items() if (w := _walker(s)) is not None)
-    return top, None, [("top", n) for n in fs.required], frozenset(specs), nested
+    return frozenset(specs), nested
 
 
 def _walker(spec: Spec) -> Callable[[Any, str, dict], None] | None:
@@ -217,6 +138,103 @@ def _walker(spec: Spec) -> Callable[[Any, str, dict], None] | None:
     return None
 
 
+class _CheckGen:
+    """Python source of one source's certainty check (the same rules as `_checker`, inlined:
+    no call per field; compiled once per source, as `fastrow` compiles its row builder)."""
+
+    def __init__(self) -> None:
+        self.env: dict[str, Any] = {"_iso": _ISO_RE.fullmatch, "_fromiso": datetime.fromisoformat}
+        self.n = 0
+
+    def var(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    def check(self, spec: Spec, v: str, pad: str) -> list[str]:
+        """Statements that `return False` unless value `v` (None: missing or null) is certain."""
+        kind = spec.kind
+        if kind == "varchar":
+            return [f"{pad}if {v} is not None and type({v}) is not str: return False"]
+        if kind in _INT_BOUND:
+            b = _INT_BOUND[kind]
+            return [
+                f"{pad}if {v} is not None and (type({v}) is not int or not {-b} <= {v} < {b}):",
+                f"{pad}    return False",
+            ]
+        if kind == "boolean":
+            return [f"{pad}if {v} is not None and type({v}) is not bool: return False"]
+        if kind == "decimal":
+            whole, scale = spec.precision - spec.scale, spec.scale
+            fraction = rf"(?:\.[0-9]{{1,{scale}}})?" if scale else ""
+            plain = self.var("_dec")
+            self.env[plain] = re.compile(rf"[+-]?[0-9]{{1,{whole}}}{fraction}").fullmatch
+            return [
+                f"{pad}if {v} is not None:",
+                f"{pad}    if type({v}) is str:",
+                f"{pad}        if {plain}({v}) is None: return False",
+                f"{pad}    elif type({v}) is not int or not {-(10**whole)} < {v} < {10**whole}:",
+                f"{pad}        return False",
+            ]
+        if kind == "timestamptz":
+            return [
+                f"{pad}if {v} is not None:",
+                f"{pad}    if type({v}) is not str or _iso({v}) is None: return False",
+                f"{pad}    if not '0002' <= {v}[:4] <= '9998': return False",
+                f"{pad}    try:",
+                f"{pad}        _fromiso({v})",
+                f"{pad}    except ValueError:",
+                f"{pad}        return False",
+            ]
+        if kind == "struct":
+            out = [f"{pad}if {v} is not None:", f"{pad}    if type({v}) is not dict: return False"]
+            for name, sub in spec.fields:
+                f = self.var("f")
+                out.append(f"{pad}    {f} = {v}.get({name!r})")
+                out += self.check(sub, f, pad + "    ")
+            return out
+        if kind == "list":
+            assert spec.item is not None
+            x = self.var("x")
+            return [
+                f"{pad}if {v} is not None:",
+                f"{pad}    if type({v}) is not list: return False",
+                f"{pad}    for {x} in {v}:",
+                *self.check(spec.item, x, pad + "        "),
+            ]
+        raise ValueError(f"no column-wise conversion for {kind}")  # supported() said so
+
+
+@cache
+def _compiled_check(raw_table: str) -> Callable[[dict], bool]:
+    """`check(obj)`: every contract field of the parsed line is certain and every required one
+    is there (the webhook payload an object)."""
+    fs = FILE_SOURCE_BY_TABLE[raw_table]
+    specs = {name: parse_type(kind) for name, kind in fs.columns.items()}
+    gen = _CheckGen()
+    body = ["def check(obj):"]
+    webhook = raw_table == "returns_saas_webhooks"
+    if webhook:
+        body += ["    p = obj.get('payload')", "    if type(p) is not dict: return False"]
+    for name, spec in specs.items():
+        if webhook and name == "payload":
+            continue
+        v = gen.var("c")
+        if webhook and name not in WEBHOOK_ENVELOPE:
+            body.append(f"    {v} = p.get({WEBHOOK_PAYLOAD_KEYS.get(name, name)!r})")
+        else:
+            body.append(f"    {v} = obj.get({name!r})")
+        if name in fs.required:
+            body.append(f"    if {v} is None: return False")
+        body += gen.check(spec, v, "    ")
+    body.append("    return True")
+    source = "\n".join(body) + "\n"
+    namespace = dict(gen.env)
+    exec(compile(source, f"<columnar check {raw_table}>", "exec"), namespace)  # from contracts
+    check = namespace["check"]
+    check.source = source
+    return check
+
+
 def certain(body: bytes, raw_table: str) -> tuple[str | None, str | None] | None:
     """(`_extra`, webhook `payload`) texts, as the reference writes them, of a line (without its
     line end) whose conversion in SQL is certain; None when the reference must decide."""
@@ -230,22 +248,13 @@ def certain(body: bytes, raw_table: str) -> tuple[str | None, str | None] | None
             return None
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, TypeError):
         return None
-    top, inner, required, known, nested = _plan(raw_table)
-    for name, check in top:
-        if not check(obj.get(name)):
-            return None
+    if not _compiled_check(raw_table)(obj):
+        return None
+    known, nested = _plan(raw_table)
     payload_text = None
-    if inner is not None:
-        payload = obj.get("payload")
-        if type(payload) is not dict:
-            return None
-        for name, check in inner:
-            if not check(payload.get(name)):
-                return None
+    if raw_table == "returns_saas_webhooks":
+        payload = obj["payload"]  # an object: the check said so
         payload_text = orjson.dumps(payload).decode() if payload else None
-    for place, name in required:
-        if (obj if place == "top" else payload).get(name) is None:
-            return None
     extra: dict = {}
     if not known.issuperset(obj):
         extra = {k: v for k, v in obj.items() if k not in known}
