@@ -78,6 +78,13 @@ def _as_of(_ctx, _param, value: str | None) -> datetime | None:
     help="Where the ERP side goes: CDC files in the landing, or written into the Tryton server "
     "of RETURNSYNC_ERP_* through its API (DESIGN §13; Debezium then captures it).",
 )
+@click.option(
+    "--erp-unit-short-credits",
+    is_flag=True,
+    help="With --erp tryton: a credit note the answer key has off by an amount is made short "
+    "by a credited unit instead, as a person crediting too few units would (a credit fix can "
+    "complete it; the live loop's landscape).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def simulate(
     n_returns: int,
@@ -88,6 +95,7 @@ def simulate(
     no_noise: bool,
     kafka_bootstrap: str | None,
     erp: str,
+    erp_unit_short_credits: bool,
     quiet: bool,
 ) -> None:
     """Write a simulated returns landscape (DESIGN §2.9) and its answer key to OUT."""
@@ -100,7 +108,9 @@ def simulate(
     if client is not None:
         from returnsync_sim import load_landscape
 
-        summary["erp_tryton"] = load_landscape(out_dir, client, progress=not quiet)
+        summary["erp_tryton"] = load_landscape(
+            out_dir, client, progress=not quiet, unit_short_credits=erp_unit_short_credits
+        )
     if kafka_bootstrap:
         counts = publish(out_dir, kafka_bootstrap, options.partitions, progress=not quiet)
         summary["kafka_published"] = sum(counts.values())

@@ -55,6 +55,8 @@ class LoadResult:
     moves_done: int = 0
     seconds: float = 0.0
     by_rma: dict[str, int] = field(default_factory=dict)  # RMA -> Tryton return sale id
+    # RMA -> (what the person did, the money at risk it left: refund - credit, in the currency)
+    unit_short: dict[str, tuple[str, Decimal]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,7 +65,9 @@ class LoadResult:
             "credit_notes": self.credit_notes,
             "moves_done": self.moves_done,
             "seconds": round(self.seconds, 1),
-        }
+            **({"unit_short_credits": {rma: what for rma, (what, _) in self.unit_short.items()}}
+               if self.unit_short else {}),
+        }  # fmt: skip
 
 
 def call_accepting_warnings(client, model: str, method: str, *args: Any) -> Any:
@@ -101,9 +105,17 @@ def _by_code(client, model: str, codes: Iterable[str]) -> dict[str, int]:
 class TrytonLoader:
     """Replays one simulated ERP state (`state.read_erp_state`) into a logged-in Tryton client."""
 
-    def __init__(self, client, state: dict[str, dict[int, dict]], progress: Callable | None = None):
+    def __init__(
+        self,
+        client,
+        state: dict[str, dict[int, dict]],
+        progress: Callable | None = None,
+        unit_short_rmas: Iterable[str] = (),
+    ):
         self.client = client
         self.s = state
+        # returns whose credit note off by an amount is made short by a credited unit instead
+        self.unit_short_rmas = frozenset(unit_short_rmas)
         self.progress = progress or (lambda _n: None)
         self.result = LoadResult()
         # simulator id -> Tryton id
@@ -513,7 +525,14 @@ class TrytonLoader:
             own_invoice = None
         for note in notes:
             if note is primary and own_invoice is not None:
-                self._shape_note(own_invoice, note, inv_lines[note["id"]], own, account)
+                short = ret["reference"] in self.unit_short_rmas and note["state"] in (
+                    "posted",
+                    "paid",
+                )
+                self._shape_note(
+                    own_invoice, note, inv_lines[note["id"]], own, account,
+                    unit_short=ret["reference"] if short else None,
+                )  # fmt: skip
             else:
                 self._create_note(ret, note, inv_lines[note["id"]], account)
             self.result.credit_notes += 1
@@ -538,8 +557,20 @@ class TrytonLoader:
     def _sale_of(self, sim_line: dict) -> dict:
         return self.s["sale_sale"][sim_line["sale"]]
 
-    def _shape_note(self, invoice: int, note: dict, sim_lines: list[dict], own: list, account):
-        """Tryton's own draft credit note made to say what the simulated one says."""
+    def _shape_note(
+        self,
+        invoice: int,
+        note: dict,
+        sim_lines: list[dict],
+        own: list,
+        account,
+        unit_short: str | None = None,
+    ):
+        """Tryton's own draft credit note made to say what the simulated one says.
+
+        `unit_short` (an RMA): the credit note is too small the way a person makes it by
+        crediting too few units (one unit fewer of a line, or a line left off) instead of by
+        the simulated amount; Tryton's own total then stands (no correction line)."""
         c = self.client
         code = self.currency_code[note["currency"]]
         wanted = {f"sale.line,{self.line[int(il['origin'].split(',')[1])]}": il
@@ -575,7 +606,35 @@ class TrytonLoader:
             if kept:
                 values.setdefault("lines", []).append(["write", kept, {"currency": currency}])
         c.call("account.invoice", "write", [invoice], values)
+        if unit_short is not None and self._credit_fewer_units(invoice, unit_short):
+            self._finish_note(invoice, note, account, exact_total=False)
+            return
         self._finish_note(invoice, note, account)
+
+    def _credit_fewer_units(self, invoice: int, rma: str) -> bool:
+        """One unit fewer credited on the first line of two or more units, else the last of two
+        or more lines left off; False when the note has a single one-unit line."""
+        c = self.client
+        (full,) = c.call("account.invoice", "read", [invoice], ["total_amount"])
+        lines = c.call(
+            "account.invoice.line", "search_read",
+            [("invoice", "=", invoice), ("type", "=", "line"), ("origin", "!=", None)],
+            0, None, [("id", "ASC")], ["quantity", "product"],
+        )  # fmt: skip
+        two = next((ln for ln in lines if abs(ln["quantity"]) >= 2), None)
+        if two is not None:
+            what = f"credited one unit fewer of invoice line {two['id']}"
+            quantity = two["quantity"] + (1 if two["quantity"] < 0 else -1)
+            c.call("account.invoice.line", "write", [two["id"]], {"quantity": quantity})
+        elif len(lines) >= 2:
+            what = f"left invoice line {lines[-1]['id']} off the credit note"
+            c.call("account.invoice.line", "delete", [lines[-1]["id"]])
+        else:
+            return False
+        (now,) = c.call("account.invoice", "read", [invoice], ["total_amount"])
+        # the channel refunded the full credit (Tryton's total of every unit with its taxes)
+        self.result.unit_short[rma] = (what, abs(full["total_amount"]) - abs(now["total_amount"]))
+        return True
 
     def _create_note(self, ret: dict, note: dict, sim_lines: list[dict], account) -> None:
         c = self.client
@@ -610,12 +669,13 @@ class TrytonLoader:
         )
         return config[0]["default_account_receivable"]
 
-    def _finish_note(self, invoice: int, note: dict, account) -> None:
-        """Total made equal to the simulated one (a correction line without tax), then the
-        simulated state: posted (or paid: posted is what returnsync counts), cancelled, draft."""
+    def _finish_note(self, invoice: int, note: dict, account, exact_total: bool = True) -> None:
+        """Total made equal to the simulated one (a correction line without tax) unless
+        `exact_total` is False, then the simulated state: posted (or paid: posted is what
+        returnsync counts), cancelled, draft."""
         c = self.client
         want = note["total_amount_cache"]
-        if want is not None and note["state"] != "draft":
+        if want is not None and note["state"] != "draft" and exact_total:
             (row,) = c.call(
                 "account.invoice", "read", [invoice], ["total_amount", "currency", "company"]
             )
@@ -637,8 +697,10 @@ class TrytonLoader:
             call_accepting_warnings(c, "account.invoice", "validate_invoice", [invoice])
 
 
-def load(landing, client, progress: Callable | None = None) -> LoadResult:
+def load(
+    landing, client, progress: Callable | None = None, unit_short_rmas: Iterable[str] = ()
+) -> LoadResult:
     """Read the simulated ERP state of `landing` and write it into Tryton via `client`."""
     from returnsync_sim.tryton.state import read_erp_state
 
-    return TrytonLoader(client, read_erp_state(landing), progress).load()
+    return TrytonLoader(client, read_erp_state(landing), progress, unit_short_rmas).load()

@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         loop.run()
         before = loop.open_mismatches()
         print_table(f"open mismatches ({len(before)}): rule, RMA, sku", before)
+        approved = loop.approve_waiting(by="demo")
+        print(f"\n== approved {len(approved)} adjustment(s) over the auto-approve limits")
         print("\n== push (ERP-native fixes into Tryton)")
         print(loop.push().rstrip())
         sent = {

@@ -6,6 +6,7 @@ command a user would type, run as a subprocess with the stack's environment:
     simulate --erp tryton --kafka   -> the ERP side into Tryton (Debezium captures it), WMS to Kafka
     wait_captured                   -> Debezium's topics stop growing (snapshot and stream done)
     run                             -> Kafka ingestion, dbt, reconciliation, planning
+    approve                         -> a person approves what waits (over the auto-approve limits)
     push                            -> ERP-native fixes written into Tryton
     wait_captured + run             -> the fixes come back through Debezium; mismatches resolve
     push                            -> nothing left to send
@@ -36,6 +37,9 @@ class Loop:
     as_of: str
     returns: int = 30
     seed: int = 22
+    # a credit note off by an amount is made short by a credited unit (a credit fix completes
+    # it): the landscape then has every rule with an ERP-native fix in a fixable form
+    unit_short_credits: bool = True
     log: list[str] = field(default_factory=list)
 
     @property
@@ -83,6 +87,7 @@ class Loop:
             "simulate", "--returns", str(self.returns), "--seed", str(self.seed),
             "--out", str(self.landing), "--as-of", self.as_of, "--no-noise", "--erp", "tryton",
             "--kafka", self.stack_env["RETURNSYNC_KAFKA_BOOTSTRAP"], "--quiet",
+            *(("--erp-unit-short-credits",) if self.unit_short_credits else ()),
         )  # fmt: skip
 
     def run(self) -> str:
@@ -90,6 +95,20 @@ class Loop:
 
     def push(self) -> str:
         return self.cli("push")
+
+    def approve_waiting(self, by: str = "loop") -> list[str]:
+        """A person approves every adjustment waiting over the auto-approve limits (what
+        `returnsync push --dry-run` lists as waiting); returns their ids."""
+        ids = [
+            r[0]
+            for r in self.query(
+                "select adjustment_id from writeback.adjustments where status = 'planned' "
+                "order by adjustment_id"
+            )
+        ]
+        if ids:
+            self.cli("approve", *ids, "--by", by)
+        return ids
 
     # -- what the warehouse says ----------------------------------------------------------------
 
