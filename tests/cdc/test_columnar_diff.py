@@ -61,10 +61,13 @@ def _state(con) -> dict:
     return out
 
 
-def land_both(tmp_path: Path, landing: Path, chunk_bytes: int = SMALL_CHUNK):
-    """Land `landing` both ways; returns (reference state, columnar state, columnar summary)."""
+def land_both(
+    tmp_path: Path, landing: Path, chunk_bytes: int = SMALL_CHUNK, other: str = "columnar"
+):
+    """Land `landing` with the reference decoder and with `other`; returns (reference state,
+    other state, other's summary)."""
     states, summaries = [], []
-    for decoder in ("reference", "columnar"):
+    for decoder in ("reference", other):
         con = connect(tmp_path / f"{decoder}.duckdb")
         try:
             summary = land_cdc_files(

@@ -56,7 +56,6 @@ CHUNK_BYTES = 16 << 20  # bytes of whole lines per chunk (a transaction each)
 # chunk's size (measured: it fails at 128 MB with 8 MB chunks, passes at 256 MB with 32 MB ones);
 # landing itself keeps `warehouse.LANDING_MEMORY_LIMIT`. Peak RSS: bench/memory_cdc.py.
 DECODE_MEMORY_LIMIT = "256MB"
-SCAN_BATCH_ROWS = 2048  # lines per Arrow record batch of a chunk (DuckDB's vector size)
 LONG_LINE = 256 << 10  # longer lines go to the reference decoder (DuckDB's memory stays bounded)
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
@@ -692,9 +691,9 @@ class ColumnarDecoder:
                     texts.append("")
                     ok[i] = False
             lines = pa.array(texts, pa.large_string())
-        # in record batches: DuckDB scans an Arrow table's batches in parallel, one per thread
+        # one Arrow batch: DuckDB scans it on one thread (in 2,048-line batches, two threads
+        # decoding at once ran out of DECODE_MEMORY_LIMIT on schema-wrapped lines)
         table = pa.table({"lineno": pa.array(linenos), "line": lines, "ok": pa.array(ok)})
-        table = pa.Table.from_batches(table.to_batches(max_chunksize=SCAN_BATCH_ROWS))
         self.con.register("__cdc_chunk", table)
         decoded: dict[str, list[pa.Table]] = {}
         fallback: list[np.ndarray] = [linenos[~ok]]
@@ -806,6 +805,38 @@ class ColumnarDecoder:
             letters=reference.letters if reference is not None else [],
         )
         return ChunkDecoded(batch, letters, len(chunk), blank, columnar)
+
+
+def decode_chunk_reference(
+    chunk: Chunk, sha256: str, connectors: Mapping[str, dict], encoding: str = "UTF-8"
+) -> ChunkDecoded:
+    """A chunk decoded by the reference code alone (`files.parse_line` per line, then
+    `land.decode_batch`): what `land_cdc_files(decoder="parallel")` runs in its worker processes.
+    The result is the reference decoder's, line for line; only where it runs differs."""
+    from pipelines.lib.cdc.files import parse_line
+    from pipelines.lib.cdc.land import gc_paused
+
+    records: list[ParsedRecord] = []
+    letters: list[DeadLetter] = []
+    blank = 0
+    data, first = chunk.data, chunk.first_line
+    with gc_paused():
+        for i, (a, b) in enumerate(zip(chunk.starts.tolist(), chunk.ends.tolist(), strict=True)):
+            line = data[a:b]
+            if not line.strip():
+                blank += 1
+                continue
+            item = parse_line(line, sha256, first + i, encoding)
+            if type(item) is ParsedRecord:
+                records.append(item)
+            else:
+                letters.append(item)
+        batch = (
+            decode_batch(records, connectors)
+            if records
+            else DecodedBatch(chunks=[], tables={}, letters=[])
+        )
+    return ChunkDecoded(batch, letters, len(chunk), blank, 0)
 
 
 def _split_repeats(

@@ -17,13 +17,21 @@ time; DuckDB's share is bounded by `warehouse.LANDING_MEMORY_LIMIT` (see `bench/
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import duckdb
 from tqdm import tqdm
 
-from pipelines.lib.cdc.columnar import CHUNK_BYTES, ColumnarDecoder, read_chunks
+from pipelines.lib.cdc.columnar import (
+    CHUNK_BYTES,
+    Chunk,
+    ChunkDecoded,
+    ColumnarDecoder,
+    decode_chunk_reference,
+    read_chunks,
+)
 from pipelines.lib.cdc.land import BatchResult, land_decoded
 from pipelines.lib.filehash import sha256_cached
 from pipelines.lib.files.ndjson import _WIDE_BOMS, BOM_UTF8
@@ -67,8 +75,13 @@ def land_file_columnar(
     chunk_bytes: int | None = None,
     *,
     stop_after_chunks: int | None = None,  # tests: land this many chunks, then return
+    pool=None,  # decoder "parallel": a process pool, or "inline" (the same code, here)
 ) -> None:
-    """Land one CDC file (see the module). `summary` takes each chunk as it commits."""
+    """Land one CDC file (see the module). `summary` takes each chunk as it commits.
+
+    With `pool`, each chunk is decoded by the reference code (`columnar.decode_chunk_reference`)
+    in the pool's worker processes, a few chunks ahead of the one being landed; chunks still
+    land in order, one transaction each, so the progress and ledgers are those of `columnar`."""
     from pipelines.lib.cdc.files import BATCH_SIZE, FILES_SOURCE, _land_file
 
     sha = sha256_cached(con, path)
@@ -94,12 +107,16 @@ def land_file_columnar(
             offset, line, landed, dead, lines_read, blank = row
         fh.seek(offset)
         bar.update(offset)
-        decoder = _decoder(con, connectors)
         size = path.stat().st_size
-        for done, chunk in enumerate(
-            read_chunks(fh, line, offset, chunk_bytes or CHUNK_BYTES), start=1
-        ):
-            out = decoder.decode(chunk, sha)
+        chunks = read_chunks(fh, line, offset, chunk_bytes or CHUNK_BYTES)
+        if pool is None:
+            decoder = _decoder(con, connectors)
+            decoded = ((chunk, decoder.decode(chunk, sha)) for chunk in chunks)
+        elif pool == "inline":
+            decoded = ((c, decode_chunk_reference(c, sha, connectors)) for c in chunks)
+        else:
+            decoded = _ahead(pool, chunks, sha, dict(connectors))
+        for done, (chunk, out) in enumerate(decoded, start=1):
             last = chunk.end_offset >= size
             totals = (landed, dead, lines_read + out.lines, blank + out.blank)
 
@@ -149,6 +166,8 @@ def land_file_columnar(
             summary.columnar_rows += out.columnar_rows
             bar.update(len(chunk.data))
             if stop_after_chunks is not None and done >= stop_after_chunks and not last:
+                if hasattr(decoded, "close"):
+                    decoded.close()  # the chunks decoded ahead are dropped, never landed
                 return
         if offset >= size and row is None:  # an empty file (or a BOM alone): landed, no rows
             con.execute(
@@ -156,3 +175,26 @@ def land_file_columnar(
                 [sha, FILES_SOURCE, rel, 0, 0, utcnow()],
             )
     summary.files_landed.append(rel)
+
+
+AHEAD_PER_WORKER = 2  # chunks in flight per worker process (each holds its bytes and its rows)
+
+
+def _ahead(
+    pool, chunks: Iterator[Chunk], sha: str, connectors: dict
+) -> Iterator[tuple[Chunk, ChunkDecoded]]:
+    """(chunk, decoded) in reading order, each decoded in `pool` while earlier ones land."""
+    window = max(2, AHEAD_PER_WORKER * getattr(pool, "_max_workers", 1))
+    pending: deque = deque()
+    try:
+        for chunk in chunks:
+            pending.append((chunk, pool.submit(decode_chunk_reference, chunk, sha, connectors)))
+            if len(pending) >= window:
+                c, fut = pending.popleft()
+                yield c, fut.result()
+        while pending:
+            c, fut = pending.popleft()
+            yield c, fut.result()
+    finally:
+        for _, fut in pending:
+            fut.cancel()

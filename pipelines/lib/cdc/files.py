@@ -30,6 +30,7 @@ import re
 import stat
 import sys
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -67,8 +68,11 @@ BATCH_SIZE = 20_000  # records per transaction (parsed envelopes are held in mem
 # and dead letters (tests/cdc/test_columnar_diff.py). The default stays `reference` because the
 # column-wise path is still slower: on an 8,000-return landscape (130,819 rows) it took 9.4 CPU-s
 # against 3.4 (bench/RESULTS.md, issue 23).
+# `parallel` runs the reference decoder's own code on chunks of the files in worker processes
+# (`columnar_files.land_file_columnar` with a process pool; one worker per core): the same rows,
+# ledgers and dead letters by construction, landed chunk by chunk and resumable like `columnar`.
 DECODER_ENV = "RETURNSYNC_CDC_DECODER"
-DECODERS = ("reference", "columnar")
+DECODERS = ("reference", "columnar", "parallel")
 
 
 def decoder_setting(value: str | None = None) -> str:
@@ -302,19 +306,43 @@ def land_cdc_files(
         _progress(paths, progress, "cdc files") as bar,
         gc_paused(),
         memory_limit(con, LANDING_MEMORY_LIMIT),
+        _workers(decoder, paths) as pool,
     ):
         for path in paths:
             rel = path.relative_to(landing_dir).as_posix()
             try:
-                if decoder == "columnar":
+                if decoder in ("columnar", "parallel"):
                     from pipelines.lib.cdc.columnar_files import land_file_columnar
 
-                    land_file_columnar(con, path, rel, connectors, bar, summary, chunk_bytes)
+                    land_file_columnar(
+                        con, path, rel, connectors, bar, summary, chunk_bytes, pool=pool
+                    )
                 else:
                     _land_file(con, path, rel, connectors, batch_size, bar, summary)
             except OSError as exc:  # unreadable, or gone: what landed stays, the rest next run
                 summary.files_ignored.append(IgnoredFile(rel, _unreadable(exc)))
     return summary
+
+
+PARALLEL_MIN_BYTES = 32 << 20  # less than this to read: no worker processes (starting them costs)
+
+
+@contextmanager
+def _workers(decoder: str, paths: list[Path]) -> Iterator[Any]:
+    """The worker processes of `decoder="parallel"` (one per core), or None: another decoder, or
+    "inline" with less than PARALLEL_MIN_BYTES to read (the chunks are then decoded in this
+    process, by the same reference code). Forked, as the Kafka prefetch children are (`spawn`
+    would import the caller's main module again): a worker only decodes, it never touches the
+    warehouse connection it inherits."""
+    if decoder != "parallel" or sum(_size(p) for p in paths) < PARALLEL_MIN_BYTES:
+        yield "inline" if decoder == "parallel" else None
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = max(1, min(len(os.sched_getaffinity(0)), 4))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield pool
 
 
 def _land_file(
