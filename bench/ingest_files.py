@@ -78,9 +78,12 @@ def ours(landing: Path, decoder: str, tmp: Path) -> dict:
     db = tmp / f"ours-{decoder}.duckdb"
     con = connect(db)
     try:
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # decoder "parallel": its workers
         cpu0, start = time.process_time(), time.perf_counter()
         summary = land_cdc_files(con, landing, progress=False, decoder=decoder)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+        done = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu += done.ru_utime + done.ru_stime - kids.ru_utime - kids.ru_stime
     finally:
         con.close()
         db.unlink(missing_ok=True)
