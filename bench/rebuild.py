@@ -1,7 +1,8 @@
 """Full rebuild benchmark: a simulated landscape from files, ingested, built and reconciled.
 
-DESIGN §10, issue 9. Goal at 1,000,000 returns (about 10 million events): <= 60 s wall and
-<= 2 GB peak memory, end to end. Each repeat starts from an empty warehouse and runs the
+DESIGN §10, issues 9 and 23. Goal at 1,000,000 returns (about 19 million events with today's
+simulator): <= 150 s wall and <= 2 GB peak memory, end to end (the goal was 60 s before
+2026-12-06, when issue 23 set it to 150 s). Each repeat starts from an empty warehouse and runs the
 pipeline's stages, each in its own process (so its peak RSS is measured alone):
 
 1. ingest: `land_cdc_files` then `land_files` (the landing libraries);
@@ -54,7 +55,7 @@ from bench._common import (
 
 NAME = "rebuild"
 STAGES = ("ingest", "build", "reconcile")
-GOAL_S = 60.0
+GOAL_S = 150.0
 GOAL_RSS_MB = 2048.0
 GOAL_RETURNS = 1_000_000
 
@@ -83,6 +84,31 @@ def one_run(landing: Path, work: Path, as_of: str) -> dict:
     return out
 
 
+def reader_floor(landing: Path, work: Path) -> dict:
+    """The reader-only floor of the same run: the STACK_NOTES ingestion reference query (DuckDB's
+    `read_json` extracting position, op and row image, `bench/ingest_files.py`) over the
+    landscape's CDC files, in a fresh database file, best of two. No decoding, no ledger, no file
+    drops, no dbt: what reading the CDC files alone costs on this machine now."""
+    import os
+
+    from bench.ingest_files import reference_query
+    from pipelines.lib.cdc.files import cdc_files, decoder_setting
+
+    files = cdc_files(landing)
+    tmp = work / "floor"
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        runs = [reference_query(files, tmp) for _ in range(2)]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "s": round(min(r[0] for r in runs), 2),
+        "runs_s": [round(r[0], 2) for r in runs],
+        "records": runs[0][1],
+        "decoder": decoder_setting(os.environ.get("RETURNSYNC_CDC_DECODER")),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_args(parser, returns=10_000, repeats=3)
@@ -93,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     expected = answer_key(landing)
     work = work_dir(NAME, args.work)
 
+    floor = reader_floor(landing, work)
+    log(f"reader-only floor: {floor['s']:.1f} s for {floor['records']:,} CDC records")
     runs = []
     for i in range(max(1, args.repeats)):
         log(f"rebuild {i + 1}/{args.repeats}: {args.returns:,} returns, {counts['events']:,} ev")
@@ -144,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "precision_recall": 1.0,
         "warehouse_mb": runs[-1]["warehouse_mb"],
         "ingest": runs[-1]["ingest_info"],
+        "reader_floor": floor,
         "goal_s": GOAL_S,
         "goal_rss_mb": GOAL_RSS_MB,
         "goal_size": args.returns >= GOAL_RETURNS,
@@ -156,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     line = result_line(
         NAME,
         figures,
-        "goal: 60 s wall and 2 GB peak at 1,000,000 returns (ratio = 60 s / median, at that size)",
+        "goal: 150 s wall and 2 GB peak at 1,000,000 returns (ratio = 150 s / median, at that "
+        "size); the reader-only floor: DuckDB's read_json of the CDC files alone, same run",
         GOAL_S / total["median"] if at_goal else None,
         packages=("dbt-core", "dbt-duckdb"),
     )
@@ -170,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.returns:,} returns / {counts['events']:,} events: {fmt_spread(total, digits=1)} "
         f"wall, {cpu['median']:.1f} s CPU, {events_per_s:,.0f} events/s, peak {peak:.0f} MB; "
         f"{shares}; simulate {simulate_s} s ({sim}, not timed); "
-        f"{len(expected):,} answer-key mismatches found exactly"
+        f"{len(expected):,} answer-key mismatches found exactly; reader-only floor (DuckDB's "
+        f"read_json of the {floor['records']:,} CDC records, STACK_NOTES query) "
+        f"{floor['s']:.1f} s; "
+        f"CDC decoder {floor['decoder']}; load1 {line['versions']['load1']}"
     )
     emit(line, summary, append=not args.no_append)
     return 0
