@@ -250,7 +250,19 @@ def captured(postgres_port, tmp_path_factory) -> dict[str, list[dict]]:
         [sys.executable, __file__, "capture", "--port", str(postgres_port), "--out", str(out)],
         cwd=out, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    if done.returncode != 0:
+        # Debezium logs why the connector stopped on standard output (e.g. "Creation of
+        # replication slot failed ... logical decoding requires wal_level >= logical")
+        causes = [
+            line for line in done.stdout.splitlines()
+            if "[ERROR]" in line or line.startswith("Caused by:")
+        ]  # fmt: skip
+        pytest.fail(
+            "the Debezium connector did not capture (PostgreSQL runs):\n"
+            + "\n".join(causes[-8:] or done.stdout.splitlines()[-20:])
+            + "\n"
+            + done.stderr[-1500:]
+        )
     return {db: json.loads((out / f"{db}.json").read_text()) for db in ("erp_bare", "erp_schema")}
 
 
