@@ -57,6 +57,8 @@
         'int_return_lines_matched', 'int_credits_unioned', 'int_return_stock_moves_joined',
         'returns', 'return_lines', 'receipts', 'dispositions', 'credits',
         'inventory_adjustments', 'return_events',
+        'recon_stock_mismatches', 'recon_credit_mismatches', 'recon_duplicate_credits',
+        'recon_return_mismatches',
     ]) }}
 {%- endmacro %}
 

@@ -9,6 +9,8 @@
 -- Sign convention: amount_delta = ERP credit - channel refund (negative: the ERP is short).
 -- The tolerance is the refund currency's amount_tolerance row of the settings seed, else the
 -- default row (currency empty) (DESIGN §11: money thresholds per currency).
+-- Incremental on the return (macros/recon_incremental.sql): the returns in scope.
+{%- set full = recon_incremental() %}
 with
 
 run as (
@@ -32,7 +34,9 @@ channel_refunds as (
         min(currency) as currency,
         string_agg(distinct currency, ',' order by currency) as currencies
     from {{ ref('credits') }}
-    where is_channel_refund and amount > 0 and return_key is not null
+    where
+        is_channel_refund and amount > 0 and return_key is not null
+        and {{ in_recon_scope('return_key', full) }}
     group by return_key
 ),
 
@@ -45,12 +49,15 @@ erp_credits as (
         min(currency) as currency,
         string_agg(distinct currency, ',' order by currency) as currencies
     from {{ ref('credits') }}
-    where system = 'erp' and not coalesce(is_channel_refund, false) and return_key is not null
+    where
+        system = 'erp' and not coalesce(is_channel_refund, false) and return_key is not null
+        and {{ in_recon_scope('return_key', full) }}
     group by return_key
 ),
 
 returns_money as (
     select
+        r.return_key,
         r.rma_number,
         r.warehouse,
         r.outcome,
@@ -78,7 +85,9 @@ returns_money as (
     left join tolerances as t on t.currency = c.currency
     left join tolerances as d on d.currency is null
     cross join run
-    where c.return_key is not null or e.return_key is not null
+    where
+        (c.return_key is not null or e.return_key is not null)
+        and {{ in_recon_scope('r.return_key', full) }}
 ),
 
 same_currency as (
@@ -94,6 +103,7 @@ same_currency as (
 refund_without_credit as (
     select
         'refund_without_credit' as rule,
+        return_key,
         rma_number,
         warehouse,
         cast(refund_amount as varchar) as expected,
@@ -110,6 +120,7 @@ refund_without_credit as (
 credit_amount_mismatch as (
     select
         'credit_amount_mismatch' as rule,
+        return_key,
         rma_number,
         warehouse,
         cast(refund_amount as varchar) as expected,
@@ -123,6 +134,7 @@ credit_amount_mismatch as (
 currency_mismatch as (
     select
         'currency_mismatch' as rule,
+        return_key,
         rma_number,
         warehouse,
         refund_currencies as expected,
@@ -136,6 +148,7 @@ currency_mismatch as (
 credit_without_receipt as (
     select
         'credit_without_receipt' as rule,
+        return_key,
         rma_number,
         warehouse,
         'received' as expected,
@@ -170,5 +183,6 @@ select
     actual,
     cast(amount_delta as decimal(18, 4)) as amount_delta,
     cast(null as decimal(18, 3)) as qty_delta,
-    as_of as detected_at
+    as_of as detected_at,
+    return_key
 from flagged

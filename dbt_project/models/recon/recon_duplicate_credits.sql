@@ -2,12 +2,16 @@
 -- the line than its authorized quantity (|ERP return line quantity|), or Shopify's successful
 -- refunds refund more of it than authorized. expected = authorized, actual = the larger of the
 -- two credited quantities; qty_delta = actual - expected, amount_delta values it at unit price.
+-- Incremental on the return (macros/recon_incremental.sql): the lines of the returns in scope.
+{%- set full = recon_incremental() %}
 with
 
 erp_credited as (
     select return_line_key, sum(abs(quantity)) as quantity
     from {{ ref('credits') }}
-    where system = 'erp' and return_line_key is not null and quantity is not null
+    where
+        system = 'erp' and return_line_key is not null and quantity is not null
+        and {{ in_recon_scope('return_key', full) }}
     group by return_line_key
 ),
 
@@ -17,11 +21,13 @@ shopify_refunded as (
     where
         system = 'shopify' and is_channel_refund
         and return_line_key is not null and quantity is not null
+        and {{ in_recon_scope('return_key', full) }}
     group by return_line_key
 ),
 
 judged as (
     select
+        lines.return_key,
         lines.rma_number,
         lines.sku,
         lines.warehouse,
@@ -31,7 +37,7 @@ judged as (
     from {{ ref('return_lines') }} as lines
     left join erp_credited as e on e.return_line_key = lines.return_line_key
     left join shopify_refunded as s on s.return_line_key = lines.return_line_key
-    where lines.qty_authorized is not null
+    where lines.qty_authorized is not null and {{ in_recon_scope('lines.return_key', full) }}
 )
 
 select
@@ -45,7 +51,8 @@ select
     cast((judged.credited_qty - judged.qty_authorized) * judged.unit_price as decimal(18, 4))
         as amount_delta,
     cast(judged.credited_qty - judged.qty_authorized as decimal(18, 3)) as qty_delta,
-    run.as_of as detected_at
+    run.as_of as detected_at,
+    judged.return_key
 from judged
 cross join {{ ref('recon_run') }} as run
 where judged.credited_qty > judged.qty_authorized

@@ -4,6 +4,8 @@
 --     not cancelled, rejected or keep-item; one row per return;
 --   unmapped_sku: a return line whose channel SKU has no crosswalk entry; one row per
 --     (return, channel SKU), reported with the channel SKU.
+-- Incremental on the return (macros/recon_incremental.sql): the returns in scope.
+{%- set full = recon_incremental() %}
 with
 
 run as (
@@ -13,6 +15,7 @@ run as (
 stale_return as (
     select
         'stale_return' as rule,
+        r.return_key,
         r.rma_number,
         cast(null as varchar) as sku,
         r.warehouse,
@@ -23,6 +26,7 @@ stale_return as (
     cross join run
     where
         r.approved_at is not null
+        and {{ in_recon_scope('r.return_key', full) }}
         and r.approved_at + interval 1 hour * run.stale_return_h <= run.as_of
         and not coalesce(r.is_received, false)
         and coalesce(r.status, '') not in ('cancelled', 'rejected')
@@ -32,6 +36,7 @@ stale_return as (
 unmapped_sku as (
     select distinct
         'unmapped_sku' as rule,
+        lines.return_key,
         lines.rma_number,
         lines.channel_sku as sku,
         lines.warehouse,
@@ -40,7 +45,9 @@ unmapped_sku as (
         run.as_of
     from {{ ref('return_lines') }} as lines
     cross join run
-    where not coalesce(lines.is_sku_mapped, true) and lines.channel_sku is not null
+    where
+        not coalesce(lines.is_sku_mapped, true) and lines.channel_sku is not null
+        and {{ in_recon_scope('lines.return_key', full) }}
 ),
 
 flagged as (
@@ -59,5 +66,6 @@ select
     actual,
     cast(null as decimal(18, 4)) as amount_delta,
     cast(null as decimal(18, 3)) as qty_delta,
-    as_of as detected_at
+    as_of as detected_at,
+    return_key
 from flagged

@@ -7,10 +7,17 @@
 --     the input dock).
 -- Sign convention: qty_delta = actual (ERP) - expected (WMS); amount_delta values it at the
 -- line's unit price.
+-- Incremental on the return (macros/recon_incremental.sql): the lines of the returns in scope.
+{%- set full = recon_incremental() %}
 with
 
 run as (
     select * from {{ ref('recon_run') }}
+),
+
+lines as (
+    select * from {{ ref('return_lines') }}
+    where {{ in_recon_scope('return_key', full) }}
 ),
 
 disposition_suffixes as (
@@ -24,7 +31,9 @@ inspected as (
         sum(quantity) as inspected_qty,
         max(decided_at) as last_inspected_at
     from {{ ref('dispositions') }}
-    where return_line_key is not null and location_code is not null
+    where
+        return_line_key is not null and location_code is not null
+        and {{ 'true' if full else 'return_line_key in (select lines.return_line_key from lines)' }}
     group by return_line_key, location_code
 ),
 
@@ -53,6 +62,7 @@ posted as (
     from line_moves
     where
         return_line_key is not null
+        and {{ 'true' if full else 'return_line_key in (select lines.return_line_key from lines)' }}
         and regexp_extract(location, '-([^-]+)$', 1) in (
             select disposition_suffixes.location_suffix from disposition_suffixes
         )
@@ -88,6 +98,7 @@ judged as (
             when positions.posted_qty > 0 and positions.inspected_qty = 0
                 then 'disposition_mismatch'
         end as rule,
+        lines.return_key,
         lines.rma_number,
         -- the ERP product; while it is unknown (its CDC record not landed yet) the ERP line, so
         -- two such lines of one return never share a mismatch id
@@ -99,7 +110,7 @@ judged as (
         lines.unit_price,
         run.as_of
     from positions
-    inner join {{ ref('return_lines') }} as lines
+    inner join lines
         on lines.return_line_key = positions.return_line_key
     cross join run
 )
@@ -114,6 +125,7 @@ select
     cast(posted_qty as varchar) as actual,
     cast((posted_qty - inspected_qty) * unit_price as decimal(18, 4)) as amount_delta,
     cast(posted_qty - inspected_qty as decimal(18, 3)) as qty_delta,
-    as_of as detected_at
+    as_of as detected_at,
+    return_key
 from judged
 where rule is not null
