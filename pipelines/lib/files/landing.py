@@ -74,20 +74,21 @@ MEMORY_LIMIT = LANDING_MEMORY_LIMIT
 BATCH_ROWS = 20_000  # rows per Arrow batch: bounds memory (DuckDB reads each batch once)
 BATCH_BYTES = 4 << 20  # ...or this much input per batch, whichever comes first (a 4 MB batch of
 #                        webhooks is ~5,000 rows and ~40 MB of Python objects)
-# How NDJSON drops are converted: "reference" (per line: fastrow's builder, then RowConverter) or
-# "columnar" (files/columnar.py: one typed json_transform per batch, the reference for the lines
-# it is not certain of; the same rows, ledgers and dead letters, tests/files/
-# test_columnar_files_diff.py). CSV/TSV drops are typed per batch in DuckDB either way. The
-# default stays "reference": on a 20,000-return landscape's drops both took 3.2 CPU-s (the
-# NDJSON files alone: 1.28 against 1.59 CPU-s for webhooks, 0.65 both for Shopify refunds;
-# bench/ingest_files.py --drops, bench/RESULTS.md `file_drops_decoders`).
+# How NDJSON drops are converted: "columnar" (files/columnar.py: one typed json_transform per
+# batch, the per-line reference for the lines it is not certain of) or "reference" (per line:
+# fastrow's builder, then RowConverter). Both land the same rows, ledgers and dead letters
+# (tests/files/test_columnar_files_diff.py, tests/fuzz/test_fuzz_columnar_drops.py). CSV/TSV
+# drops are typed per batch in DuckDB either way. The default is "columnar" because it was
+# measured faster: a 20,000-return landscape's drops 2.92 CPU-s against 3.08 (best wall 7.9 s
+# against 8.5 s, load1 10), the webhooks alone 1.17 CPU-s against 1.53 (bench/ingest_files.py
+# --drops, bench/RESULTS.md `file_drops_decoders`, 2026-12-06).
 DECODER_ENV = "RETURNSYNC_FILES_DECODER"
 DECODERS = ("reference", "columnar")
-DEFAULT_DECODER = "reference"
+DEFAULT_DECODER = "columnar"
 
 
 def decoder_setting(value: str | None = None) -> str:
-    """The NDJSON drop decoder: `value`, else $RETURNSYNC_FILES_DECODER, else `reference`."""
+    """The NDJSON drop decoder: `value`, else $RETURNSYNC_FILES_DECODER, else `columnar`."""
     from pipelines.errors import ConfigError
 
     choice = (value or os.environ.get(DECODER_ENV) or DEFAULT_DECODER).strip().lower()
@@ -310,7 +311,7 @@ def land_files(
     fast builder is otherwise tried first; both give the same rows and dead letters).
     `decoder="columnar"` converts NDJSON drops column-wise (`files/columnar.py`; the same rows,
     ledger and dead letters as `"reference"`); None reads $RETURNSYNC_FILES_DECODER (default
-    `reference`; another value raises ConfigError).
+    `columnar`; another value raises ConfigError).
 
     The result is keyed by raw table (`returns_saas_webhooks`, `shopify_refunds`,
     `amazon_returns`, `b2b_credit_requests`, `sku_crosswalk`, `warehouse_crosswalk`), because
