@@ -21,7 +21,8 @@ A fix completes the ERP's own documents of the return before it creates anything
   shipment that appeared meanwhile is finished instead).
 - `internal_move` (goods in the wrong place: `disposition_mismatch`): an internal shipment of
   `quantity` units from `from_location_code` (where the ERP holds them) to `to_location_code`
-  (the disposition location that is short), done; never more than the ERP holds there.
+  (the disposition location that is short), done (between two warehouses through the ERP's
+  transit location); never more than the ERP holds there.
 - `post_draft_credit_note` (money short in the ERP: `refund_without_credit`, ERP-short
   `credit_amount_mismatch`): the return's own draft credit note, its lines corrected to `lines`
   (the uncredited authorized units at the line's unit price, origin the return line; its other
@@ -40,7 +41,12 @@ Payloads (JSON, decimals as strings; what the idempotency key hashes):
   have `description`.
 - credit actions: `return_line_ref` (the first line credited), `party` (ERP party id or code),
   `currency_code`, `lines` = `[{return_line_ref, product_code, quantity, unit_price}]` (positive
-  units and prices to credit), `description`.
+  units and prices to credit, before tax: the credit note's lines carry the return lines' taxes,
+  as the ERP's own credit note of a return does), `expected_total` (the channel refund the ERP
+  has not credited yet, taxes included) and `tolerance` (the currency's amount tolerance): the
+  adapter computes the credit's total incl. tax as the ERP does and writes nothing when it is
+  not `expected_total` within `tolerance` (`ErpPermanentError`: a partial refund or a fee is a
+  person's), `description`. Payloads of earlier releases have no `expected_total`.
 
 Documents are dated the push date (the ERP's today). Every document carries the adjustment's
 idempotency key where the ERP keeps an external reference (`DOCUMENT_KINDS`: a credit note, a
