@@ -16,8 +16,8 @@
     the topic lost it), the value is null, never the placeholder, and `unavailable_columns` names
     the columns (comma-separated; null when every value is known).
 
-    Only keys whose current state holds a placeholder read their history, so a build without
-    any placeholder costs one filter over the current state.
+    Only keys with a placeholder in raw read their history (found by a filter over the raw
+    table, so the current state is computed once, not materialized for a second reader).
 -#}
 {% macro debezium_placeholder() -%}
 '__debezium_unavailable_value'
@@ -66,7 +66,7 @@ left join (
         _op in ('c', 'r', 'u')
         and not coalesce(_is_tombstone, false)
         and {{ pk }} in (
-            select {{ pk }} from {{ current_state }}
+            select {{ pk }} from {{ src }}
             where {% for c in columns %}{{ c }} = {{ ph }}{{ " or " if not loop.last }}{% endfor %}
         )
     group by 1
