@@ -225,6 +225,13 @@ class WarmDbt:
 
     The project is re-parsed when one of its files changes (`stale`), as `prepare_manifest`
     would for a cold run.
+
+    dbt's unit tests run once per parse, not in every increment: they test the models' SQL on
+    fixed fixture rows (never the warehouse's data), so with one parse held their result cannot
+    change between increments. The first build after each parse runs them (`unit_tests_due`);
+    once a build with them succeeded, later builds exclude them (`--exclude-resource-type
+    unit_test`) until the project is parsed again. Data tests and the other checks still run in
+    every increment. A cold run (`returnsync run`) parses, so it always runs them.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -232,7 +239,20 @@ class WarmDbt:
         self.parses = 0
         self.manifest = None
         self.parsed_at = 0.0
+        self.unit_tested_parse = 0  # the parse whose unit tests passed in a build (0: none yet)
+        self.last_unit_tests: int | None = None  # unit tests the last build ran (None: no build)
+        self.last_profile = None  # assets.dbt.BuildProfile of the last build
         self.parse()
+
+    def unit_tests_due(self) -> bool:
+        """Whether the next build must run the unit tests (none passed since the last parse)."""
+        if self.stale():
+            self.parse()
+        return self.unit_tested_parse != self.parses
+
+    def unit_tests_passed(self, parse: int) -> None:
+        """A build of parse number `parse` ran the unit tests and succeeded."""
+        self.unit_tested_parse = parse
 
     def _dirs(self, target_path: Path | None = None) -> list[str]:
         target = target_path or (Path(DBT_PROJECT_DIR) / dbt_project.target_path)

@@ -17,6 +17,10 @@ Ctrl-C or SIGTERM while it waits stops it at once; during an increment, the incr
 first (a second signal aborts it: the warehouse rolls back what it had not committed). Exit
 status: 0 stopped by a signal or after `--max-increments`; 1 an increment failed and
 `--stop-on-failure` was given; 2 configuration; 3 the warehouse stayed locked.
+
+dbt's unit tests run in the first increment after each parse of the project, not in every one
+(they test SQL on fixed fixtures, so one parse gives one result: pipelines.dbt.WarmDbt); the
+progress line says whether they ran. Data tests run in every increment.
 """
 
 from __future__ import annotations
@@ -105,6 +109,14 @@ def _slowest(steps: dict[str, float]) -> str:
     if not top:
         return ""
     return " (" + ", ".join(f"{names.get(k, k)} {v:.1f} s" for k, v in top) + ")"
+
+
+def _unit_tests(count: int | None) -> str:
+    """`; dbt unit tests: 20 run` in the first build after a parse, `...: not run` after (they
+    passed on this parse: pipelines.dbt.WarmDbt); nothing when dbt did not build."""
+    if count is None:
+        return ""
+    return f"; dbt unit tests: {count} run" if count else "; dbt unit tests: not run (passed)"
 
 
 def _open_mismatches(settings: Settings) -> int | None:
@@ -234,6 +246,7 @@ def _watch(settings, checked, interval, max_increments, stop_on_failure, quiet, 
                 run_id = str(uuid.uuid4())
                 log_file = new_log_file(settings, run_id)
                 t0 = time.monotonic()
+                warm.last_unit_tests = warm.last_profile = None
                 stop.busy = True
                 try:
                     # dbt's own lines go to the run's log file, as with `run --quiet`
@@ -252,7 +265,11 @@ def _watch(settings, checked, interval, max_increments, stop_on_failure, quiet, 
                     warm.release()
                 seconds = time.monotonic() - t0
                 done += 1
-                timing = f"{seconds:.1f} s{_slowest(_step_seconds(inst, result.run_id))}"
+                timing = (
+                    f"{seconds:.1f} s{_slowest(_step_seconds(inst, result.run_id))}"
+                    f"{_unit_tests(warm.last_unit_tests)}"
+                    + (f"; {warm.last_profile.text()}" if warm.last_profile else "")
+                )
                 if result.success:
                     open_now = _open_mismatches(settings)
                     tail = f"; {open_now} open mismatch(es)" if open_now is not None else ""

@@ -138,6 +138,8 @@ def test_watch_runs_each_increment_warm_and_equals_a_cold_run(simulated_run, tmp
         watch.wait_for("watch: ready")
         first = watch.wait_for("watch: increment 1 ")
         assert " ok in " in first, watch.lines
+        # dbt's unit tests run in the first build after the parse only (pipelines.dbt.WarmDbt)
+        assert int(first.split("; dbt unit tests: ")[1].split(" ")[0]) > 0, first
 
         # idle: the warehouse is free for the report and an acknowledgement, at once
         cli = CliRunner()
@@ -161,6 +163,7 @@ def test_watch_runs_each_increment_warm_and_equals_a_cold_run(simulated_run, tmp
         assert drop(simulated_run.landing, landing, 1) > 0
         second = watch.wait_for("watch: increment 2 ")
         assert " ok in " in second, watch.lines
+        assert "; dbt unit tests: not run (passed)" in second, second
         time.sleep(1.0)  # idle again
         watch.proc.send_signal(signal.SIGTERM)
         assert watch.proc.wait(timeout=30) == 0, watch.lines
