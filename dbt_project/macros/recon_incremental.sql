@@ -40,14 +40,14 @@
 {%- endmacro %}
 
 
-{#- The rule models built this way: the models that depend on recon_touched (from the graph). -#}
+{#- The rule models built this way (their names): the models that depend on recon_touched. -#}
 {% macro recon_incremental_models() -%}
     {%- set found = [] -%}
     {%- if execute -%}
         {%- for node in graph.nodes.values() | sort(attribute='name')
                 if node.resource_type == 'model'
                 and 'model.returnsync.recon_touched' in node.depends_on.nodes -%}
-            {%- do found.append(node) -%}
+            {%- do found.append(node.name) -%}
         {%- endfor -%}
     {%- endif -%}
     {{ return(found) }}

@@ -19,10 +19,9 @@
 --   due:     one of its event times plus a grace window of the settings (every `*_h` setting)
 --            lies between the as_of of the rule models' last builds and this build's as_of, so
 --            a rule that waits for that window may have changed its mind. The event times are
---            the ones the rules compare with as_of: the approval (stale_return), refunds and
---            credit notes (refund_without_credit, credit_without_receipt) and inspections
---            (receipt_not_posted, posted_qty_mismatch). A new rule that compares another time
---            with as_of adds it to `event_times`.
+--            the ones the rules compare with as_of (DESIGN §5): the approval, refunds and credit
+--            notes, and inspections. A new rule that compares another time with as_of adds it
+--            to `event_times`.
 --
 -- noqa: disable=LT02
 {%- set reason = namespace(full=none, low=none, high=none) %}
@@ -50,7 +49,7 @@
         {%- set state = run_query(
             "select count(distinct model), count(distinct fingerprint), min(fingerprint), "
             ~ "min(as_of)::varchar, max(as_of)::varchar from " ~ recon_state_table()
-            ~ " where model in ('" ~ models | map(attribute='name') | join("', '") ~ "')"
+            ~ " where model in ('" ~ models | join("', '") ~ "')"
         ).rows[0] %}
         {%- if state[0] < models | length %}{% set reason.full = 'a rule model has no state' %}
         {%- elif state[1] != 1 or state[2] != fingerprint.value %}
