@@ -1,15 +1,31 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='amazon_rma_id',
+    )
+}}
+
 -- Amazon merchant-fulfilled returns, one row per (Amazon RMA ID, Merchant SKU) (DESIGN §2.6).
 -- Successive reports overlap: the newest report (report_date) wins, then the later file row.
 -- `first_reported_on` is the first report that showed the winning row's status and refunded
 -- amount, so a row merely repeated in a later report does not move the refund's time.
+-- Incremental (macros/file_staging.sql): an RMA with a report row landed since the last build is
+-- recomputed from all its rows, the others are left as they are.
 with all_rows as (
     select *
     from {{ source('raw', 'amazon_returns') }}
-    where nullif(trim(amazon_rma_id), '') is not null
+    where
+        nullif(trim(amazon_rma_id), '') is not null
+        and {{ landed_since_last_build('amazon_returns', 'trim(amazon_rma_id)') }}
 ),
 
 rows_ as (
-    select *
+    select
+        *,
+        max(_ingested_at) over (
+            partition by trim(amazon_rma_id), trim(merchant_sku)
+        ) as last_ingested_at
     from all_rows
     qualify row_number() over (
         partition by trim(amazon_rma_id), trim(merchant_sku)
@@ -59,7 +75,8 @@ select
     rows_._file_sha256 || ':' || rows_._row_number as source_position,
     coalesce(
         rows_.return_delivery_date, {{ utc('first_seen.first_reported_on') }}
-    ) as source_changed_at
+    ) as source_changed_at,
+    rows_.last_ingested_at as _last_ingested_at
 from rows_
 left join first_seen
     on

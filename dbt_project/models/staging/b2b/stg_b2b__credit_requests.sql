@@ -1,10 +1,23 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='request_id',
+    )
+}}
+
 -- B2B credit requests, one row per (request_id, sku) (DESIGN §2.7): the newest by approval (else
 -- request) time wins, a decided request (approved, rejected) over a submitted one, then the later
--- landed file row.
+-- landed file row. Incremental (macros/file_staging.sql): a request with a row landed since the
+-- last build is recomputed from all its rows, the others are left as they are.
 with rows_ as (
-    select *
+    select
+        *,
+        max(_ingested_at) over (partition by trim(request_id), trim(sku)) as last_ingested_at
     from {{ source('raw', 'b2b_credit_requests') }}
-    where nullif(trim(request_id), '') is not null
+    where
+        nullif(trim(request_id), '') is not null
+        and {{ landed_since_last_build('b2b_credit_requests', 'trim(request_id)') }}
     qualify row_number() over (
         partition by trim(request_id), trim(sku)
         order by
@@ -31,5 +44,6 @@ select
     lower(trim(status)) as status,
     approved_at,
     _file_sha256 || ':' || _row_number as source_position,
-    coalesce(approved_at, requested_at) as source_changed_at
+    coalesce(approved_at, requested_at) as source_changed_at,
+    last_ingested_at as _last_ingested_at
 from rows_

@@ -1,6 +1,18 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='return_id',
+        post_hook="{{ delete_childless(ref('stg_returns_saas__returns'), 'return_id', 'line_items') }}",
+    )
+}}
+
 -- Line items of the current state of each returns SaaS return (one row per line item).
+-- Incremental (macros/file_staging.sql): the items of the returns recomputed since the last build
+-- replace theirs.
 with returns as (
     select * from {{ ref('stg_returns_saas__returns') }}
+    where {{ changed_since_last_build() }}
 ),
 
 items as (
@@ -11,6 +23,7 @@ items as (
         returns.currency,
         returns.source_position,
         returns.source_changed_at,
+        returns._last_ingested_at,
         unnest(returns.line_items) as item
     from returns
 )
@@ -29,5 +42,6 @@ select
     items.rma_normalized,
     items.currency,
     items.source_position,
-    items.source_changed_at
+    items.source_changed_at,
+    items._last_ingested_at
 from items

@@ -9,28 +9,14 @@
 -- Returns SaaS returns, current state per return id (DESIGN §2.4): a redelivered webhook (same
 -- webhook_id) counts once, and the delivery with the newest payload `updated_at` wins, whatever
 -- order the deliveries arrived in (ties: newest delivered_at, then file position).
--- Incremental: only returns with a delivery ingested since the last build are recomputed, from
--- all their deliveries, so a full refresh gives the same table.
-with
-{% if is_incremental() %}
-watermark as (
-    select coalesce(max(_last_ingested_at), '1970-01-01 00:00:00+00'::timestamptz) as watermark_at
-    from {{ this }}
-),
-
-changed as (
-    select distinct return_id
-    from {{ source('raw', 'returns_saas_webhooks') }}
-    where _ingested_at >= (select watermark_at from watermark)
-),
-{% endif %}
-deliveries as (
+-- Incremental (macros/file_staging.sql): only returns with a delivery landed since the last build
+-- are recomputed, from all their deliveries, so a full refresh gives the same table.
+with deliveries as (
     select *
     from {{ source('raw', 'returns_saas_webhooks') }}
-    where return_id is not null
-    {% if is_incremental() %}
-        and return_id in (select return_id from changed)
-    {% endif %}
+    where
+        return_id is not null
+        and {{ landed_since_last_build('returns_saas_webhooks', 'return_id') }}
     -- a redelivery is the same delivery: keep its first landing
     qualify row_number() over (
         partition by webhook_id order by _ingested_at, _file, _row_number

@@ -1,10 +1,21 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='refund_id',
+    )
+}}
+
 -- Shopify refunds (REST Refund resource), one row per refund id (DESIGN §2.5). Only transactions
 -- with kind `refund` and status `success` move money: `refund_amount` is their sum, and a refund
--- without one has `is_refund` false.
+-- without one has `is_refund` false. Incremental (macros/file_staging.sql): a refund with a row
+-- landed since the last build is recomputed from all its rows, the others are left as they are.
 with refunds as (
-    select *
+    select
+        *,
+        max(_ingested_at) over (partition by id) as last_ingested_at
     from {{ source('raw', 'shopify_refunds') }}
-    where id is not null
+    where id is not null and {{ landed_since_last_build('shopify_refunds', 'id') }}
     qualify row_number() over (
         partition by id order by _ingested_at desc, _file desc, _row_number desc
     ) = 1
@@ -37,6 +48,7 @@ select
     coalesce(successful.transactions, 0) > 0 as is_refund,
     refunds.refund_line_items,
     refunds._file_sha256 || ':' || refunds._row_number as source_position,
-    coalesce(refunds.processed_at, refunds.created_at) as source_changed_at
+    coalesce(refunds.processed_at, refunds.created_at) as source_changed_at,
+    refunds.last_ingested_at as _last_ingested_at
 from refunds
 left join successful on successful.refund_id = refunds.id
