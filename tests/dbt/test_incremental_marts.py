@@ -4,9 +4,12 @@ The simulated landscape's raw rows (the session's `simulated_run`) are landed ag
 warehouse in three batches, each a random third of every raw table (so a CDC row's newer version
 often lands before its older one, webhook deliveries and report rows arrive late, and documents
 land before the returns they belong to), and dbt builds after each batch, incrementally. After the
-second and third batch a copy of the warehouse is built with `--full-refresh`: every mart and the
-reconciliation's mismatch table must hold exactly the same rows, and the incremental build must
-really have been scoped (no `full` row in `int_returns_touched`).
+second and third batch a copy of the warehouse is built with `--full-refresh`: every mart, the
+reconciliation's mismatch table and the incremental staging tables (file sources and WMS: the
+latest version of each key and the dedup, whatever order the rows landed in) must hold exactly
+the same rows, and the incremental build must really have been scoped (no `full` row in
+`int_returns_touched`, whose change scope comes from the staging rows recomputed since the last
+build). A reference file put back, which lands no raw row, recomputes everything.
 """
 
 from __future__ import annotations
@@ -33,9 +36,25 @@ MARTS = (
     "returns_kpis",
 )
 COMPARED = (*(f"marts.{m}" for m in MARTS), "recon.recon_mismatches_current")
+STAGING = tuple(
+    f"staging.{m}"
+    for m in (
+        "stg_amazon__returns",
+        "stg_b2b__credit_requests",
+        "stg_shopify__refunds",
+        "stg_shopify__refund_line_items",
+        "stg_returns_saas__returns",
+        "stg_returns_saas__return_line_items",
+        "stg_reference__sku_crosswalks",
+        "stg_reference__warehouse_crosswalks",
+        "stg_reference__fx_rates",
+        "stg_wms__receipts",
+        "stg_wms__inspections",
+    )
+)
 FILE_TABLES = ("returns_saas_webhooks", "shopify_refunds", "amazon_returns", "b2b_credit_requests")
 # reference files land with the first batch: a crosswalk change recomputes everything by design
-FIRST_BATCH_ONLY = ("sku_crosswalk", "warehouse_crosswalk")
+FIRST_BATCH_ONLY = ("sku_crosswalk", "warehouse_crosswalk", "fx_rates")
 BATCHES = 3
 LANDED = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -78,12 +97,14 @@ def land_batch(db: Path, source: Path, batch: int) -> int:
     return landed
 
 
-def differences(db: Path, other: Path) -> dict[str, tuple[int, int, int]]:
+def differences(
+    db: Path, other: Path, tables: tuple[str, ...] = COMPARED
+) -> dict[str, tuple[int, int, int]]:
     """Per compared table: (rows, rows only in db, rows only in other), as multisets."""
     out = {}
     with duckdb.connect(str(db), read_only=True) as con:
         con.execute(f"attach '{other}' as other (read_only)")
-        for table in COMPARED:
+        for table in tables:
             rows = con.execute(f"select count(*) from {table}").fetchone()[0]
             only_here = con.execute(
                 f"select count(*) from (from {table} except all from other.{table})"
@@ -118,6 +139,19 @@ def test_incremental_builds_equal_full_refresh(simulated_run, tmp_path):
         full = tmp_path / f"full-{batch}.duckdb"
         shutil.copy(db, full)
         build(full, tmp_path, simulated_run.as_of, "--full-refresh")
-        diff = differences(db, full)
+        diff = differences(db, full, COMPARED + STAGING)
         assert all(only_here == only_there == 0 for _, only_here, only_there in diff.values()), diff
         assert diff["marts.returns"][0] > 100 and diff["recon.recon_mismatches_current"][0] > 0
+        assert all(diff[t][0] > 0 for t in STAGING if not t.endswith("fx_rates")), diff
+
+    # a reference file put back (an earlier content made current again, DESIGN §12) lands no raw
+    # row, only its new version in meta.reference_versions: everything is recomputed
+    with warehouse.connection(db) as con:
+        con.execute(
+            "insert into meta.reference_versions (raw_table, version, sha256, arrived_at, path) "
+            "select 'sku_crosswalk', 99, min(_file_sha256), ?, 'reference/sku_crosswalk.csv' "
+            "from raw.sku_crosswalk",
+            [LANDED + timedelta(hours=BATCHES)],
+        )
+    build(db, tmp_path, simulated_run.as_of)
+    assert "full" in scope(db)

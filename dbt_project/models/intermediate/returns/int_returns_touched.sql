@@ -6,24 +6,37 @@
 }}
 -- depends_on: {{ ref('reason_map') }}
 -- depends_on: {{ ref('disposition_map') }}
--- depends_on: {{ ref('stg_erp__sales') }}
--- depends_on: {{ ref('stg_erp__sale_lines') }}
+-- the staging models read below (only when the scope is not full, so not while dbt parses):
+-- depends_on: {{ ref('stg_amazon__returns') }}
+-- depends_on: {{ ref('stg_b2b__credit_requests') }}
 -- depends_on: {{ ref('stg_erp__invoice_lines') }}
 -- depends_on: {{ ref('stg_erp__invoices') }}
--- depends_on: {{ ref('stg_erp__stock_moves') }}
+-- depends_on: {{ ref('stg_erp__sale_lines') }}
+-- depends_on: {{ ref('stg_erp__sales') }}
 -- depends_on: {{ ref('stg_erp__stock_locations') }}
--- depends_on: {{ ref('stg_returns_saas__returns') }}
+-- depends_on: {{ ref('stg_erp__stock_moves') }}
 -- depends_on: {{ ref('stg_returns_saas__return_line_items') }}
+-- depends_on: {{ ref('stg_returns_saas__returns') }}
+-- depends_on: {{ ref('stg_shopify__refund_line_items') }}
+-- depends_on: {{ ref('stg_shopify__refunds') }}
+-- depends_on: {{ ref('stg_wms__inspections') }}
 -- depends_on: {{ ref('stg_wms__receipts') }}
 
--- What the raw rows landed since the last build can have changed (macros/returns_incremental.sql):
+-- What the records changed since the last build can have changed (macros/returns_incremental.sql):
 -- one row per touched return (`kind` return, `key` = return_key), ERP sale (return order), WMS
 -- receipt, WMS inspection and Shopify refund, or one `full` row when everything must be
 -- recomputed. Every row carries the watermark the incremental models record after their build
 -- and the seeds' fingerprint.
 --
+-- The changed records are the staging models' rows recomputed since the watermark
+-- (`_last_ingested_at`, the newest landing of the record's raw rows; staging is incremental and
+-- keeps every other row as it was), plus the CDC keys deleted since then (staging drops those, so
+-- their delete events are read from raw). A reference file landed or made current again since
+-- then (meta.reference_versions), or a CDC truncate, recomputes everything.
+--
 -- A changed record touches every return it belonged to or may belong to now: all the RMAs any
--- version of it in the raw change log names, and the return the previous build linked it to.
+-- version of it in the raw change log names (read for the changed keys only), and the return the
+-- previous build linked it to.
 -- Links that hang on another record's uniqueness are closed over: a receipt is touched when a
 -- touched return has (or had) its RMA or tracking number, a Shopify refund when a touched return
 -- has (or had) its order or one of its line items, an ERP credit note when one of its lines
@@ -80,6 +93,7 @@
                 {%- for t in raw.reference %}
                 + (select count(*) from {{ source('raw', t) }} where _ingested_at > '{{ reason.watermark }}')
                 {%- endfor %}
+                + (select count(*) from meta.reference_versions where arrived_at > '{{ reason.watermark }}')
                 {%- for t in raw.cdc %}
                 + (select count(*) from {{ source('raw', t) }} where _op = 't' and _ingested_at > '{{ reason.watermark }}')
                 {%- endfor %}
@@ -93,6 +107,7 @@
     {%- set reason.full = 'not a build' %}
 {%- endif %}
 {%- set since = "_ingested_at > '" ~ reason.watermark ~ "'::timestamptz" %}
+{%- set changed = "_last_ingested_at > '" ~ reason.watermark ~ "'::timestamptz" %}
 -- noqa: enable=LT02
 
 with next_watermark as (
@@ -116,8 +131,7 @@ scope as (
 {% else %}
 -- the records with a change landed since the watermark, and every RMA any of their versions named
 saas_changed as (
-    select distinct return_id from {{ source('raw', 'returns_saas_webhooks') }}
-    where {{ since }} and return_id is not null
+    select return_id from {{ ref('stg_returns_saas__returns') }} where {{ changed }}
 ),
 
 saas_versions as materialized (
@@ -126,7 +140,9 @@ saas_versions as materialized (
 ),
 
 sales_changed as (
-    select distinct id from {{ source('raw', 'erp_sale_sale') }} where {{ since }}
+    select sale_id as id from {{ ref('stg_erp__sales') }} where {{ changed }}
+    union
+    {{ cdc_deleted_since('erp_sale_sale', 'id', since) }}
 ),
 
 -- ERP dimensions: a changed product, currency or location touches the documents that use it (a
@@ -170,11 +186,15 @@ dimension_moves as (
 ),
 
 sale_lines_changed as (
-    select distinct id from {{ source('raw', 'erp_sale_line') }} where {{ since }}
+    select sale_line_id as id from {{ ref('stg_erp__sale_lines') }} where {{ changed }}
+    union
+    {{ cdc_deleted_since('erp_sale_line', 'id', since) }}
 ),
 
 moves_changed as (
-    select distinct id from {{ source('raw', 'erp_stock_move') }} where {{ since }}
+    select stock_move_id as id from {{ ref('stg_erp__stock_moves') }} where {{ changed }}
+    union
+    {{ cdc_deleted_since('erp_stock_move', 'id', since) }}
 ),
 
 -- sale lines some changed stock move came (or comes) from
@@ -194,11 +214,20 @@ move_origin_lines as (
         and receiving.origin like 'sale.line,%'
 ),
 
-invoices_changed as (
-    select distinct id from {{ source('raw', 'erp_account_invoice') }} where {{ since }}
+invoice_lines_changed as (
+    select invoice_line_id as id from {{ ref('stg_erp__invoice_lines') }} where {{ changed }}
     union
+    {{ cdc_deleted_since('erp_account_invoice_line', 'id', since) }}
+),
+
+invoices_changed as (
+    select invoice_id as id from {{ ref('stg_erp__invoices') }} where {{ changed }}
+    union
+    {{ cdc_deleted_since('erp_account_invoice', 'id', since) }}
+    union
+    -- the notes any version of a changed line belonged to
     select distinct invoice from {{ source('raw', 'erp_account_invoice_line') }}
-    where id in (select id from {{ source('raw', 'erp_account_invoice_line') }} where {{ since }})
+    where id in (select id from invoice_lines_changed)
     union
     select invoice_id from {{ ref('stg_erp__invoices') }} where currency_id in (select id from currencies_changed)
     union
@@ -235,15 +264,19 @@ sales_touched as materialized (
 ),
 
 refunds_changed as (
-    select distinct id from {{ source('raw', 'shopify_refunds') }} where {{ since }} and id is not null
+    select refund_id as id from {{ ref('stg_shopify__refunds') }} where {{ changed }}
 ),
 
 receipts_changed as (
-    select distinct receipt_id from {{ source('raw', 'wms_receipts') }} where {{ since }}
+    select receipt_id from {{ ref('stg_wms__receipts') }} where {{ changed }}
+    union
+    {{ cdc_deleted_since('wms_receipts', 'receipt_id', since) }}
 ),
 
 inspections_changed as (
-    select distinct inspection_id from {{ source('raw', 'wms_inspections') }} where {{ since }}
+    select inspection_id from {{ ref('stg_wms__inspections') }} where {{ changed }}
+    union
+    {{ cdc_deleted_since('wms_inspections', 'inspection_id', since) }}
 ),
 
 sale_versions as materialized (
@@ -254,9 +287,10 @@ sale_versions as materialized (
 direct_rmas as (
     select {{ normalize_rma('rma') }} as rma from saas_versions
     union
-    select {{ normalize_rma('amazon_rma_id') }} from {{ source('raw', 'amazon_returns') }} where {{ since }}
+    -- Amazon and B2B records are keyed by their RMA (one row per RMA and SKU)
+    select rma_normalized from {{ ref('stg_amazon__returns') }} where {{ changed }}
     union
-    select {{ normalize_rma('request_id') }} from {{ source('raw', 'b2b_credit_requests') }} where {{ since }}
+    select rma_normalized from {{ ref('stg_b2b__credit_requests') }} where {{ changed }}
     union
     select {{ normalize_rma('reference') }} from sale_versions
 ),
@@ -296,9 +330,9 @@ identities as materialized (
     from {{ ref('stg_returns_saas__returns') }}
     where rma_normalized in (select rma_normalized from returns_1)
     union
-    select {{ normalize_rma('tracking_id') }}, cast(null as bigint)
-    from {{ source('raw', 'amazon_returns') }}  -- every version: the view's dedup is not needed
-    where {{ normalize_rma('amazon_rma_id') }} in (select rma_normalized from returns_1)
+    select tracking_normalized, cast(null as bigint)
+    from {{ ref('stg_amazon__returns') }}
+    where rma_normalized in (select rma_normalized from returns_1)
 ),
 
 receipts_touched as materialized (
@@ -345,21 +379,25 @@ saas_items_touched as (
     where rma_normalized in (select rma_normalized from returns_1)
 ),
 
-refund_versions as (
-    select id, order_id, unnest(refund_line_items).line_item_id as line_item_id
-    from {{ source('raw', 'shopify_refunds') }}
-    where id is not null
-),
-
 refunds_touched as materialized (
     select id from refunds_changed
     union
-    select id from refund_versions
+    -- linked now (the previous build's links are the next branch)
+    select refund_id from {{ ref('stg_shopify__refund_line_items') }}
     where line_item_id in (select provider_line_item_id from saas_items_touched)
-        or order_id in (select shopify_order_id from identities)
+    union
+    select refund_id from {{ ref('stg_shopify__refunds') }}
+    where order_id in (select shopify_order_id from identities)
     union
     select try_cast(external_id as bigint) from {{ prev.int_credits_unioned }}
     where system = 'shopify' and return_key in (select {{ surrogate_key('return', ['rma_normalized']) }} from returns_1)
+),
+
+-- every version of the touched refunds
+refund_versions as materialized (
+    select id, order_id, unnest(refund_line_items).line_item_id as line_item_id
+    from {{ source('raw', 'shopify_refunds') }}
+    where id in (select id from refunds_touched)
 ),
 
 refund_returns as (
@@ -371,14 +409,14 @@ refund_returns as (
     select items.rma_normalized
     from {{ ref('stg_returns_saas__return_line_items') }} as items
     where items.provider_line_item_id in (
-        select line_item_id from refund_versions where id in (select id from refunds_touched)
+        select line_item_id from refund_versions
     )
     union
     select rma_normalized from {{ ref('stg_returns_saas__returns') }}
-    where order_id in (select order_id from refund_versions where id in (select id from refunds_touched))
+    where order_id in (select order_id from refund_versions)
     union
     select rma_normalized from {{ prev.int_returns_linked }}
-    where shopify_order_id in (select order_id from refund_versions where id in (select id from refunds_touched))
+    where shopify_order_id in (select order_id from refund_versions)
 ),
 
 -- ERP credit notes with a line from a touched return's lines: the returns of all their lines
