@@ -84,11 +84,11 @@ def one_run(landing: Path, work: Path, as_of: str) -> dict:
     return out
 
 
-def reader_floor(landing: Path, work: Path) -> dict:
+def reader_floor(landing: Path, work: Path, repeats: int = 2) -> dict:
     """The reader-only floor of the same run: the STACK_NOTES ingestion reference query (DuckDB's
     `read_json` extracting position, op and row image, `bench/ingest_files.py`) over the
-    landscape's CDC files, in a fresh database file, best of two. No decoding, no ledger, no file
-    drops, no dbt: what reading the CDC files alone costs on this machine now."""
+    landscape's CDC files, in a fresh database file, best of `repeats`. No decoding, no ledger,
+    no file drops, no dbt: what reading the CDC files alone costs on this machine now."""
     import os
 
     from bench.ingest_files import reference_query
@@ -98,7 +98,7 @@ def reader_floor(landing: Path, work: Path) -> dict:
     tmp = work / "floor"
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        runs = [reference_query(files, tmp) for _ in range(2)]
+        runs = [reference_query(files, tmp) for _ in range(max(1, repeats))]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {
@@ -112,6 +112,9 @@ def reader_floor(landing: Path, work: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_args(parser, returns=10_000, repeats=3)
+    parser.add_argument(
+        "--floor-repeats", type=int, default=2, help="runs of the reader-only floor (best of)"
+    )
     args = parser.parse_args(argv)
     landing, simulate_now = landscape(args.returns, args.seed, args.as_of)
     simulate_s = simulate_now if simulate_now is not None else cached_simulate_seconds(landing)
@@ -119,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     expected = answer_key(landing)
     work = work_dir(NAME, args.work)
 
-    floor = reader_floor(landing, work)
+    floor = reader_floor(landing, work, args.floor_repeats)
     log(f"reader-only floor: {floor['s']:.1f} s for {floor['records']:,} CDC records")
     runs = []
     for i in range(max(1, args.repeats)):
