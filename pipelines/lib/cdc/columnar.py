@@ -16,10 +16,11 @@ the same lines column-wise, in SQL, and is exactly as strict, by construction:
   exponents beyond a double, no object with a key twice at a level the decoder reads, no nesting
   deeper than orjson reads), values of exactly the JSON type the reference accepts and within
   range, decimal strings and floats that need no rounding, ISO times of the plain forms, a key
-  `{"<pk>": <integer>}`, no columns beyond the contract. Any other line is handed, as its bytes,
-  to the reference decoder (`files.parse_line` + `land.decode_batch`), which decides: it lands it
-  or dead-letters it with its own reason. Every dead letter therefore comes from the reference
-  code, with the same position and the same `reason_code` (`reasons.reason_code`).
+  `{"<pk>": <integer>}`, columns beyond the contract only with plain values (integers, booleans,
+  null, strings without escapes: written as orjson writes them). Any other line is handed, as
+  its bytes, to the reference decoder (`files.parse_line` + `land.decode_batch`), which decides:
+  it lands it or dead-letters it with its own reason. Every dead letter therefore comes from the
+  reference code, with the same position and the same `reason_code` (`reasons.reason_code`).
 - The result is a `land.DecodedBatch` (Arrow rows per raw table + dead letters), landed by
   `land.land_decoded`: the same transaction, ledger and idempotency as every other CDC batch.
 

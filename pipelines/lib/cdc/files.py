@@ -66,8 +66,8 @@ BATCH_SIZE = 20_000  # records per transaction (parsed envelopes are held in mem
 # Which decoder lands CDC files: `reference` (orjson and `decode.TableDecoder` per record; the
 # default) or `columnar` (DuckDB's JSON reader, `columnar.py`). Both land identical rows, ledgers
 # and dead letters (tests/cdc/test_columnar_diff.py). The default stays `reference` because the
-# column-wise path is still slower: on an 8,000-return landscape (130,819 rows) it took 9.4 CPU-s
-# against 3.4 (bench/RESULTS.md, issue 23).
+# column-wise path is still slower: on the 100,000-return landscape (1.64 M records) it took
+# 78 CPU-s against 43 (bench/RESULTS.md 2026-12-06 17:09, issue 23; bench/README.md says where).
 # `parallel` runs the reference decoder's own code on chunks of the files in worker processes
 # (`columnar_files.land_file_columnar` with a process pool; one worker per core): the same rows,
 # ledgers and dead letters by construction, landed chunk by chunk and resumable like `columnar`.
