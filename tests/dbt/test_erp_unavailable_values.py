@@ -18,6 +18,7 @@ tests/live/test_toast.py proves the same on the live stack, with a placeholder D
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -163,3 +164,46 @@ def test_placeholders_become_the_previous_value_or_a_named_null(tmp_path):
                 db, f"select count(*) from staging.{table} where \"{column}\" = '{PLACEHOLDER}'"
             )
             assert found == [(0,)], (table, column)
+
+
+def _receipt(id_: int, **values) -> dict:
+    return {
+        "receipt_id": id_, "dc_code": "DC-EAST", "rma_number": f"RMA-{id_}",
+        "tracking_number": None, "sku": "SKU-1", "lot": None, "serial": None,
+        "quantity": "1.000", "received_at": "2026-03-01T10:00:00Z", "license_plate": f"LP-{id_}",
+        **values,
+    }  # fmt: skip
+
+
+def test_wms_staging_keeps_the_previous_value_too(tmp_path):
+    """The WMS is captured by Debezium too (DESIGN §2.3): the same placeholder, the same rule."""
+    db = tmp_path / "warehouse.duckdb"
+    t = Topic()
+    long_plate = "LP-" + "z" * 3000
+    t.change("wms.public.receipts", "r", {**_receipt(1, license_plate=long_plate), "id": 1})
+    t.change(
+        "wms.public.receipts", "u",
+        {**_receipt(1, license_plate=PLACEHOLDER, quantity="2.000"), "id": 1},
+    )  # fmt: skip
+    t.change("wms.public.receipts", "u", {**_receipt(2, serial=PLACEHOLDER), "id": 2})
+    con = warehouse.connect(db)
+    try:
+        land_batch(con, [_without_id(r) for r in t.take()], source="kafka",
+                   connectors={"wms": {"decimal.handling.mode": "string"}})  # fmt: skip
+    finally:
+        con.close()
+    dbt(db, tmp_path, "run", "--select", "stg_wms__receipts")
+    assert _query(
+        db,
+        "select receipt_id, license_plate, serial, quantity, unavailable_columns "
+        "from staging.stg_wms__receipts order by receipt_id",
+    ) == [(1, long_plate, None, 2, None), (2, "LP-2", None, 1, "serial")]
+
+
+def _without_id(record: KafkaRecord) -> KafkaRecord:
+    """`Topic.change` keys by `id`; a WMS row's key is its own primary key and has no `id`."""
+    value = json.loads(record.value)
+    del value["after"]["id"]
+    pk = "receipt_id"
+    key = json.dumps({pk: value["after"][pk]}).encode()
+    return dataclasses.replace(record, key=key, value=json.dumps(value).encode())

@@ -4,12 +4,19 @@
         incremental_strategy='delete+insert',
         unique_key='inspection_id',
         post_hook="{{ delete_deleted_keys() }}",
+        on_schema_change='append_new_columns',
     )
 }}
 
 -- WMS inspections (one receipt can be split over several), current state per inspection_id.
 with current_state as (
     {{ cdc_current_state('wms_inspections', 'inspection_id') }}
+),
+
+-- Debezium's unavailable-value placeholder (a TOASTed text an update left unchanged) never
+-- reaches a mart: macros/debezium_unavailable.sql, as in the ERP staging.
+filled as (
+    {{ cdc_unavailable_filled('current_state', 'wms_inspections', 'inspection_id') }}
 )
 
 select
@@ -23,5 +30,6 @@ select
     _position as source_position,
     _changed_at as source_changed_at,
     _last_ingested_at,
-    is_deleted
-from current_state
+    is_deleted,
+    unavailable_columns
+from filled

@@ -4,12 +4,19 @@
         incremental_strategy='delete+insert',
         unique_key='receipt_id',
         post_hook="{{ delete_deleted_keys() }}",
+        on_schema_change='append_new_columns',
     )
 }}
 
 -- WMS receipts, current state per receipt_id.
 with current_state as (
     {{ cdc_current_state('wms_receipts', 'receipt_id') }}
+),
+
+-- Debezium's unavailable-value placeholder (a TOASTed text an update left unchanged) never
+-- reaches a mart: macros/debezium_unavailable.sql, as in the ERP staging.
+filled as (
+    {{ cdc_unavailable_filled('current_state', 'wms_receipts', 'receipt_id') }}
 )
 
 select
@@ -29,5 +36,6 @@ select
     _position as source_position,
     _changed_at as source_changed_at,
     _last_ingested_at,
-    is_deleted
-from current_state
+    is_deleted,
+    unavailable_columns
+from filled
