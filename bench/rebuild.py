@@ -24,6 +24,7 @@ the shared 2-core machine; the goal's size is `--returns 1000000`.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -31,10 +32,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
+    PYTHON,
     add_common_args,
     answer_key,
     cached_simulate_seconds,
     check_answer_key,
+    child_env,
     dbt_elapsed,
     dbt_slowest,
     dir_bytes,
@@ -45,6 +48,7 @@ from bench._common import (
     link_copy,
     log,
     result_line,
+    run_child,
     spread,
     stage_build,
     stage_ingest,
@@ -84,27 +88,46 @@ def one_run(landing: Path, work: Path, as_of: str) -> dict:
     return out
 
 
+FLOOR_CODE = """
+import json, sys, tempfile
+from pathlib import Path
+from bench.ingest_files import reference_query
+from pipelines.lib.cdc.files import cdc_files
+files = cdc_files(Path(sys.argv[1]))
+with tempfile.TemporaryDirectory(dir=sys.argv[2]) as tmp:
+    runs = [reference_query(files, Path(tmp)) for _ in range(int(sys.argv[3]))]
+print(json.dumps({"runs_s": [round(r[0], 2) for r in runs], "records": runs[0][1]}))
+"""
+
+
 def reader_floor(landing: Path, work: Path, repeats: int = 2) -> dict:
     """The reader-only floor of the same run: the STACK_NOTES ingestion reference query (DuckDB's
     `read_json` extracting position, op and row image, `bench/ingest_files.py`) over the
     landscape's CDC files, in a fresh database file, best of `repeats`. No decoding, no ledger,
-    no file drops, no dbt: what reading the CDC files alone costs on this machine now."""
+    no file drops, no dbt: what reading the CDC files alone costs on this machine now.
+
+    In its own process: run in this one, DuckDB's buffers grew this process to 1.5 GB at
+    1,000,000 returns, and Linux hands a process's peak RSS on to the children it starts
+    (`ru_maxrss` survives fork and exec), so every stage after it reported that peak."""
     import os
 
-    from bench.ingest_files import reference_query
-    from pipelines.lib.cdc.files import cdc_files, decoder_setting
+    from pipelines.lib.cdc.files import decoder_setting
 
-    files = cdc_files(landing)
     tmp = work / "floor"
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        runs = [reference_query(files, tmp) for _ in range(max(1, repeats))]
+        child = run_child(
+            [PYTHON, "-c", FLOOR_CODE, str(landing), str(tmp), str(max(1, repeats))],
+            env=child_env(),
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    out = json.loads(child.stdout.strip().splitlines()[-1])
     return {
-        "s": round(min(r[0] for r in runs), 2),
-        "runs_s": [round(r[0], 2) for r in runs],
-        "records": runs[0][1],
+        "s": min(out["runs_s"]),
+        "runs_s": out["runs_s"],
+        "records": out["records"],
+        "peak_rss_mb": round(child.peak_rss_mb),
         "decoder": decoder_setting(os.environ.get("RETURNSYNC_CDC_DECODER")),
     }
 
