@@ -35,6 +35,7 @@ from tests.fixtures.tryton_server import (
 from tests.kill.harness import (
     AS_OF,
     EXCLUDED,
+    EXCLUDED_TABLES,
     RETURNSYNC,
     Command,
     Snapshot,
@@ -130,6 +131,8 @@ def test_every_excluded_column_exists_and_is_a_timestamp(baseline):
         assert matches, f"{entry} names no column"
         if column not in ("inode", "run_id"):
             assert all(d.startswith("TIMESTAMP") for d in matches), (entry, matches)
+    for entry in EXCLUDED_TABLES:
+        assert tuple(entry.split(".")) in tables, f"{entry} names no table"
 
 
 # -- kills during `returnsync run` -----------------------------------------------------------
