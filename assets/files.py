@@ -130,7 +130,9 @@ def build_file_asset(fs: FileSource) -> dg.AssetsDefinition:
                     context.log.warning(f"quarantined {q.path} -> {q.quarantined_path}: {q.reason}")
                 for p in summary.skipped:
                     context.log.warning(f"skipped {p.path}: {p.reason}")
-                outcome = validate_batch(con, fs.raw_table, summary.landed_sha256)
+                outcome = validate_batch(
+                    con, fs.raw_table, summary.landed_sha256, since=summary.ingested_at
+                )
                 source_status.mark_ok(con, fs.raw_table)
         except WarehouseLocked:
             raise

@@ -227,6 +227,9 @@ def _watch(settings, checked, interval, max_increments, stop_on_failure, quiet, 
     job = main_job(load_definitions(settings)).with_logger_defs({LOGGER: returnsync_logger})
     warm = WarmDbt(settings)
     install_warm(warm)
+    from pipelines.lib.files import warm_up as warm_up_landing
+
+    warm_up_landing()  # GE's import (~3 CPU-s) and the readers: paid here, not by increment 1
     detector = Detector(settings)
     job_as_of = checked.isoformat() if checked is not None else None
     click.echo(

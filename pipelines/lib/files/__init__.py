@@ -4,7 +4,7 @@ ledger, dead letters for bad rows and a quarantine for files whose header breaks
 reference files versioned by arrival.
 
 Public API: `land_files`, `pending_files`, `FileLandingSummary`, `QUARANTINE_DIR`,
-`current_versions`, `reference_warnings`.
+`current_versions`, `reference_warnings`, `warm_up`.
 """
 
 from pipelines.lib.files.landing import (
@@ -16,6 +16,7 @@ from pipelines.lib.files.landing import (
     pending_files,
     select_sources,
     sha256_of,
+    warm_up,
 )
 from pipelines.lib.files.reference import (
     DROP_THRESHOLD,
@@ -37,4 +38,5 @@ __all__ = [
     "reference_warnings",
     "select_sources",
     "sha256_of",
+    "warm_up",
 ]

@@ -91,6 +91,13 @@ def supported(fs: FileSource) -> bool:
     )
 
 
+def warm_up(fs: FileSource) -> None:
+    """Compile this source's certainty check and conversion SQL now (`landing.warm_up`)."""
+    _compiled_check(fs.raw_table)
+    _plan(fs.raw_table)
+    chunk_sql(fs.raw_table)
+
+
 # -- the Python half: which lines are certain, and their `_extra` -------------------------------
 
 

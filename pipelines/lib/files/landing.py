@@ -125,6 +125,9 @@ class FileLandingSummary:
     dead_letters: int = 0
     quarantined: list[QuarantinedFile] = field(default_factory=list)
     landed_sha256: list[str] = field(default_factory=list)  # the batch GE validates
+    # the `_ingested_at` stamped on every row landed by this call (None: nothing landed):
+    # GE reads its batch from the row groups stamped since, not the whole raw table
+    ingested_at: datetime | None = None
     skipped: list[SkippedPath] = field(default_factory=list)  # not regular files, unreadable
     # line accounting of the files landed:
     # lines_read = lines_ignored (headers, blank lines) + their rows + their dead letters
@@ -137,6 +140,29 @@ class FileLandingSummary:
     @property
     def quarantined_files(self) -> int:
         return len(self.quarantined)
+
+
+def warm_up(validation: bool = True) -> None:
+    """Pay once, now, what the first landing of a process pays (a long-lived process calls
+    this before it waits: `returnsync watch`): the readers' generated converters and SQL for
+    every file source, and with `validation` Great Expectations (its import alone is ~3 CPU-s,
+    measured 2026-12-06: most of what the first increment's webhooks step took) and its suites.
+    """
+    from pipelines.lib.files.fastrow import compile_builder
+    from pipelines.lib.files.ndjson import RowConverter
+
+    for fs in FILE_SOURCES:
+        if fs.format != "ndjson":
+            continue
+        RowConverter(fs)
+        compile_builder(fs)
+        compile_builder(fs, exact_numbers=True)
+        if columnar.supported(fs):
+            columnar.warm_up(fs)
+    if validation:
+        from expectations import warm_up as prepare_suites
+
+        prepare_suites()
 
 
 def select_sources(sources: Iterable[str] | None = None) -> list[FileSource]:
@@ -487,6 +513,7 @@ def _land_one(
     summary.rows += rows
     summary.dead_letters += dead
     summary.landed_sha256.append(sha)
+    summary.ingested_at = ingested_at
     if lines is not None:
         summary.lines_read += lines.lines_read
         summary.lines_ignored += lines.ignored
