@@ -18,7 +18,7 @@
     `unique_key=<pk>`) recompute only the keys with a change ingested since the last build (all
     keys when a new truncate arrived), from all their changes, so late and out-of-order events are
     handled and a full refresh gives the same table; their deleted keys are removed by the
-    `delete_deleted_keys()` post-hook. Views simply leave deleted keys out.
+    `delete_deleted_keys()` post-hook. Full builds (and views) simply leave deleted keys out.
 -#}
 {% macro cdc_current_state(raw_table, pk) -%}
 {%- set src = source('raw', raw_table) -%}
@@ -121,7 +121,9 @@ current_state as (
 )
 
 select * from current_state
-{%- if not incremental %}
+{#- an incremental build keeps a deleted key's row: delete+insert then removes the key's old row,
+    and the post-hook the new one; a full build leaves deleted keys out -#}
+{%- if not (incremental and is_incremental()) %}
 where not is_deleted
 {%- endif %}
 {%- endmacro %}

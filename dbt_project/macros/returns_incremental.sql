@@ -51,6 +51,9 @@
 
 {% macro returns_incremental_models() -%}
     {{ return([
+        'stg_returns_saas__channel_returns', 'stg_returns_saas__channel_return_lines',
+        'stg_amazon__channel_returns', 'stg_amazon__channel_return_lines',
+        'stg_b2b__channel_returns', 'stg_b2b__channel_return_lines',
         'int_channel_returns_unioned', 'int_channel_return_lines_unioned',
         'int_return_orders_joined', 'int_return_order_lines_joined',
         'int_returns_linked', 'int_receipts_linked', 'int_dispositions_mapped',

@@ -50,6 +50,18 @@ STAGING = tuple(
         "stg_reference__fx_rates",
         "stg_wms__receipts",
         "stg_wms__inspections",
+        # the channel models (incremental on the touched returns' RMAs) and the ERP dimensions
+        "stg_returns_saas__channel_returns",
+        "stg_returns_saas__channel_return_lines",
+        "stg_amazon__channel_returns",
+        "stg_amazon__channel_return_lines",
+        "stg_b2b__channel_returns",
+        "stg_b2b__channel_return_lines",
+        "stg_erp__products",
+        "stg_erp__currencies",
+        "stg_erp__parties",
+        "stg_erp__stock_locations",
+        "stg_erp__return_shipments",
     )
 )
 FILE_TABLES = ("returns_saas_webhooks", "shopify_refunds", "amazon_returns", "b2b_credit_requests")

@@ -1,7 +1,12 @@
+{%- set full = returns_incremental(key='rma_normalized', kind='rma') %}
+
 -- Amazon returns in the shape of int_channel_returns_unioned: the report's rows grouped by Amazon
 -- RMA ID, the status and resolution of its newest row, the status words mapped to the canonical
 -- scale. The columns and their types are CHANNEL_UNIONS['returns'] of pipelines/lib/contracts.py
 -- (a dbt contract: _channel_models.yml).
+-- Incremental (macros/returns_incremental.sql): the rows of the touched returns' RMAs are
+-- recomputed from their staging rows, scoped before any grouping; a row without a normalized RMA
+-- belongs to no return (the union never read one) and is left out.
 with amazon as (
     select
         amazon_rma_id,
@@ -25,6 +30,7 @@ with amazon as (
             {'report_date': report_date, 'delivered': return_delivery_date, 'sku': channel_sku}
         ) as source_position
     from {{ ref('stg_amazon__returns') }}
+    where rma_normalized is not null and {{ in_touched('rma_normalized', 'rma', full) }}
     group by 1, 2
 )
 

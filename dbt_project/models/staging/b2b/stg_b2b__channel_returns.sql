@@ -1,6 +1,11 @@
+{%- set full = returns_incremental(key='rma_normalized', kind='rma') %}
+
 -- B2B credit requests in the shape of int_channel_returns_unioned: one row per request (its lines
 -- grouped by request_id). The columns and their types are CHANNEL_UNIONS['returns'] of
 -- pipelines/lib/contracts.py (a dbt contract: _channel_models.yml).
+-- Incremental (macros/returns_incremental.sql): the rows of the touched returns' RMAs are
+-- recomputed from their staging rows, scoped before any grouping; a row without a normalized RMA
+-- belongs to no return (the union never read one) and is left out.
 with b2b as (
     select
         request_id,
@@ -18,6 +23,7 @@ with b2b as (
         max(source_changed_at) as last_changed_at,
         min(source_position) as source_position
     from {{ ref('stg_b2b__credit_requests') }}
+    where rma_normalized is not null and {{ in_touched('rma_normalized', 'rma', full) }}
     group by 1, 2
 )
 

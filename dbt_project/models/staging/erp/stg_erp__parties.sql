@@ -1,3 +1,13 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='party_id',
+        post_hook="{{ delete_deleted_keys() }}",
+        on_schema_change='append_new_columns',
+    )
+}}
+
 -- ERP parties, current state per id. The name is personal data and is left out on purpose.
 with current_state as (
     {{ cdc_current_state('erp_party_party', 'id') }}
@@ -12,5 +22,7 @@ select
     code as party_code,
     _position as source_position,
     _changed_at as source_changed_at,
+    _last_ingested_at,
+    is_deleted,
     unavailable_columns
 from filled

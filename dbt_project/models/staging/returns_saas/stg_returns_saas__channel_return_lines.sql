@@ -1,7 +1,12 @@
+{%- set full = returns_incremental(key='rma_normalized', kind='rma') %}
+
 -- Returns SaaS return lines (the Shopify channel) in the shape of
 -- int_channel_return_lines_unioned: the line's own reason, else its return's, through the
 -- reason_map seed. The columns and their types are CHANNEL_UNIONS['return_lines'] of
 -- pipelines/lib/contracts.py (a dbt contract: _channel_models.yml).
+-- Incremental (macros/returns_incremental.sql): the rows of the touched returns' RMAs are
+-- recomputed from their staging rows, scoped before any grouping; a row without a normalized RMA
+-- belongs to no return (the union never read one) and is left out.
 with reasons as (
     select source_system, upper(trim(source_reason)) as source_reason, reason
     from {{ ref('reason_map') }}
@@ -30,3 +35,4 @@ left join reasons as r2
     on
         r2.source_system = 'returns_saas_parent'
         and r2.source_reason = upper(items.parent_return_reason)
+where items.rma_normalized is not null and {{ in_touched('items.rma_normalized', 'rma', full) }}

@@ -1,6 +1,11 @@
+{%- set full = returns_incremental(key='rma_normalized', kind='rma') %}
+
 -- Returns SaaS returns (the Shopify channel) in the shape of int_channel_returns_unioned, one row
 -- per return: its states on the canonical scale. The columns and their types are
 -- CHANNEL_UNIONS['returns'] of pipelines/lib/contracts.py (a dbt contract: _channel_models.yml).
+-- Incremental (macros/returns_incremental.sql): the rows of the touched returns' RMAs are
+-- recomputed from their staging rows, scoped before any grouping; a row without a normalized RMA
+-- belongs to no return (the union never read one) and is left out.
 select
     'shopify' as channel,
     'returns_saas' as source_system,
@@ -28,3 +33,4 @@ select
     source_position,
     source_changed_at
 from {{ ref('stg_returns_saas__returns') }}
+where rma_normalized is not null and {{ in_touched('rma_normalized', 'rma', full) }}
