@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -132,6 +132,7 @@ class PlanSummary:
     exceptions_closed: int = 0  # planning exceptions closed (mismatch gone, or now fixable)
     adjustment_ids: list[str] = field(default_factory=list)
     skipped_reason: str | None = None  # nothing planned: e.g. a source is stale
+    examined: int = 0  # open mismatches whose planning inputs changed since the last planning
 
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
@@ -235,9 +236,16 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
 CANDIDATES = "recon.adjustment_candidates"
 
 
-def _candidates(con: duckdb.DuckDBPyConnection, rules: tuple[str, ...]) -> dict[str, list[dict]]:
-    """The open mismatches of `rules` with their candidate rows (one per ERP return line; a
-    mismatch missing from the candidates has none), by mismatch id."""
+def _in_scope(scope: str | None, column: str = "m.mismatch_id") -> str:
+    """`and <column> in <scope>` (a temp table of mismatch ids), or nothing (every mismatch)."""
+    return f"and {column} in (select mismatch_id from {scope})" if scope else ""
+
+
+def _candidates(
+    con: duckdb.DuckDBPyConnection, rules: tuple[str, ...], scope: str | None = None
+) -> dict[str, list[dict]]:
+    """The open mismatches of `rules` (of `scope` only, when given) with their candidate rows
+    (one per ERP return line; a mismatch missing from the candidates has none), by mismatch id."""
     rows = _rows(
         con,
         f"""
@@ -246,7 +254,7 @@ def _candidates(con: duckdb.DuckDBPyConnection, rules: tuple[str, ...]) -> dict[
                                             qty_delta, amount_delta)
         from recon.mismatches as m
         left join {CANDIDATES} as c on c.mismatch_id = m.mismatch_id
-        where m.status = 'open' and m.rule in {_in_list(rules)}
+        where m.status = 'open' and m.rule in {_in_list(rules)} {_in_scope(scope)}
         order by m.mismatch_id, c.erp_return_line_id
         """,
     )
@@ -276,12 +284,14 @@ def _one_line(rows: list[dict]) -> tuple[dict | None, str | None]:
 
 
 def _stock_proposals(
-    con: duckdb.DuckDBPyConnection, covered: Mapping[tuple[int, str], Decimal]
+    con: duckdb.DuckDBPyConnection,
+    covered: Mapping[tuple[int, str], Decimal],
+    scope: str | None = None,
 ) -> list[Proposal]:
     """Goods short in the ERP: finish the return's own customer return shipment, or create one
     when none is left; less what an internal move of this planning already brings there."""
     out = []
-    for rows in _candidates(con, stock_rules()).values():
+    for rows in _candidates(con, stock_rules(), scope).values():
         first = rows[0]
         base = _base(first, first["sku"])
         missing = -Decimal(first["qty_delta"]) if first["qty_delta"] is not None else None
@@ -328,11 +338,11 @@ def _stock_proposals(
     return out
 
 
-def _move_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
+def _move_proposals(con: duckdb.DuckDBPyConnection, scope: str | None = None) -> list[Proposal]:
     """Goods in the wrong place: an internal move from where the ERP holds them to the line's
     disposition location that is short."""
     out = []
-    for rows in _candidates(con, move_rules()).values():
+    for rows in _candidates(con, move_rules(), scope).values():
         first = rows[0]
         base = _base(first, first["sku"])
         line, reason = None, None
@@ -380,14 +390,14 @@ def _move_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
     return out
 
 
-def _credit_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
+def _credit_proposals(con: duckdb.DuckDBPyConnection, scope: str | None = None) -> list[Proposal]:
     """Money short in the ERP: post the return's own draft credit note corrected to the
     uncredited authorized units at the lines' unit prices, or create one with those units when
     there is no draft; the missing amount is the credit's total incl. tax (`expected_total`),
     which the adapter checks against the lines' ERP taxes; a refund short of the units' value
     before tax goes to a person."""
     out = []
-    for rows in _candidates(con, credit_rules()).values():
+    for rows in _candidates(con, credit_rules(), scope).values():
         first = rows[0]
         base = _base(first, None)
         delta = Decimal(first["amount_delta"]) if first["amount_delta"] is not None else None
@@ -473,11 +483,12 @@ def _credit_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
     return out
 
 
-def _other_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
+def _other_proposals(con: duckdb.DuckDBPyConnection, scope: str | None = None) -> list[Proposal]:
     rows = con.execute(
         f"""
         select mismatch_id, rule, rma_number, sku from recon.mismatches
         where status = 'open' and rule not in {_in_list(fixable_rules())}
+            {_in_scope(scope, "mismatch_id")}
         order by mismatch_id
         """
     ).fetchall()
@@ -487,30 +498,217 @@ def _other_proposals(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
     ]
 
 
-def propose(con: duckdb.DuckDBPyConnection) -> list[Proposal]:
+def propose(con: duckdb.DuckDBPyConnection, only: Iterable[str] | None = None) -> list[Proposal]:
     """What each open mismatch needs: an adjustment, or a person (read-only).
 
-    Reads `recon.mismatches` (the open ones) and `recon.adjustment_candidates` (dbt)."""
+    Reads `recon.mismatches` (the open ones) and `recon.adjustment_candidates` (dbt). `only`
+    limits the proposals to those mismatch ids; what each of them gets is what a proposal for
+    every mismatch gives it (a stock fix still counts the internal moves of its line that are
+    outside `only`)."""
     if not _exists(con, "recon", "mismatches"):
         return []
     if not _exists(con, "recon", "adjustment_candidates"):
         raise LookupError(
             "recon.adjustment_candidates missing: build the dbt models before planning"
         )
-    moves = _move_proposals(con)
+    scope = move_scope = None
+    if only is not None:
+        scope, move_scope = _SCOPE, _MOVE_SCOPE
+        con.execute(f"create or replace temp table {scope} (mismatch_id varchar)")
+        con.execute(f"insert into {scope} select unnest(?::varchar[])", [list(only)])
+        # the moves a stock fix in scope subtracts: those sharing an ERP return line with it
+        con.execute(
+            f"""
+            create or replace temp table {move_scope} as
+            select mismatch_id from {scope}
+            union
+            select v.mismatch_id
+            from {CANDIDATES} as s join {CANDIDATES} as v using (erp_return_line_id)
+            join recon.mismatches as ms on ms.mismatch_id = s.mismatch_id
+            join recon.mismatches as mv on mv.mismatch_id = v.mismatch_id
+            where s.mismatch_id in (select mismatch_id from {scope})
+              and ms.rule in {_in_list(stock_rules())} and mv.rule in {_in_list(move_rules())}
+              and mv.status = 'open'
+            """
+        )
+    moves = _move_proposals(con, move_scope)
     covered: dict[tuple[int, str], Decimal] = {}
     for p in moves:
         if p.action is not None and p.payload is not None:
             spot = (int(p.payload["return_line_ref"]), str(p.payload["to_location_code"]))
             covered[spot] = covered.get(spot, Decimal(0)) + Decimal(p.payload["quantity"])
-    proposals = _stock_proposals(con, covered) + moves + _credit_proposals(con)
-    return [p for p in proposals if not p.covered] + _other_proposals(con)
+    if only is not None:
+        wanted = set(only)
+        moves = [p for p in moves if p.mismatch_id in wanted]
+    proposals = _stock_proposals(con, covered, scope) + moves + _credit_proposals(con, scope)
+    out = [p for p in proposals if not p.covered] + _other_proposals(con, scope)
+    for table in (scope, move_scope):
+        if table:
+            con.execute(f"drop table {table}")
+    return out
+
+
+_SCOPE = "_plan_scope"
+_MOVE_SCOPE = "_plan_move_scope"
 
 
 def needs_approval(proposal: Proposal, limits: Limits) -> bool:
     if proposal.action in CREDIT_ACTIONS:
         return proposal.amount is None or proposal.amount > limits.amount_for(proposal.currency)
     return proposal.quantity is None or proposal.quantity > limits.quantity
+
+
+# -- what changed since the last planning ----------------------------------------------------------
+
+# One row per open mismatch planned for: a fingerprint of everything its planning reads, and
+# whether it got an adjustment (not a planning exception). A cache, not a record: without it (or
+# with the table emptied) the next planning examines every open mismatch, which is what the
+# planner did on every run before (issue 24); so it is created here, not by a migration.
+STATE = "writeback.plan_state"
+# Bump when what a proposal is made of changes in a way the fingerprint cannot see (the proposal
+# code itself): every mismatch is then examined again once.
+PLANNER_VERSION = "1"
+
+
+def _ensure_state(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        f"create table if not exists {STATE} "
+        "(mismatch_id varchar not null, fingerprint ubigint not null, has_action boolean not null)"
+    )
+
+
+def _global_fingerprint(limits: Limits) -> str:
+    """What every proposal depends on beside its own rows: the limits and the rule catalog's
+    actions and reasons (a change re-examines every mismatch)."""
+    return canonical_json(
+        {
+            "version": PLANNER_VERSION,
+            "amount": _text(limits.amount),
+            "quantity": _text(limits.quantity),
+            "by_currency": {k: _text(v) for k, v in sorted(limits.amount_by_currency.items())},
+            "actions": RULE_ACTION,
+            "fallback": dict(FALLBACK),
+            "reasons": NO_FIX_REASONS,
+        }
+    )
+
+
+def _input_fingerprints(con: duckdb.DuckDBPyConnection) -> None:
+    """`_plan_inputs` (mismatch_id, ih): per open mismatch, a hash of what its proposal is made
+    of: its own row, its candidate rows, and for a stock fix the inputs of the internal moves
+    sharing an ERP return line with it (what `covered` subtracts)."""
+    con.execute(
+        f"""
+        create or replace temp table _plan_inputs as
+        with m as (
+            select mismatch_id, rule,
+                   hash(mismatch_id, rule, rma_number, sku, location, qty_delta, amount_delta) as h
+            from recon.mismatches where status = 'open'
+        ),
+        cand as (
+            select c.mismatch_id, sum(hash(c)::hugeint) as h
+            from {CANDIDATES} as c group by 1
+        ),
+        own as (
+            select m.mismatch_id, m.rule, hash(m.h, coalesce(cand.h, 0)) as ih
+            from m left join cand using (mismatch_id)
+        ),
+        lines as (
+            select distinct mismatch_id, erp_return_line_id
+            from {CANDIDATES} where erp_return_line_id is not null
+        ),
+        pairs as (
+            select distinct s.mismatch_id, v.mismatch_id as move_id
+            from lines as s join lines as v using (erp_return_line_id)
+            join own as os on os.mismatch_id = s.mismatch_id
+            join own as ov on ov.mismatch_id = v.mismatch_id
+            where os.rule in {_in_list(stock_rules())} and ov.rule in {_in_list(move_rules())}
+        ),
+        cover as (
+            select p.mismatch_id, sum(o.ih::hugeint) as h
+            from pairs as p join own as o on o.mismatch_id = p.move_id group by 1
+        )
+        select o.mismatch_id, hash(o.ih, coalesce(cv.h, 0)) as ih
+        from own as o left join cover as cv using (mismatch_id)
+        """
+    )
+
+
+def _fingerprints(con: duckdb.DuckDBPyConnection, global_fp: str, scope: str | None = None) -> None:
+    """`_plan_fp` (mismatch_id, fingerprint): `_plan_inputs` with the mismatch's write-back
+    state as planning reads it (its adjustments' keys, statuses and whether a push tried or sent
+    them, its exceptions, when it last resolved). No wall-clock column enters it: the same data
+    gives the same fingerprint on every run."""
+    con.execute(
+        f"""
+        create or replace temp table _plan_fp as
+        with i as (select * from _plan_inputs as i where true {_in_scope(scope, "i.mismatch_id")}),
+        a as (
+            select a.mismatch_id,
+                   sum(hash(a.adjustment_id, a.idempotency_key, a.status,
+                            a.in_flight_since is null, a.sent_at is null,
+                            coalesce(t.n, 0))::hugeint) as h
+            from {ADJUSTMENTS} as a
+            left join (select adjustment_id, count(*) as n from {ATTEMPTS} group by 1) as t
+                using (adjustment_id)
+            where a.mismatch_id in (select mismatch_id from i)
+            group by 1
+        ),
+        e as (
+            select mismatch_id, sum(hash(exception_id, adjustment_id, status, reason)::hugeint) as h
+            from {EXCEPTIONS} where mismatch_id in (select mismatch_id from i) group by 1
+        ),
+        r as (
+            select mismatch_id, max(changed_at) as at from recon.mismatch_history
+            where status = 'resolved' and mismatch_id in (select mismatch_id from i) group by 1
+        )
+        select i.mismatch_id,
+               hash(?, i.ih, coalesce(a.h, 0), coalesce(e.h, 0), r.at) as fingerprint
+        from i left join a using (mismatch_id) left join e using (mismatch_id)
+        left join r using (mismatch_id)
+        """,
+        [global_fp],
+    )
+
+
+def _changed_since_last_plan(con: duckdb.DuckDBPyConnection, global_fp: str) -> list[str]:
+    """The open mismatches whose fingerprint is not the one the last planning recorded."""
+    _input_fingerprints(con)
+    _fingerprints(con, global_fp)
+    return [
+        r[0]
+        for r in con.execute(
+            f"""
+            select f.mismatch_id from _plan_fp as f
+            left join {STATE} as s using (mismatch_id)
+            where s.fingerprint is distinct from f.fingerprint
+            order by 1
+            """
+        ).fetchall()
+    ]
+
+
+def _record_state(
+    con: duckdb.DuckDBPyConnection, global_fp: str, examined: list[str], with_action: set[str]
+) -> None:
+    """After planning (in its transaction): the examined mismatches' fingerprints as planning
+    left them, and no row for a mismatch that is no longer open."""
+    con.execute(
+        f"delete from {STATE} where mismatch_id not in (select mismatch_id from _plan_inputs)"
+    )
+    if examined:
+        con.execute(f"create or replace temp table {_SCOPE} (mismatch_id varchar)")
+        con.execute(f"insert into {_SCOPE} select unnest(?::varchar[])", [examined])
+        _fingerprints(con, global_fp, _SCOPE)
+        con.execute(f"delete from {STATE} where mismatch_id in (select mismatch_id from {_SCOPE})")
+        con.execute(
+            f"insert into {STATE} select mismatch_id, fingerprint, "
+            "list_contains(?::varchar[], mismatch_id) from _plan_fp",
+            [sorted(with_action)],
+        )
+        con.execute(f"drop table {_SCOPE}")
+    con.execute("drop table _plan_fp")
+    con.execute("drop table _plan_inputs")
 
 
 # -- planning ------------------------------------------------------------------------------------
@@ -524,6 +722,12 @@ def plan_adjustments(
 ) -> PlanSummary:
     """Plan adjustments for the open mismatches in one transaction; idempotent.
 
+    Only the open mismatches whose planning inputs changed since the last planning are examined
+    (`writeback.plan_state`: a fingerprint per open mismatch of its row, its candidate rows,
+    the internal moves a stock fix subtracts, its write-back state, the limits and the
+    catalog's actions); the others would be planned exactly as they were, so what this writes
+    is what planning every open mismatch writes (tests/writeback/test_incremental_plan.py).
+
     Nothing at all while a landing source is stale (`summary.skipped_reason` says which)."""
     ensure_tables(con)
     when = now or datetime.now(UTC)
@@ -532,8 +736,14 @@ def plan_adjustments(
     if stale:
         summary.skipped_reason = f"stale source(s): {describe(stale)}"
         return summary
-    proposals = propose(con)
+    if not _exists(con, "recon", "adjustment_candidates"):
+        propose(con)  # the same LookupError as ever
     limits = limits or read_limits(con)
+    _ensure_state(con)
+    global_fp = _global_fingerprint(limits)
+    changed = _changed_since_last_plan(con, global_fp)
+    proposals = propose(con, only=changed)
+    summary.examined = len(changed)
     resolved_sql = (
         "select mismatch_id, max(changed_at) as at from recon.mismatch_history "
         "where status = 'resolved' group by mismatch_id"
@@ -549,6 +759,16 @@ def plan_adjustments(
                 summary.exceptions_opened += _open_planning_exception(con, proposal, when)
                 continue
             _plan_one(con, proposal, limits, when, summary, resolved_sql)
+        # the mismatches not examined keep what they had: an adjustment counts as unchanged
+        summary.unchanged += con.execute(
+            f"""
+            select count(*) from {STATE} as s join _plan_fp as f using (mismatch_id)
+            where s.has_action and s.fingerprint = f.fingerprint
+            """
+        ).fetchone()[0]
+        _record_state(
+            con, global_fp, changed, {p.mismatch_id for p in proposals if p.action is not None}
+        )
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
