@@ -31,6 +31,7 @@ simulated landscapes both ways and requires identical raw tables, ledgers and de
 from __future__ import annotations
 
 import json
+import warnings
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,12 +66,20 @@ _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 # literals, trailing commas, a leading '+' or zero, exponents beyond a double. A match only sends
 # the line to the reference decoder (false positives in strings cost speed, never correctness).
 # (each regex apart, so that DuckDB's regex engine skips ahead to its rare first byte; NaN and
-# Infinity only where a lower-cased copy has "nan" or "inf"; a run of 25 digits is found by
-# `ColumnarDecoder.decode` in Python, on the chunk's bytes with their digits translated)
+# Infinity only on the lines where an ASCII-lower-cased copy of the chunk has "nan" or "inf",
+# found in Python (`_lines_with`: DuckDB's lower() of every line cost 2 µs a line); a run of 25
+# digits likewise, in the same copy with its digits translated to "#")
 _RISKY_COMMA = r",\s*[}\]]"  # a trailing comma
 _RISKY_EXP = r"[eE][+-]?[0-9]{3}"  # an exponent that may be beyond a double (orjson refuses inf)
+# ... in a number (DuckDB's reader takes only JSON's numbers, after ':', ',' or '[' and JSON
+# whitespace): checked where the cheap one matched, so that strings like a tracking number
+# "1Z8E654E..." do not send a line to the reference (14% of the WMS receipts did)
+_RISKY_EXP_NUMBER = r"[:,\[]\s*-?[0-9.]+[eE][+-]?[0-9]{3}"
 _LONG_NUMBER = b"#" * 25  # a run of digits that may be a number beyond a double
-_DIGITS_TO_HASH = bytes.maketrans(b"0123456789", b"#" * 10)
+# one pass over a chunk for both scans: digits to "#", ASCII letters lower-cased
+_SCAN_TABLE = bytes.maketrans(
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"#" * 10 + b"abcdefghijklmnopqrstuvwxyz"
+)
 # NaN, Inf, Infinity (any case), which DuckDB's reader takes, as a value: before a delimiter
 _RISKY_NAN = r"[:,\[]\s*[-+]?(?:[nN][aA][nN]|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?)\s*[,}\]]"
 _INT = "-?[0-9]{1,20}"
@@ -424,9 +433,10 @@ with
 __cdc_lines as ({lines_sql}),
 a as (
     select lineno, line,
-        regexp_matches(line, {_q(_RISKY_COMMA)}) or regexp_matches(line, {_q(_RISKY_EXP)})
-          or (case when contains(lower(line), 'nan') or contains(lower(line), 'inf')
-              then regexp_matches(line, {_q(_RISKY_NAN)}) else false end)
+        regexp_matches(line, {_q(_RISKY_COMMA)})
+          or (regexp_matches(line, {_q(_RISKY_EXP)})
+              and regexp_matches(line, {_q(_RISKY_EXP_NUMBER)}))
+          or (case when maybe_nan then regexp_matches(line, {_q(_RISKY_NAN)}) else false end)
           or (case when length(line) >= {_DEEP_LEN} then
               length(line) - length(replace(replace(line, '[', ''), '{{', '')) > {_DEEP}
               else false end)
@@ -610,6 +620,20 @@ def read_chunks(
             return
 
 
+def _lines_with(chunk: Chunk, text: bytes, needles: Sequence[bytes]) -> np.ndarray:
+    """Per line of `chunk`: does `text` (the chunk's bytes, or a same-length translation of
+    them) contain one of `needles` there? Found with `bytes.find` over the whole chunk (the
+    search resumes after the line of each find), so rare needles cost about one scan."""
+    found = np.zeros(len(chunk), bool)
+    for needle in needles:
+        at = text.find(needle)
+        while at >= 0:
+            i = int(np.searchsorted(chunk.starts, at, side="right")) - 1
+            found[i] = True
+            at = text.find(needle, int(chunk.ends[i]))
+    return found
+
+
 @dataclass
 class ChunkDecoded:
     """One chunk decoded: the batch for `land.land_decoded`, the lines that were no Kafka record
@@ -630,29 +654,35 @@ class ColumnarDecoder:
     con: duckdb.DuckDBPyConnection
     connectors: Mapping[str, dict]
     _codes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    _sql: dict[tuple[str, bool, int], str] = field(default_factory=dict)
+    _sql: dict[tuple[str, bool, int], duckdb.Statement] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.con.execute(_MACROS)
 
-    def _query(self, table: CdcTable, retry: bool) -> str:
+    def _query(self, table: CdcTable, retry: bool) -> duckdb.Statement:
+        """The decode query of `table`, parsed once (planning it costs 0.03-0.1 CPU-s a chunk)."""
         codes = self._codes.setdefault(table.topic, {})
         key = (table.topic, retry, len(codes))
         if key not in self._sql:
-            lines = "select lineno, line from __cdc_chunk where ok"
+            lines = "select lineno, line, maybe_nan from __cdc_chunk where ok"
             if retry:
                 lines += " and lineno in (select lineno from __cdc_retry)"
             mode = dec.decimal_mode_for(table.topic, self.connectors)
-            self._sql[key] = table_sql(table, mode, codes, lines)
+            text = table_sql(table, mode, codes, lines)
+            (self._sql[key],) = self.con.extract_statements(text)
         return self._sql[key]
 
     def _run(self, table: CdcTable, retry: np.ndarray | None) -> pa.Table:
         if retry is not None:
             self.con.register("__cdc_retry", pa.table({"lineno": pa.array(retry, pa.int64())}))
         try:
-            # streamed: DuckDB never holds the whole result (its memory limit stays the bound)
-            with memory_limit(self.con, DECODE_MEMORY_LIMIT):
-                return self.con.sql(self._query(table, retry is not None)).arrow().read_all()
+            # run once, the parsed statement: `con.sql(...).arrow()` binds the query twice (the
+            # relation's bind, then its run), a third of a small chunk's time. The result is one
+            # chunk's rows (a few MB), under DuckDB's memory limit like the query.
+            self.con.execute(self._query(table, retry is not None))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "an extra copy": a chunk's rows
+                return self.con.to_arrow_table()
         finally:
             if retry is not None:
                 self.con.unregister("__cdc_retry")
@@ -665,14 +695,11 @@ class ColumnarDecoder:
         linenos = np.arange(chunk.first_line, chunk.first_line + n, dtype=np.int64)
         ok = data[chunk.starts] == ord("{") if n else np.zeros(0, bool)
         ok &= (chunk.ends - chunk.starts) <= LONG_LINE
-        if n:  # a number of 25 digits or more may be beyond a double: the reference decides
-            hashed = chunk.data.translate(_DIGITS_TO_HASH)
-            at = hashed.find(_LONG_NUMBER)
-            while at >= 0:
-                i = int(np.searchsorted(chunk.starts, at, side="right")) - 1
-                ok[i] = False
-                at = hashed.find(_LONG_NUMBER, int(chunk.ends[i]))
-            del hashed
+        scanned = chunk.data.translate(_SCAN_TABLE)
+        # a number of 25 digits or more may be beyond a double: the reference decides
+        ok &= ~_lines_with(chunk, scanned, (_LONG_NUMBER,))
+        maybe_nan = _lines_with(chunk, scanned, (b"nan", b"inf"))
+        del scanned
         try:
             chunk.data.decode("utf-8")
             good_text = True
@@ -694,48 +721,57 @@ class ColumnarDecoder:
             lines = pa.array(texts, pa.large_string())
         # one Arrow batch: DuckDB scans it on one thread (in 2,048-line batches, two threads
         # decoding at once ran out of DECODE_MEMORY_LIMIT on schema-wrapped lines)
-        table = pa.table({"lineno": pa.array(linenos), "line": lines, "ok": pa.array(ok)})
+        table = pa.table(
+            {
+                "lineno": pa.array(linenos),
+                "line": lines,
+                "ok": pa.array(ok),
+                "maybe_nan": pa.array(maybe_nan),
+            }
+        )
         self.con.register("__cdc_chunk", table)
         decoded: dict[str, list[pa.Table]] = {}
         fallback: list[np.ndarray] = [linenos[~ok]]
         try:
-            first = self._first_topic(chunk, ok)
-            todo: list[tuple[str, np.ndarray | None]] = [(first, None)] if first else []
-            if not todo and ok.any():
-                fallback.append(linenos[ok])
-            guard = 0
-            while todo:
-                topic, retry = todo.pop()
-                guard += 1
-                table = CDC_BY_TOPIC.get(topic)
-                if table is None or not _supported(table) or guard > 50:
-                    if retry is None:
-                        fallback.append(linenos[ok])
-                    else:
-                        fallback.append(retry)
-                    continue
-                out = self._run(table, retry)
-                st = out["st"].to_numpy()
-                rows = out["lineno"].to_numpy()
-                done = st == 0
-                if done.any():
-                    decoded.setdefault(table.raw_table, []).append(
-                        out.filter(pa.array(done)).drop_columns(
-                            ["st", "other_topic", "schema_text"]
+            # DuckDB's share while the chunk's queries run (set once per chunk)
+            with memory_limit(self.con, DECODE_MEMORY_LIMIT):
+                first = self._first_topic(chunk, ok)
+                todo: list[tuple[str, np.ndarray | None]] = [(first, None)] if first else []
+                if not todo and ok.any():
+                    fallback.append(linenos[ok])
+                guard = 0
+                while todo:
+                    topic, retry = todo.pop()
+                    guard += 1
+                    table = CDC_BY_TOPIC.get(topic)
+                    if table is None or not _supported(table) or guard > 50:
+                        if retry is None:
+                            fallback.append(linenos[ok])
+                        else:
+                            fallback.append(retry)
+                        continue
+                    out = self._run(table, retry)
+                    st = out["st"].to_numpy()
+                    rows = out["lineno"].to_numpy()
+                    done = st == 0
+                    if done.any():
+                        decoded.setdefault(table.raw_table, []).append(
+                            out.filter(pa.array(done)).drop_columns(
+                                ["st", "other_topic", "schema_text"]
+                            )
                         )
-                    )
-                fallback.append(rows[st == 1])
-                new = st == 3
-                if new.any():
-                    codes = self._codes.setdefault(table.topic, {})
-                    for text in set(out["schema_text"].filter(pa.array(new)).to_pylist()):
-                        codes[text] = schema_codes(table, text)
-                    todo.append((topic, rows[new]))
-                other = st == 2
-                if other.any():
-                    topics = np.array(out["other_topic"].filter(pa.array(other)).to_pylist())
-                    for t in set(topics.tolist()):
-                        todo.append((t, rows[other][topics == t]))
+                    fallback.append(rows[st == 1])
+                    new = st == 3
+                    if new.any():
+                        codes = self._codes.setdefault(table.topic, {})
+                        for text in set(out["schema_text"].filter(pa.array(new)).to_pylist()):
+                            codes[text] = schema_codes(table, text)
+                        todo.append((topic, rows[new]))
+                    other = st == 2
+                    if other.any():
+                        topics = np.array(out["other_topic"].filter(pa.array(other)).to_pylist())
+                        for t in set(topics.tolist()):
+                            todo.append((t, rows[other][topics == t]))
         finally:
             self.con.unregister("__cdc_chunk")
         return self._merge(chunk, sha256, encoding, decoded, np.concatenate(fallback), parse_line)
