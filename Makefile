@@ -35,7 +35,7 @@ install: $(BIN)/.installed ## Create or update the virtual environment (.venv)
 
 $(DAGSTER_HOME)/dagster.yaml:
 	@mkdir -p $(DAGSTER_HOME)
-	@printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\ncompute_logs:\n  module: dagster._core.storage.noop_compute_log_manager\n  class: NoOpComputeLogManager\n' > $@
+	@printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\ncompute_logs:\n  module: dagster._core.storage.noop_compute_log_manager\n  class: NoOpComputeLogManager\nevent_log_storage:\n  module: pipelines.eventlog\n  class: ReturnsyncEventLogStorage\n  config:\n    base_dir: "%s/history/runs"\n' "$(abspath $(DAGSTER_HOME))" > $@
 
 run: install $(DAGSTER_HOME)/dagster.yaml ## Run the main job on the embedded default (data/), simulating a landscape if data/landing is empty
 	@if [ -z "$$(ls -A data/landing 2>/dev/null)" ] && $(BIN)/returnsync simulate --help >/dev/null 2>&1; then \

@@ -12,6 +12,7 @@ naming the step that failed and why, and the log file (DESIGN §12).
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import re
@@ -149,14 +150,45 @@ def dagster_home(settings: Settings | None = None, env: Mapping[str, str] | None
     return settings.data_dir.parent / DAGSTER_HOME_DIR
 
 
+# The event log of a new instance: Dagster's SQLite event log files, written by
+# `pipelines.eventlog` (one engine per database, WAL with synchronous=NORMAL, one transaction per
+# event and per batch: a fraction of the default's cost per event; bench/eventlog.py).
+EVENT_LOG_YAML = (
+    "event_log_storage:\n  module: pipelines.eventlog\n  class: ReturnsyncEventLogStorage\n"
+    "  config:\n    base_dir: {base_dir}\n"
+)
+
+
+def dagster_yaml(home: Path) -> str:
+    """The `dagster.yaml` of a new instance in `home` (the Makefile's rule writes the same)."""
+    base_dir = json.dumps(str(Path(home).resolve() / "history" / "runs"))  # a YAML string
+    return DAGSTER_YAML + EVENT_LOG_YAML.format(base_dir=base_dir)
+
+
 def instance(settings: Settings | None = None) -> dg.DagsterInstance:
-    """The persistent instance in `dagster_home(settings)`, created (telemetry off) if missing."""
+    """The persistent instance in `dagster_home(settings)`, created (telemetry off, returnsync's
+    event log storage) if missing. An existing `dagster.yaml` is used as it is, never rewritten:
+    one written by an older returnsync or by hand keeps Dagster's default event log
+    (`uses_default_event_log` says so; `returnsync watch` prints it)."""
     home = dagster_home(settings)
     config = home / "dagster.yaml"
     if not config.exists():
         home.mkdir(parents=True, exist_ok=True)
-        config.write_text(DAGSTER_YAML)
+        config.write_text(dagster_yaml(home))
     return dg.DagsterInstance.from_config(str(home))
+
+
+def uses_default_event_log(inst: dg.DagsterInstance) -> bool:
+    """Whether the instance stores events with Dagster's own SQLite event log storage (a
+    `dagster.yaml` written before returnsync had its own, or without it)."""
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+
+    from pipelines.eventlog import ReturnsyncEventLogStorage
+
+    storage = inst.event_log_storage
+    return isinstance(storage, SqliteEventLogStorage) and not isinstance(
+        storage, ReturnsyncEventLogStorage
+    )
 
 
 @dataclass(frozen=True)

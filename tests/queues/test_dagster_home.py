@@ -4,10 +4,16 @@ seen by the webserver, is in tests/ui/test_dagster_ui.py."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import dagster as dg
 
-from pipelines.runner import dagster_home, instance
+from pipelines.eventlog import ReturnsyncEventLogStorage
+from pipelines.runner import dagster_home, dagster_yaml, instance
 from pipelines.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_dagster_home_is_the_variable_when_set(tmp_path):
@@ -46,3 +52,25 @@ def test_the_instance_is_persistent_and_created_with_telemetry_off(tmp_path, mon
     assert "enabled: false" in (home / "dagster.yaml").read_text()
     with dg.DagsterInstance.from_config(str(home)) as again:  # what the webserver opens
         assert again.get_run_by_id(run_id) is not None
+        # returnsync's event log storage, on Dagster's own files (pipelines.eventlog)
+        assert isinstance(again.event_log_storage, ReturnsyncEventLogStorage)
+        assert again.get_records_for_run(run_id).records
+    assert (home / "history" / "runs" / f"{run_id}.db").is_file()
+
+
+def test_the_makefile_writes_the_instance_runner_writes(tmp_path):
+    """`make dev`'s dagster.yaml (the Makefile's rule) is the one `runner.instance()` writes."""
+    home = tmp_path / "made"
+    subprocess.run(
+        [
+            "make",
+            "-s",
+            "-f",
+            str(ROOT / "Makefile"),
+            f"DAGSTER_HOME={home}",
+            f"{home}/dagster.yaml",
+        ],
+        cwd=ROOT,
+        check=True,
+    )
+    assert (home / "dagster.yaml").read_text() == dagster_yaml(home)
