@@ -78,3 +78,44 @@ def test_long_digit_runs_in_any_chunk_position_land_as_the_reference_does(tmp_pa
     plain = sum(1 for i in range(30) if i % 7 not in (3, 5))
     assert summary.columnar_rows == plain, summary.columnar_rows
     assert json.loads(lines[0])["value"]["after"]["tracking_number"] == "1Z8E654E0000000002"
+
+
+def test_source_and_row_image_keys_are_read_as_the_reference_reads_them(tmp_path):
+    """A key of `source` or of the row image given twice, escaped or not (DuckDB would take the
+    first, orjson takes the last), and every odd `source` land as the reference lands them."""
+    base = _line(0)
+    src = '"source":{"ts_ms":1794883548000,"lsn":99,"txId":7}'
+    assert src in base
+    odd_sources = [
+        '"source":{"lsn":1,"lsn":2}',
+        '"source":{"ts_ms":1794883548000,"ts_ms":1}',
+        '"source":{"version":"a","version":"b","lsn":5}',
+        '"source":{"\\u006csn":7,"lsn":8}',
+        '"source":{"lsn":"5"}',
+        '"source":{"lsn":1.5}',
+        '"source":{"lsn":null,"txId":{"a":1}}',
+        '"source":{}',
+        '"source":[1,2]',
+        '"source":5',
+        '"source":"x"',
+        '"source":null',
+        '"source" : { "lsn" : 3 , "txId" : 4 }',
+    ]
+    lines = [base]
+    for i, s in enumerate(odd_sources, start=1):
+        lines.append(_line(i).replace(src, s))
+    images = ['"receipt_id":40,"\\u0072eceipt_id":41', '"receipt_id":42,"dock":"a","dock":"b"']
+    for i, image in enumerate(images, start=len(lines)):
+        lines.append(_line(i).replace(f'"receipt_id":{i + 1}', image, 1))
+    for offset in (30, 31):
+        wrapped = json.loads(_line(offset))
+        schema = {"type": "struct", "fields": []}
+        wrapped["value"] = {"schema": schema, "payload": wrapped["value"]}
+        lines.append(json.dumps(wrapped, separators=(",", ":")))
+    lines[-1] = lines[-1].replace(src, '"source":{"lsn":1,"lsn":2}')
+    ref, _, summary = land_both(tmp_path, write_landing(tmp_path / "landing", lines))
+    assert len(ref["wms_receipts"]) + len(ref["dead_letters"]) == len(lines)
+    # in SQL: the plain line, `source` {}, null, spaced out and with a key it does not read
+    # twice, the wrapped line; the rest (a key read given twice, fields of another JSON type,
+    # `source` no object) the reference decides
+    assert summary.columnar_rows == 6, summary.columnar_rows
