@@ -36,6 +36,10 @@ dbt tests, lifecycle, planning, publishing included):
 
     .venv/bin/python bench/incremental.py --path warm --repeats 1
     .venv/bin/python bench/incremental.py --path cold --repeats 1
+
+`--event-log both` runs each repeat twice, alternated, with the runs' Dagster instance on
+returnsync's event log storage (`pipelines.eventlog`, what a new instance gets) and on Dagster's
+default one (an instance made before it): a row each, the figures' `event_log` says which.
 """
 
 from __future__ import annotations
@@ -284,52 +288,82 @@ class WatchProcess:
                 self.proc.wait()
 
 
+EVENT_LOGS = ("returnsync", "dagster")
+
+
+def use_event_log(work: Path, way: str) -> None:
+    """The runs' Dagster instance (`<work>/run/.dagster_home`, beside the data directory) with
+    returnsync's event log storage (what `runner.instance()` writes for a new instance) or with
+    Dagster's default one (a dagster.yaml of an older returnsync)."""
+    from pipelines.runner import DAGSTER_HOME_DIR, DAGSTER_YAML, dagster_yaml
+
+    home = work / "run" / DAGSTER_HOME_DIR
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(dagster_yaml(home) if way == "returnsync" else DAGSTER_YAML)
+
+
 def main_paths(args, landing: Path, counts: dict, expected) -> int:
-    """`--path cold|warm` (see the module doc)."""
+    """`--path cold|warm` (see the module doc), once per `--event-log` way, alternated."""
     work = work_dir(f"{NAME}_{args.path}", args.work)
     base_landing, base_db, held = prepare_job_base(landing, work, args.events, args.as_of)
-    runs = []
+    ways = list(EVENT_LOGS) if args.event_log == "both" else [args.event_log]
+    by_way: dict[str, list[dict]] = {way: [] for way in ways}
     for i in range(max(1, args.repeats)):
-        run_dir = work / "run"
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_landing = link_copy(base_landing, run_landing_dir(work))
-        db = run_db(work)
-        shutil.copyfile(base_db, db)
-        r: dict = {}
-        if args.path == "cold":
-            drop(work / "base" / "late", run_landing)
-            log(f"increment {i + 1}/{args.repeats}: {held:,} new events dropped; returnsync run")
-            run = run_child(
-                [PYTHON, "-c", CLI, "run", "--as-of", args.as_of, "--quiet"], env=job_env(work)
+        for way in ways if i % 2 else list(reversed(ways)):
+            by_way[way].append(
+                one_increment(args, work, base_landing, base_db, held, expected, i, way)
             )
-            r["increment_s"], r["increment_cpu_s"] = run.seconds, run.cpu_seconds
-            r["detail"] = ""
-        else:
-            watch = WatchProcess(job_env(work), args.as_of)
-            try:
-                _, ready = watch.wait_for(r"^watch: ready")
-                watch.wait_for(r"^watch: increment 1 ")  # the catch-up at start: nothing new
-                cpu0 = proc_cpu_s(watch.proc.pid)
-                log(f"increment {i + 1}/{args.repeats}: {held:,} new events dropped; watching")
-                t0 = time.perf_counter()
-                drop(work / "base" / "late", run_landing)
-                t1, line = watch.wait_for(r"^watch: increment 2 ")
-                r["increment_cpu_s"] = proc_cpu_s(watch.proc.pid) - cpu0
-            finally:
-                watch.stop()
-            if " ok in " not in line:
-                raise RuntimeError(line)
-            r["increment_s"] = t1 - t0
-            r["detail"] = line.split(" ok in ", 1)[1]
-            r["ready"] = ready
-        r["report"], report = stage_report(db)
-        log(f"  {r['increment_s']:.1f} s + report {r['report'].seconds:.1f} s; {r['detail']}")
-        check_answer_key(report["found"], expected)
-        runs.append(r)
     shutil.rmtree(work / "run", ignore_errors=True)
     shutil.rmtree(work / "base", ignore_errors=True)
+    for way, runs in by_way.items():
+        emit_paths(args, counts, expected, held, runs, way)
+    return 0
 
+
+def one_increment(args, work, base_landing, base_db, held, expected, i, way) -> dict:
+    """One increment on a fresh copy of the base, with the instance of event log `way`."""
+    run_dir = work / "run"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_landing = link_copy(base_landing, run_landing_dir(work))
+    db = run_db(work)
+    shutil.copyfile(base_db, db)
+    use_event_log(work, way)
+    log(f"increment {i + 1}/{args.repeats}: the Dagster instance with {way}'s event log")
+    r: dict = {}
+    if args.path == "cold":
+        drop(work / "base" / "late", run_landing)
+        log(f"increment {i + 1}/{args.repeats}: {held:,} new events dropped; returnsync run")
+        run = run_child(
+            [PYTHON, "-c", CLI, "run", "--as-of", args.as_of, "--quiet"], env=job_env(work)
+        )
+        r["increment_s"], r["increment_cpu_s"] = run.seconds, run.cpu_seconds
+        r["detail"] = ""
+    else:
+        watch = WatchProcess(job_env(work), args.as_of)
+        try:
+            _, ready = watch.wait_for(r"^watch: ready")
+            watch.wait_for(r"^watch: increment 1 ")  # the catch-up at start: nothing new
+            cpu0 = proc_cpu_s(watch.proc.pid)
+            log(f"increment {i + 1}/{args.repeats}: {held:,} new events dropped; watching")
+            t0 = time.perf_counter()
+            drop(work / "base" / "late", run_landing)
+            t1, line = watch.wait_for(r"^watch: increment 2 ")
+            r["increment_cpu_s"] = proc_cpu_s(watch.proc.pid) - cpu0
+        finally:
+            watch.stop()
+        if " ok in " not in line:
+            raise RuntimeError(line)
+        r["increment_s"] = t1 - t0
+        r["detail"] = line.split(" ok in ", 1)[1]
+        r["ready"] = ready
+    r["report"], report = stage_report(db)
+    log(f"  {r['increment_s']:.1f} s + report {r['report'].seconds:.1f} s; {r['detail']}")
+    check_answer_key(report["found"], expected)
+    return r
+
+
+def emit_paths(args, counts, expected, held, runs, way) -> None:
     total = spread([r["increment_s"] + r["report"].seconds for r in runs])
     cpu = spread([r["increment_cpu_s"] + r["report"].cpu_seconds for r in runs])
     goal = GOAL_S if args.path == "warm" else COLD_GOAL_S
@@ -351,6 +385,7 @@ def main_paths(args, landing: Path, counts: dict, expected) -> int:
         "goal_s": goal,
         "goal_met": total["median"] <= goal,
         "load1_after": round(load1, 2),
+        "event_log": way,
     }
     name = f"{NAME}_{args.path}"
     line = result_line(
@@ -367,10 +402,10 @@ def main_paths(args, landing: Path, counts: dict, expected) -> int:
         f"(goal {goal:g} s); increment {fmt_spread(figures['increment_s'], digits=1)}, report "
         f"{fmt_spread(figures['report_s'], digits=1)}"
         + (f"; the increment's slowest steps: {runs[-1]['detail']}" if runs[-1]["detail"] else "")
-        + f"; report = answer key ({len(expected):,}); load1 {load1:.1f}"
+        + f"; report = answer key ({len(expected):,}); Dagster event log: {way}"
+        + f"; load1 {load1:.1f}"
     )
     emit(line, summary, append=not args.no_append)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -383,6 +418,13 @@ def main(argv: list[str] | None = None) -> int:
         default="stages",
         help="stages (default): ingest, dbt build, lifecycle, report as separate processes; "
         "cold: `returnsync run`; warm: `returnsync watch` (see the module doc)",
+    )
+    parser.add_argument(
+        "--event-log",
+        choices=(*EVENT_LOGS, "both"),
+        default="returnsync",
+        help="--path cold|warm: the Dagster instance's event log storage: returnsync's (default, "
+        "as a new instance has it), Dagster's default, or both alternated (a row each)",
     )
     args = parser.parse_args(argv)
     if args.path != "stages":

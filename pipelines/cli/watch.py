@@ -213,6 +213,7 @@ def _watch(settings, checked, interval, max_increments, stop_on_failure, quiet, 
     from pipelines.lib.warehouse import initialize
     from pipelines.runner import (
         LOGGER,
+        dagster_home,
         describe_failure,
         instance,
         load_definitions,
@@ -220,6 +221,7 @@ def _watch(settings, checked, interval, max_increments, stop_on_failure, quiet, 
         new_log_file,
         returnsync_logger,
         run_config,
+        uses_default_event_log,
     )
 
     started = time.monotonic()
@@ -239,7 +241,14 @@ def _watch(settings, checked, interval, max_increments, stop_on_failure, quiet, 
     )
     done = failed = 0
     try:
-        with instance() as inst:
+        with instance(settings) as inst:
+            if uses_default_event_log(inst):
+                click.echo(
+                    f"watch: the Dagster instance in {dagster_home(settings)} stores events with "
+                    "Dagster's default event log storage, which costs many seconds per increment "
+                    "(its dagster.yaml predates returnsync's: README, 'The Dagster instance')",
+                    err=True,
+                )
             while not stop.event.is_set():
                 what, files, offsets = detector.poll()
                 if what is None:
