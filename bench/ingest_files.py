@@ -16,12 +16,14 @@ Ratio = our records per second (rows landed + dead letters) / the query's rows p
     .venv/bin/python bench/ingest_files.py --returns 8000 --decoders columnar
 
 `--drops` measures the file drops instead (webhooks, Shopify refunds, Amazon reports, B2B CSVs,
-reference files): `land_files` into a fresh warehouse with each NDJSON decoder (`reference`: the
-per-line reader; `columnar`: files/columnar.py), on copies of the same drops, alternated
-(`--repeats` rounds), wall and CPU seconds; row `file_drops_decoders`, ratio = the reference's
-best wall time / the column-wise one's (> 1: column-wise is faster).
+reference files): `land_files` into a fresh warehouse with each decoder (`reference`: the
+per-line readers; `columnar`: files/columnar.py for NDJSON, delimited._read_columnar for CSV/TSV),
+on copies of the same drops, alternated (`--repeats` rounds), wall and CPU seconds; row
+`file_drops_decoders`, ratio = the reference's best wall time / the column-wise one's (> 1:
+column-wise is faster). `--drop-folders amazon,b2b,reference` measures the CSV/TSV drops alone.
 
     .venv/bin/python bench/ingest_files.py --drops --returns 20000 --repeats 2
+    .venv/bin/python bench/ingest_files.py --drops --landing DIR --drop-folders amazon,b2b,reference
 """
 
 from __future__ import annotations
@@ -104,7 +106,9 @@ DROP_FOLDERS = ("returns_saas", "shopify", "amazon", "b2b", "reference")
 DROPS_NAME = "file_drops_decoders"
 
 
-def drops_once(landing: Path, decoder: str, tmp: Path) -> dict:
+def drops_once(
+    landing: Path, decoder: str, tmp: Path, folders: tuple[str, ...] = DROP_FOLDERS
+) -> dict:
     """`land_files` of a fresh copy of the drops (a quarantine moves files) with one decoder."""
     import shutil
 
@@ -113,7 +117,7 @@ def drops_once(landing: Path, decoder: str, tmp: Path) -> dict:
 
     copy = tmp / f"drops-{decoder}"
     shutil.rmtree(copy, ignore_errors=True)
-    for name in DROP_FOLDERS:
+    for name in folders:
         if (landing / name).is_dir():
             shutil.copytree(landing / name, copy / name)
     db = tmp / f"drops-{decoder}.duckdb"
@@ -143,20 +147,16 @@ def drops_once(landing: Path, decoder: str, tmp: Path) -> dict:
 def drops_main(args, landing: Path, tmp: Path) -> dict:
     from bench._common import fmt_spread, spread
 
+    folders = tuple(args.drop_folders.split(","))
     size_mb = (
-        sum(
-            f.stat().st_size
-            for name in DROP_FOLDERS
-            for f in (landing / name).glob("*")
-            if f.is_file()
-        )
+        sum(f.stat().st_size for name in folders for f in (landing / name).glob("*") if f.is_file())
         / 1e6
     )
     load = [os.getloadavg()[0]]
     runs: dict[str, list[dict]] = {d: [] for d in args.decoders.split(",")}
     for _ in range(args.repeats):
         for decoder in runs:
-            runs[decoder].append(drops_once(landing, decoder, tmp))
+            runs[decoder].append(drops_once(landing, decoder, tmp, folders))
             load.append(os.getloadavg()[0])
     firsts = [r[0] for r in runs.values()]
     same = all(
@@ -182,7 +182,9 @@ def drops_main(args, landing: Path, tmp: Path) -> dict:
             f"CPU ratio (reference / columnar, medians) {cpu['reference'] / cpu['columnar']:.2f}"
         )
     figures = (
-        f"file drops of {landing.name} ({size_mb:,.1f} MB): "
+        f"file drops of {landing.name}"
+        + (f" ({', '.join(folders)} only)" if set(folders) != set(DROP_FOLDERS) else "")
+        + f" ({size_mb:,.1f} MB): "
         + "; ".join(parts)
         + f"; same rows and dead letters: {'yes' if same else 'NO'}; load1 "
         + ", ".join(f"{x:.1f}" for x in load)
@@ -192,8 +194,9 @@ def drops_main(args, landing: Path, tmp: Path) -> dict:
         "name": DROPS_NAME,
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "figures": figures,
-        "reference": "the per-line reader (decoder reference: fastrow builder, then RowConverter) "
-        "on the same drops, same run, alternated; ratio = its best wall / the column-wise best",
+        "reference": "the per-line reader (decoder reference: fastrow builder, then RowConverter; "
+        "CSV/TSV: the csv module per line) on the same drops, same run, alternated; ratio = its "
+        "best wall / the column-wise best",
         "ratio": round(ratio, 3) if ratio else "",
         "versions": f"python {sys.version.split()[0]}, duckdb {version('duckdb')}, "
         f"orjson {version('orjson')}",
@@ -210,6 +213,11 @@ def main() -> None:
     parser.add_argument("--no-append", action="store_true")
     parser.add_argument("--drops", action="store_true", help="measure the file drops instead")
     parser.add_argument("--repeats", type=int, default=2, help="--drops: alternated rounds")
+    parser.add_argument(
+        "--drop-folders",
+        default=",".join(DROP_FOLDERS),
+        help="--drops: these folders only (e.g. amazon,b2b,reference: the CSV/TSV drops)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ingest-files-") as t:
         tmp = Path(t)

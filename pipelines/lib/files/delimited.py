@@ -13,6 +13,13 @@ Every line is accounted for (`LineCounts`): lines read = header + blank lines + 
 dead letters. `_row_number` is the line's number after the header (the header is line 0), so a
 dead letter's position points at the physical line.
 
+Column-wise (`columnar=True`, the default decoder: RETURNSYNC_FILES_DECODER, files/landing.py),
+the csv module reads only the lines whose fields are not certain: a line with no quote (in a
+CSV), no carriage return but the one before its line end, no NUL, valid UTF-8 and exactly the
+header's number of delimiters is its text split at the delimiter, which DuckDB does for a whole
+batch of such lines at once (`_read_columnar`); both ways land the same rows and dead letters
+(tests/files/test_columnar_delimited_diff.py).
+
 Rows are batched into an Arrow table of strings and typed by DuckDB in one statement per batch:
 `try_cast` decides, per cell, whether the text is a valid number or time, and a row with a bad or
 missing required cell goes to the dead letters with the reason while the good rows of the batch
@@ -30,6 +37,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -224,6 +232,7 @@ class LineCounts:
     blank: int = 0
     rows: int = 0
     dead_letters: int = 0
+    columnar_rows: int = 0  # rows split column-wise (`columnar=True`), not by the csv module
 
     @property
     def ignored(self) -> int:
@@ -261,8 +270,9 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def typing_sql(fs: FileSource, header: Header) -> str:
-    """A query typing the Arrow batch `_rs_batch(_row_number, _raw, __c0..)`, with `_error`."""
+def typing_sql(fs: FileSource, header: Header, source: str = "_rs_batch") -> str:
+    """A query typing the Arrow batch `_rs_batch(_row_number, _raw, __c0..)`, with `_error`
+    (`source`: another relation with those columns, e.g. `split_source`'s)."""
     position = {col: i for i, col in enumerate(header.columns) if col is not None}
     values, typed, errors, outputs = [], [], [], []
     ranges: list[tuple[str, str, str, tuple[str, str]]] = []
@@ -330,7 +340,7 @@ def typing_sql(fs: FileSource, header: Header) -> str:
     return (
         f"with s as (select _row_number, _raw, {raw_cols}"
         + "".join(f", {x}" for x in values)
-        + " from _rs_batch),\n"
+        + f" from {source}),\n"
         "t as (select *" + "".join(f", {x}" for x in typed) + " from s)\n"
         f"select _row_number, _raw, {', '.join(outputs)}, {extra} as _extra, {error} as _error "
         "from t"
@@ -348,9 +358,15 @@ def land_delimited(
     bury: Callable[[list[DeadLetter]], int],
     batch_rows: int,
     batch_bytes: int = 1 << 62,
+    *,
+    columnar: bool = False,
 ) -> LineCounts:
     """Stream the data rows of `path` into raw.<table> in batches of `batch_rows` rows or
-    `batch_bytes` bytes of input, whichever comes first; returns where each line went."""
+    `batch_bytes` bytes of input, whichever comes first; returns where each line went.
+
+    `columnar=True` splits the lines whose fields are certain column-wise (`_read_columnar`);
+    the csv module reads the others, as it reads every line otherwise. Either way each batch is
+    typed by the same SQL, so both land the same rows and dead letters."""
     width = len(header.names)
     sql = typing_sql(fs, header)
     contract = ", ".join(_ident(c) for c in fs.columns)
@@ -370,6 +386,20 @@ def land_delimited(
     # DuckDB reads the Arrow batches through replacement scans of these local names: registering
     # them would add catalog entries that the file's transaction keeps (with their data) until
     # the commit, so memory would grow with the file.
+    def type_rows(table: pa.Table, query: str = sql) -> int:
+        """Type one batch; insert its good rows, keep its bad ones in `dead`; rows inserted."""
+        _rs_batch = _rs_lines = table  # read by the SQL (`typing_sql` or `split_sql`)
+        typed = con.sql(query).to_arrow_table()
+        del _rs_batch, _rs_lines, table
+        ok = pc.equal(typed["_error"], "")
+        _rs_good = typed.filter(ok)  # read by the SQL
+        landed = con.execute(insert, [rel, sha256, ingested_at]).fetchone()[0]
+        counts.rows += landed
+        bad = typed.filter(pc.invert(ok)).select(["_row_number", "_raw", "_error"])
+        for number, raw, error in zip(*(c.to_pylist() for c in bad.columns), strict=True):
+            dead.append(DeadLetter(fs.source, f"{sha256}:{number}", raw, error))
+        return landed
+
     def flush() -> None:
         if batch:
             arrays = [
@@ -377,22 +407,26 @@ def land_delimited(
                 for values, field in zip(zip(*batch, strict=True), schema, strict=True)
             ]
             batch.clear()
-            _rs_batch = pa.Table.from_arrays(arrays, schema=schema)  # read by the SQL
+            table = pa.Table.from_arrays(arrays, schema=schema)
             del arrays
-            typed = con.sql(sql).to_arrow_table()
-            del _rs_batch
-            ok = pc.equal(typed["_error"], "")
-            _rs_good = typed.filter(ok)  # read by the SQL
-            counts.rows += con.execute(insert, [rel, sha256, ingested_at]).fetchone()[0]
-            bad = typed.filter(pc.invert(ok)).select(["_row_number", "_raw", "_error"])
-            for number, raw, error in zip(*(c.to_pylist() for c in bad.columns), strict=True):
-                dead.append(DeadLetter(fs.source, f"{sha256}:{number}", raw, error))
+            type_rows(table)
         if dead:
             counts.dead_letters += len(dead)
             bury(dead)
             dead.clear()
 
-    _read(path, fs, sha256, width, batch, dead, flush, batch_rows, batch_bytes, counts)
+    if columnar and _columnar_file(path):
+        split_sql = typing_sql(fs, header, split_source(dialect(path)["delimiter"], width))
+
+        def split(lines: pa.Table) -> None:
+            counts.columnar_rows += type_rows(lines, split_sql)
+            flush()
+
+        _read_columnar(
+            path, fs, sha256, width, batch, dead, flush, split, batch_rows, batch_bytes, counts
+        )
+    else:
+        _read(path, fs, sha256, width, batch, dead, flush, batch_rows, batch_bytes, counts)
     flush()
     return counts
 
@@ -400,12 +434,52 @@ def land_delimited(
 _UNCLOSED = "bad row: unclosed quote (a quoted field is still open at the end of the line)"
 
 
+class _LineReader:
+    """The reference reading of one data line: `read(number, text, error)` appends its
+    (number, text, *fields) to `batch`, or its dead letter to `dead`, or counts it blank."""
+
+    def __init__(self, path, fs, sha256, width, batch, dead, counts) -> None:
+        self.feed = _Feed()
+        self.reader = csv.reader(self.feed, **dialect(path))
+        self.source, self.sha256, self.width = fs.source, sha256, width
+        self.batch, self.dead, self.counts = batch, dead, counts
+
+    def read(self, number: int, text: str, error: str | None) -> None:
+        feed, width = self.feed, self.width
+        fields: list[str] = []
+        if error is None:
+            feed.line, feed.starved = text, False
+            try:
+                fields = next(self.reader)
+            except csv.Error as exc:
+                error = f"bad row: {exc}"
+            except StopIteration:  # not expected: a line always gives a record
+                pass
+            if feed.starved:
+                error = _UNCLOSED
+            feed.line = None
+        if error is not None:
+            self.dead.append(DeadLetter(self.source, f"{self.sha256}:{number}", text, error))
+        elif not fields or (len(fields) == 1 and not fields[0].strip()):
+            self.counts.blank += 1
+        elif len(fields) != width:
+            self.dead.append(
+                DeadLetter(
+                    self.source,
+                    f"{self.sha256}:{number}",
+                    text,
+                    f"row has {len(fields)} fields, the header has {width}",
+                )
+            )
+        else:
+            self.batch.append((number, text, *fields))
+
+
 def _read(path, fs, sha256, width, batch, dead, flush, batch_rows, batch_bytes, counts) -> None:
     """Append each data line's (number, text, *fields) to `batch` (bad lines to `dead`), one
     record per physical line; counts the lines read, the header and the blank lines."""
-    feed = _Feed()
-    reader = csv.reader(feed, **dialect(path))
-    source = fs.source
+    line_reader = _LineReader(path, fs, sha256, width, batch, dead, counts)
+    read = line_reader.read
     with open(path, "rb") as handle:
         lines = physical_lines(handle)
         if next(lines, None) is None:  # the header, checked by read_header
@@ -415,34 +489,169 @@ def _read(path, fs, sha256, width, batch, dead, flush, batch_rows, batch_bytes, 
         for text, error in lines:
             number += 1  # the line's number after the header
             pending += len(text)
-            fields: list[str] = []
-            if error is None:
-                feed.line, feed.starved = text, False
-                try:
-                    fields = next(reader)
-                except csv.Error as exc:
-                    error = f"bad row: {exc}"
-                except StopIteration:  # not expected: a line always gives a record
-                    pass
-                if feed.starved:
-                    error = _UNCLOSED
-                feed.line = None
-            if error is not None:
-                dead.append(DeadLetter(source, f"{sha256}:{number}", text, error))
-            elif not fields or (len(fields) == 1 and not fields[0].strip()):
-                counts.blank += 1
-            elif len(fields) != width:
-                dead.append(
-                    DeadLetter(
-                        source,
-                        f"{sha256}:{number}",
-                        text,
-                        f"row has {len(fields)} fields, the header has {width}",
-                    )
-                )
-            else:
-                batch.append((number, text, *fields))
+            read(number, text, error)
             if len(batch) >= batch_rows or len(dead) >= batch_rows or pending >= batch_bytes:
                 flush()
                 pending = 0
         counts.lines_read += number
+
+
+# -- column-wise: the lines whose fields are certain, split by Arrow ------------------------------
+
+_FIELD_LIMIT = 16 * 1024 * 1024  # csv.field_size_limit above: a longer line is the reference's
+_CHUNK = 1 << 26  # at most this many bytes read at a time
+
+
+def _columnar_file(path: Path) -> bool:
+    """Whether the column-wise reader takes this file: UTF-8 (with or without its BOM); a
+    UTF-16 file is read by the reference alone."""
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    return not (head.startswith(codecs.BOM_UTF16_LE) or head.startswith(codecs.BOM_UTF16_BE))
+
+
+def split_source(delimiter: str, width: int) -> str:
+    """The relation of `_rs_lines(_row_number, _raw)` (certain lines, `_certain`) split by
+    DuckDB into `_rs_batch`'s columns `__c0..`: exactly the csv module's fields for them."""
+    fields = ", ".join(f"__f[{k + 1}] as __c{k}" for k in range(width))
+    return (
+        f"(select _row_number, _raw, {fields} from (select _row_number, _raw, "
+        f"string_split(_raw, chr({ord(delimiter)})) as __f from _rs_lines))"
+    )
+
+
+def _certain(
+    data: np.ndarray, starts: np.ndarray, ends: np.ndarray, delimiter: str, quoted: bool, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(certain, has_cr) per line of `data` (line i is data[starts[i]:ends[i]], `ends[i]` its
+    `\\n`). Certain: the csv module would give exactly the line's text (without its line end
+    and the one `\\r` before it, which `physical_lines` drops) split at the delimiter into
+    `width` fields. That holds for a line with no quote (CSV; a TSV is read with QUOTE_NONE),
+    no other carriage return, no NUL, within the field size limit, and `width - 1`
+    delimiters (width 2 or more, so no such line is blank). The rest is the reference's."""
+    has_cr = np.zeros(len(ends), bool)
+    nonempty = ends > starts
+    has_cr[nonempty] = data[ends[nonempty] - 1] == 13
+    special = (data == 13) | (data == 0)
+    if quoted:
+        special |= data == 34
+    specials = _per_line(special, starts, ends)
+    delimiters = _per_line(data == ord(delimiter), starts, ends)
+    ok = (specials == has_cr) & (delimiters == width - 1) & (ends - starts <= _FIELD_LIMIT)
+    return (ok if width >= 2 else np.zeros(len(ends), bool)), has_cr
+
+
+def _utf8_lines(data: bytes, array: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Per line: is it valid UTF-8? (Only the lines with a byte above 0x7f are decoded; a `\\n`
+    is never inside a UTF-8 sequence, so each line decodes on its own.)"""
+    valid = np.ones(len(ends), bool)
+    for i in np.flatnonzero(_per_line(array >= 0x80, starts, ends)).tolist():
+        try:
+            data[starts[i] : ends[i]].decode("utf-8")
+        except UnicodeDecodeError:
+            valid[i] = False
+    return valid
+
+
+def _per_line(mask: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """How many bytes of each line `starts[i]..ends[i]` (inclusive) `mask` marks."""
+    total = np.cumsum(mask, dtype=np.int32)
+    return total[ends] - total[starts] + mask[starts]
+
+
+def _text_array(data: np.ndarray, starts, ends, has_cr) -> pa.Array:
+    """Every line's text (no `\\n`, no `\\r` before it) as one Arrow string array (`data`
+    is valid UTF-8: the caller checked; a line end never splits a character)."""
+    keep = np.ones(len(data), bool)
+    keep[ends] = False
+    keep[ends[has_cr] - 1] = False
+    lengths = ends - starts - has_cr
+    offsets = np.zeros(len(ends) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    buffer = data[keep]
+    return pa.Array.from_buffers(
+        pa.large_string(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(buffer)]
+    )
+
+
+def _read_columnar(
+    path, fs, sha256, width, batch, dead, flush, split, batch_rows, batch_bytes, counts
+) -> None:
+    """`_read`'s contract for a UTF-8 file, column-wise: the file is read in chunks of whole
+    lines, found with numpy; the lines whose fields are certain (`_certain`, and valid UTF-8)
+    go to `split` as one Arrow table `_rs_lines(_row_number, _raw)` per batch, which DuckDB
+    splits at the delimiter (`split_source`) inside the typing SQL; the other lines are read one
+    by one by the reference (`_LineReader`, with `physical_lines`' decoding), so every dead
+    letter and blank line the reader finds is the reference's, and the typing SQL is the same
+    for both kinds of rows."""
+    delimiter = dialect(path)["delimiter"]
+    quoted = delimiter == ","
+    line_reader = _LineReader(path, fs, sha256, width, batch, dead, counts)
+    number = 0  # the last line's number after the header
+    pending = 0  # bytes of the reference's lines since the last flush
+
+    def reference(line: bytes, n: int) -> None:
+        """Line `n` (with its `\\n`), read as `physical_lines` and `_read` read it."""
+        nonlocal pending
+        line = line[:-1]
+        pending += len(line)
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        try:
+            text, error = line.decode("utf-8"), None
+        except UnicodeDecodeError:
+            text, error = line.decode("utf-8", "replace"), _encoding_error(line, "utf-8")
+        line_reader.read(n, text, error)
+        if len(batch) >= batch_rows or len(dead) >= batch_rows or pending >= batch_bytes:
+            flush()
+            pending = 0
+
+    def chunk(data: bytes) -> None:
+        """Whole lines, each ending with `\\n`: the certain ones typed from one relation of
+        lines split by DuckDB, in batches of at most `batch_rows`; the others (those not valid
+        UTF-8 among them) read by the reference. Their order in the raw table differs,
+        not what lands."""
+        nonlocal number
+        array = np.frombuffer(data, np.uint8)
+        ends = np.flatnonzero(array == 10)
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        numbers = np.arange(number + 1, number + 1 + len(ends), dtype=np.int64)
+        number += len(ends)
+        ok, has_cr = _certain(array, starts, ends, delimiter, quoted, width)
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:  # the lines that are not UTF-8 are the reference's
+            ok &= _utf8_lines(data, array, starts, ends)
+        for i in np.flatnonzero(~ok).tolist():
+            reference(data[starts[i] : ends[i] + 1], int(numbers[i]))
+        if not ok.any():
+            return
+        texts = _text_array(array, starts, ends, has_cr)
+        if not ok.all():
+            texts, numbers = texts.filter(pa.array(ok)), numbers[ok]
+        texts = texts.cast(pa.string())
+        for first in range(0, len(texts), batch_rows):
+            part = pa.Table.from_arrays(
+                [pa.array(numbers[first : first + batch_rows]), texts.slice(first, batch_rows)],
+                names=["_row_number", "_raw"],
+            )
+            split(part)
+
+    with open(path, "rb") as handle:
+        head = handle.read(3)
+        handle.seek(3 if head == codecs.BOM_UTF8 else 0)
+        first = handle.readline()  # the header, checked by read_header
+        if not first:
+            return
+        counts.lines_read = counts.header = 1
+        rest = b""
+        size = min(max(batch_bytes, 64), _CHUNK)  # a batch's input at a time
+        while block := handle.read(size):
+            data = rest + block
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                chunk(data[:cut])
+            rest = data[cut:]
+        if rest:
+            chunk(rest + b"\n")  # the last line has no line end: the same line
+    counts.lines_read += number

@@ -78,7 +78,10 @@ BATCH_BYTES = 4 << 20  # ...or this much input per batch, whichever comes first 
 # batch, the per-line reference for the lines it is not certain of) or "reference" (per line:
 # fastrow's builder, then RowConverter). Both land the same rows, ledgers and dead letters
 # (tests/files/test_columnar_files_diff.py, tests/fuzz/test_fuzz_columnar_drops.py). CSV/TSV
-# drops are typed per batch in DuckDB either way. The default is "columnar" because it was
+# drops: "columnar" splits the lines whose fields are certain in DuckDB and leaves the rest to
+# the csv module (delimited._read_columnar), "reference" reads every line with the csv module;
+# both type each batch with the same SQL (tests/files/test_columnar_delimited_diff.py,
+# tests/files/test_fuzz_columnar_delimited.py). The default is "columnar" because it was
 # measured faster: a 20,000-return landscape's drops 2.92 CPU-s against 3.08 (best wall 7.9 s
 # against 8.5 s, load1 10), the webhooks alone 1.17 CPU-s against 1.53 (bench/ingest_files.py
 # --drops, bench/RESULTS.md `file_drops_decoders`, 2026-12-06).
@@ -88,7 +91,7 @@ DEFAULT_DECODER = "columnar"
 
 
 def decoder_setting(value: str | None = None) -> str:
-    """The NDJSON drop decoder: `value`, else $RETURNSYNC_FILES_DECODER, else `columnar`."""
+    """The file drop decoder: `value`, else $RETURNSYNC_FILES_DECODER, else `columnar`."""
     from pipelines.errors import ConfigError
 
     choice = (value or os.environ.get(DECODER_ENV) or DEFAULT_DECODER).strip().lower()
@@ -335,9 +338,10 @@ def land_files(
 
     `fast_path=False` converts every NDJSON line with the reference converter (the generated
     fast builder is otherwise tried first; both give the same rows and dead letters).
-    `decoder="columnar"` converts NDJSON drops column-wise (`files/columnar.py`; the same rows,
-    ledger and dead letters as `"reference"`); None reads $RETURNSYNC_FILES_DECODER (default
-    `columnar`; another value raises ConfigError).
+    `decoder="columnar"` converts NDJSON drops column-wise (`files/columnar.py`) and splits
+    CSV/TSV lines in DuckDB (`delimited._read_columnar`), the same rows, ledger and dead letters
+    as `"reference"`; None reads $RETURNSYNC_FILES_DECODER (default `columnar`; another value
+    raises ConfigError).
 
     The result is keyed by raw table (`returns_saas_webhooks`, `shopify_refunds`,
     `amazon_returns`, `b2b_credit_requests`, `sku_crosswalk`, `warehouse_crosswalk`), because
@@ -463,8 +467,20 @@ def _land_one(
     lines: LineCounts | None = None
     with transaction(con):
         if header is not None:
-            lines = land_delimited(con, fs, path, header, rel, sha, ingested_at, bury, *batch)
+            lines = land_delimited(
+                con,
+                fs,
+                path,
+                header,
+                rel,
+                sha,
+                ingested_at,
+                bury,
+                *batch,
+                columnar=decoder == "columnar" and fast_path,
+            )
             rows, dead = lines.rows, lines.dead_letters
+            summary.columnar_rows += lines.columnar_rows
             con.execute(
                 "insert or replace into meta.file_lines values (?, ?, ?)",
                 [sha, lines.lines_read, lines.ignored],
