@@ -44,6 +44,12 @@ def analyst_published(
             "rows": dg.MetadataValue.json(result.tables),
             "withheld_columns": dg.MetadataValue.json(result.withheld_columns),
             "free_text_columns": dg.MetadataValue.json(result.free_text_columns),
+            # from the previous published file, only the differing rows written (issue 24)
+            "incremental": result.incremental,
+            "rows_written": sum(d + i for d, i in result.written.values()),
+            "tables_written": dg.MetadataValue.json(
+                {k: {"deleted": d, "inserted": i} for k, (d, i) in result.written.items()}
+            ),
         }
     )
 

@@ -43,6 +43,19 @@ offset` for change streams, `sha256:row` for files), so an analyst sees how curr
 is. `freshness` computes it from any connection where the warehouse is attached (or open);
 `returnsync report` prints the same rows in its header (`freshness_lines`).
 
+Incremental (issue 24): a publish starts from a copy of the published file (a byte copy, no
+decompression) and changes only what differs. Per table, the rows are compared as multisets by a
+hash of all published columns (`hash(row)`, vectorized in DuckDB, both sides): the rows whose
+hash is gone or new, or whose count changed, are deleted from and inserted into the copy; a table
+with no difference is not written at all (its storage blocks stay the published file's), one
+whose columns or types changed, or where most rows changed, is written whole. Freshness reads
+only the raw rows landed since the published `meta.freshness` (raw tables are append-only, DESIGN
+§3: the same row count means nothing landed; the newest landed row is among those at or after
+the last published time). The result is the same tables, columns, types and rows as a publish
+from scratch (tests/analyst/test_incremental_publish.py), still switched in by `os.replace`.
+There is no previous file, or it cannot be read, or a third of its blocks are free (rows deleted
+by earlier publishes): the publish starts from an empty file, as it always did before.
+
 A publish killed half-way leaves `.<name>.<pid>.tmp` (and `.tmp.wal`) beside the target;
 `remove_leftovers` (run at the start of every publish) deletes those whose process is gone or that
 are more than an hour old.
@@ -97,6 +110,10 @@ class PublishResult:
     free_text_columns: list[str] = field(default_factory=list)  # published as their mapped code
     removed_leftovers: list[str] = field(default_factory=list)  # of interrupted publishes
     published_at: datetime | None = None
+    incremental: bool = False  # started from the published file (only differences written)
+    # rows deleted and inserted per table ("schema.table" -> (deleted, inserted)); a table
+    # written whole counts its old rows as deleted; a table left as it was is not listed
+    written: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def remove_leftovers(target: Path, max_age_s: float = LEFTOVER_MAX_AGE_S) -> list[Path]:
@@ -131,19 +148,23 @@ def remove_leftovers(target: Path, max_age_s: float = LEFTOVER_MAX_AGE_S) -> lis
     return removed
 
 
-def publish(warehouse: Path, target: Path) -> PublishResult:
+def publish(warehouse: Path, target: Path, *, incremental: bool = True) -> PublishResult:
     """Copy the published schemas of `warehouse` into `target`, replacing it atomically.
 
     The published file records when it was published and the run's `as_of` (from
-    `recon.recon_run`, the one reconciliation time of the build).
+    `recon.recon_run`, the one reconciliation time of the build). `incremental` (the default)
+    starts from the published file and writes only what changed (see the module doc);
+    `incremental=False` writes everything into an empty file.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     result = PublishResult(path=target, published_at=datetime.now(UTC))
     result.removed_leftovers = [p.name for p in remove_leftovers(target)]
     staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    staging.unlink(missing_ok=True)
-    staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
-    con = duckdb.connect(str(staging))
+    _remove(staging)
+    con = _start_from_published(target, staging) if incremental else None
+    result.incremental = con is not None
+    if con is None:
+        con = duckdb.connect(str(staging))
     try:
         from pipelines.lib.warehouse import wait_for_lock  # waits while another process holds it
 
@@ -158,21 +179,23 @@ def publish(warehouse: Path, target: Path) -> PublishResult:
         for schema in PUBLISHED_SCHEMAS:
             con.execute(f"create schema if not exists {schema}")
         tables = [t for t in tables if tuple(t) not in UNPUBLISHED_TABLES]
+        published = _published_tables(con)
+        kept: set[tuple[str, str]] = set()
         for schema, table in tables:
             columns = _publishable_columns(con, schema, table, result)
             if not columns:
                 continue
             select = ", ".join(f'"{c}"' for c in columns)
-            con.execute(
-                f'create table {schema}."{table}" as '
-                f'select {select} from warehouse.{schema}."{table}"'
-            )
-            result.tables[f"{schema}.{table}"] = con.execute(
-                f'select count(*) from {schema}."{table}"'
-            ).fetchone()[0]
-        _publish_writeback_documents(con, result)
+            source = f'select {select} from warehouse.{schema}."{table}"'
+            _write_table(con, schema, table, source, published, result)
+            kept.add((schema, table))
+        if _publish_writeback_documents(con, published, result):
+            kept.add(("recon", WRITEBACK_DOCUMENTS))
+        for schema, table in published:  # no longer published (or written anew below)
+            if (schema, table) not in kept:
+                con.execute(f'drop table {schema}."{table}"')
         as_of = _run_as_of(con, tables)
-        fresh = freshness(con, "warehouse")
+        fresh = freshness(con, "warehouse", previous=_previous_freshness(con))
         con.execute("detach warehouse")
         if fresh:  # a warehouse with raw tables (every real one: `initialize` creates them)
             con.execute("create schema if not exists meta")
@@ -189,13 +212,157 @@ def publish(warehouse: Path, target: Path) -> PublishResult:
         con.execute("checkpoint")
     except BaseException:
         con.close()
-        staging.unlink(missing_ok=True)
-        staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
+        _remove(staging)
         raise
     con.close()
     staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
     os.replace(staging, target)
     return result
+
+
+def _remove(staging: Path) -> None:
+    staging.unlink(missing_ok=True)
+    staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
+
+
+# start from an empty file when more than this share of the published file's blocks is free
+MAX_FREE_SHARE = 1 / 3
+# a table where more than this share of the rows changed is written whole
+MAX_CHANGED_SHARE = 0.5
+
+
+def _start_from_published(target: Path, staging: Path):
+    """A read-write connection to a copy of the published file, or None when there is none
+    usable (missing, unreadable, not a published file, too much free space)."""
+    if not target.is_file() or target.is_symlink():
+        return None
+    try:
+        shutil.copyfile(target, staging)
+        con = duckdb.connect(str(staging))
+    except (OSError, duckdb.Error):
+        _remove(staging)
+        return None
+    try:
+        marker = con.execute(
+            "select count(*) from duckdb_tables() where database_name = current_database() "
+            "and schema_name = 'main' and table_name = 'published'"
+        ).fetchone()[0]
+        total, free = con.execute(
+            "select total_blocks, free_blocks from pragma_database_size()"
+        ).fetchone()
+        if not marker or (total and free / total > MAX_FREE_SHARE):
+            raise LookupError("start from an empty file")
+        con.execute("drop table main.published")
+        if con.execute(
+            "select count(*) from duckdb_tables() where database_name = current_database() "
+            "and schema_name = 'meta' and table_name = 'freshness'"
+        ).fetchone()[0]:
+            # kept (as a temp copy) for `freshness`: the rows landed since are all it reads
+            con.execute("create temp table _published_freshness as from meta.freshness")
+            con.execute("drop table meta.freshness")
+    except (LookupError, duckdb.Error):
+        con.close()
+        _remove(staging)
+        return None
+    return con
+
+
+def _published_tables(con) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """The tables of the staging file (the previous publish's): (schema, table) -> its columns
+    as (name, type), in order."""
+    rows = con.execute(
+        "select schema_name, table_name, column_name, data_type from duckdb_columns() "
+        "where database_name = current_database() and not internal "
+        "and schema_name <> 'main' and schema_name <> 'meta' order by schema_name, table_name, "
+        "column_index"
+    ).fetchall()
+    out: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for schema, table, column, data_type in rows:
+        out.setdefault((schema, table), []).append((column, data_type))
+    return out
+
+
+def _write_table(
+    con,
+    schema: str,
+    table: str,
+    source: str,
+    published: dict[tuple[str, str], list[tuple[str, str]]],
+    result: PublishResult,
+) -> None:
+    """`schema.table` of the staging file made equal to the rows of `source` (a query over the
+    attached warehouse): only the differing rows written when the staging file has the table
+    with the same columns and types; written whole otherwise. Records the table's rows."""
+    name = f'{schema}."{table}"'
+    key = f"{schema}.{table}"
+    old = published.get((schema, table))
+    if old is not None:
+        new = con.execute(f"describe {source}").fetchall()
+        if [(r[0], r[1]) for r in new] == old:
+            written = _apply_difference(con, name, source, [r[0] for r in new])
+            if written is not None:
+                if written != (0, 0):
+                    result.written[key] = written
+                result.tables[key] = con.execute(f"select count(*) from {name}").fetchone()[0]
+                return
+        deleted = con.execute(f"select count(*) from {name}").fetchone()[0]
+        con.execute(f"drop table {name}")
+    else:
+        deleted = 0
+    con.execute(f"create table {name} as {source}")
+    rows = con.execute(f"select count(*) from {name}").fetchone()[0]
+    result.tables[key] = rows
+    result.written[key] = (deleted, rows)
+
+
+def _apply_difference(con, name: str, source: str, columns: list[str]) -> tuple[int, int] | None:
+    """Delete from `name` the rows whose hash differs from `source`'s (gone, new, or another
+    count of the same row) and insert `source`'s rows of those hashes; returns (deleted,
+    inserted), or None when most rows changed (the caller writes the table whole)."""
+    row = "hash(" + ", ".join(f'"{c}"' for c in columns) + ")"  # of every published column
+    con.execute(
+        f"""
+        create or replace temp table _publish_changed as
+        with new as (select {row} as h, count(*) as n from ({source}) as s group by 1),
+             old as (select {row} as h, count(*) as n from {name} group by 1)
+        select h, coalesce(new.n, 0) as new_rows, coalesce(old.n, 0) as old_rows
+        from new full join old using (h)
+        where new.n is distinct from old.n
+        """
+    )
+    inserted, deleted, total = con.execute(
+        f"select coalesce(sum(new_rows), 0), coalesce(sum(old_rows), 0), "
+        f"(select count(*) from {name}) from _publish_changed"
+    ).fetchone()
+    try:
+        if not inserted and not deleted:
+            return 0, 0
+        if inserted + deleted > MAX_CHANGED_SHARE * max(total, 1):
+            return None
+        if deleted:
+            con.execute(
+                f"delete from {name} where {row} in (select h from _publish_changed "
+                "where old_rows > 0)"
+            )
+        if inserted:
+            con.execute(
+                f"insert into {name} select * from ({source}) as s "
+                f"where {row} in (select h from _publish_changed where new_rows > 0)"
+            )
+        return int(deleted), int(inserted)
+    finally:
+        con.execute("drop table _publish_changed")
+
+
+def _previous_freshness(con) -> dict[str, tuple] | None:
+    """The previous publish's `meta.freshness` rows by source (kept by
+    `_start_from_published`), or None."""
+    try:
+        rows = con.execute("select * from _published_freshness").fetchall()
+    except duckdb.CatalogException:
+        return None
+    con.execute("drop table _published_freshness")
+    return {r[0]: tuple(r) for r in rows}
 
 
 # the position columns of a raw table, by its kind (pipelines/lib/contracts.py): newest first
@@ -205,11 +372,16 @@ _POSITIONS = (
 )
 
 
-def freshness(con, database: str | None = None) -> list[tuple]:
+def freshness(
+    con, database: str | None = None, previous: dict[str, tuple] | None = None
+) -> list[tuple]:
     """(source, rows landed, last landed at, last position) per raw table, sorted by source.
 
     `database` is the attached warehouse's name (None: the connection's own database). The
-    last position is the one of the row landed last (ties: the highest offset or row)."""
+    last position is the one of the row landed last (ties: the highest offset or row).
+    `previous`: the rows of an earlier call by source; raw tables are append-only, so a table
+    with the same row count gives its earlier row, and otherwise only its rows landed at or
+    after the earlier time are read (the newest is among them)."""
     where = "database_name = ?" if database else "database_name = current_database()"
     params = [database] if database else []
     tables = con.execute(
@@ -235,14 +407,23 @@ def freshness(con, database: str | None = None) -> list[tuple]:
             if marker in columns:
                 position, order = expr, tie
                 break
-        rows.append(
-            con.execute(
-                f"select ?, count(*), max(_ingested_at), "
-                f"arg_max({position}, (_ingested_at, {order}))::varchar "
-                f'from {prefix}raw."{table}"',
-                [table],
-            ).fetchone()
+        select = (
+            f"select ?, count(*), max(_ingested_at), "
+            f"arg_max({position}, (_ingested_at, {order}))::varchar "
+            f'from {prefix}raw."{table}"'
         )
+        before = (previous or {}).get(table)
+        if before is not None and before[2] is not None:
+            landed = con.execute(f'select count(*) from {prefix}raw."{table}"').fetchone()[0]
+            if landed == before[1]:
+                rows.append((table, landed, before[2], before[3]))
+                continue
+            since = con.execute(f"{select} where _ingested_at >= ?", [table, before[2]])
+            _, _, at, last = since.fetchone()
+            if at is not None:  # the newest row is among those (none: read them all)
+                rows.append((table, landed, at, last))
+                continue
+        rows.append(con.execute(select, [table]).fetchone())
     return rows
 
 
@@ -304,24 +485,23 @@ _WRITEBACK_COLUMNS = (
 )
 
 
-def _publish_writeback_documents(con, result: PublishResult) -> None:
-    """`recon.writeback_documents` from the attached warehouse's `writeback.adjustments`, if any."""
+def _publish_writeback_documents(con, published, result: PublishResult) -> bool:
+    """`recon.writeback_documents` from the attached warehouse's `writeback.adjustments`, if
+    any (True when published)."""
     has = con.execute(
         "select count(*) from duckdb_tables() where database_name = 'warehouse' "
         "and schema_name = 'writeback' and table_name = 'adjustments'"
     ).fetchone()[0]
     if not has:
-        return
+        return False
     for name, _ in _WRITEBACK_COLUMNS:  # the same last guards as every published column
         if PERSONAL_DATA_COLUMN.search(name) or FREE_TEXT_COLUMN.search(name):
             raise AssertionError(f"recon.{WRITEBACK_DOCUMENTS}.{name} must not be published")
     select = ", ".join(f'{expr} as "{name}"' for name, expr in _WRITEBACK_COLUMNS)
-    con.execute(
-        f"create table recon.{WRITEBACK_DOCUMENTS} as select {select} "
-        "from warehouse.writeback.adjustments where status in ? "
-        "order by created_at, adjustment_id",
-        [list(WRITEBACK_STATUSES)],
+    statuses = ", ".join(f"'{s}'" for s in WRITEBACK_STATUSES)
+    source = (
+        f"select {select} from warehouse.writeback.adjustments where status in ({statuses}) "
+        "order by created_at, adjustment_id"
     )
-    result.tables[f"recon.{WRITEBACK_DOCUMENTS}"] = con.execute(
-        f"select count(*) from recon.{WRITEBACK_DOCUMENTS}"
-    ).fetchone()[0]
+    _write_table(con, "recon", WRITEBACK_DOCUMENTS, source, published, result)
+    return True
