@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.runner import dagster_yaml
 from pipelines.settings import PROJECT_ROOT
 from returnsync_sim import SCENARIOS, SimOptions, simulate
 from tests.ui.helpers import (
@@ -28,7 +29,6 @@ from tests.ui.helpers import (
     AS_OF,
     CHROMIUM,
     CHROMIUM_ARGS,
-    DAGSTER_YAML,
     LEFT_OUT,
     NOTE,
     DagsterUI,
@@ -55,7 +55,8 @@ def dagster_ui(tmp_path_factory, dbt_manifest) -> Iterator[DagsterUI]:
         progress=False,
     )
     home.mkdir()
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    # as `make dev` has it: returnsync's event log storage (pipelines.eventlog)
+    (home / "dagster.yaml").write_text(dagster_yaml(home))
     port = free_port()
     log = (project / "dagster-webserver.log").open("w")
     server = subprocess.Popen(

@@ -40,8 +40,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 RETURNSYNC = Path(sys.executable).with_name("returnsync")
-# the instance `make dev` uses, less Dagster's first-visit community dialog
-DAGSTER_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
 
 
 def free_port() -> int:
