@@ -185,8 +185,7 @@ def publish(warehouse: Path, target: Path, *, incremental: bool = True) -> Publi
             columns = _publishable_columns(con, schema, table, result)
             if not columns:
                 continue
-            select = ", ".join(f'"{c}"' for c in columns)
-            source = f'select {select} from warehouse.{schema}."{table}"'
+            source = _Source(f'warehouse.{schema}."{table}"', [(c, f'"{c}"') for c in columns])
             _write_table(con, schema, table, source, published, result)
             kept.add((schema, table))
         if _publish_writeback_documents(con, published, result):
@@ -282,24 +281,40 @@ def _published_tables(con) -> dict[tuple[str, str], list[tuple[str, str]]]:
     return out
 
 
+@dataclass
+class _Source:
+    """What one published table holds: `exprs` ((column name, expression) pairs) of the rows of
+    `relation` (a warehouse table) that match `where`."""
+
+    relation: str
+    exprs: list[tuple[str, str]]
+    where: str = "true"
+    order: str = ""
+
+    def sql(self, extra: str = "true") -> str:
+        select = ", ".join(f'{expr} as "{name}"' for name, expr in self.exprs)
+        order = f" order by {self.order}" if self.order else ""
+        return f"select {select} from {self.relation} where ({self.where}) and {extra}{order}"
+
+
 def _write_table(
     con,
     schema: str,
     table: str,
-    source: str,
+    source: _Source,
     published: dict[tuple[str, str], list[tuple[str, str]]],
     result: PublishResult,
 ) -> None:
-    """`schema.table` of the staging file made equal to the rows of `source` (a query over the
-    attached warehouse): only the differing rows written when the staging file has the table
-    with the same columns and types; written whole otherwise. Records the table's rows."""
+    """`schema.table` of the staging file made equal to the rows of `source`: only the
+    differing rows written when the staging file has the table with the same columns and types;
+    written whole otherwise. Records the table's rows."""
     name = f'{schema}."{table}"'
     key = f"{schema}.{table}"
     old = published.get((schema, table))
     if old is not None:
-        new = con.execute(f"describe {source}").fetchall()
+        new = con.execute(f"describe {source.sql()}").fetchall()
         if [(r[0], r[1]) for r in new] == old:
-            written = _apply_difference(con, name, source, [r[0] for r in new])
+            written = _apply_difference(con, name, source)
             if written is not None:
                 if written != (0, 0):
                     result.written[key] = written
@@ -309,49 +324,64 @@ def _write_table(
         con.execute(f"drop table {name}")
     else:
         deleted = 0
-    con.execute(f"create table {name} as {source}")
+    con.execute(f"create table {name} as {source.sql()}")
     rows = con.execute(f"select count(*) from {name}").fetchone()[0]
     result.tables[key] = rows
     result.written[key] = (deleted, rows)
 
 
-def _apply_difference(con, name: str, source: str, columns: list[str]) -> tuple[int, int] | None:
+def _apply_difference(con, name: str, source: _Source) -> tuple[int, int] | None:
     """Delete from `name` the rows whose hash differs from `source`'s (gone, new, or another
     count of the same row) and insert `source`'s rows of those hashes; returns (deleted,
-    inserted), or None when most rows changed (the caller writes the table whole)."""
-    row = "hash(" + ", ".join(f'"{c}"' for c in columns) + ")"  # of every published column
+    inserted), or None when most rows changed (the caller writes the table whole).
+
+    Each side is read and hashed once (row ids kept beside the hashes); the deletes and the
+    inserts then pick their rows by row id."""
+    new_hash = "hash(" + ", ".join(expr for _, expr in source.exprs) + ")"
+    old_hash = "hash(" + ", ".join(f'"{c}"' for c, _ in source.exprs) + ")"
     con.execute(
-        f"""
-        create or replace temp table _publish_changed as
-        with new as (select {row} as h, count(*) as n from ({source}) as s group by 1),
-             old as (select {row} as h, count(*) as n from {name} group by 1)
-        select h, coalesce(new.n, 0) as new_rows, coalesce(old.n, 0) as old_rows
-        from new full join old using (h)
-        where new.n is distinct from old.n
-        """
+        f"create or replace temp table _publish_new as select rowid as r, {new_hash} as h "
+        f"from {source.relation} where {source.where}"
     )
-    inserted, deleted, total = con.execute(
-        f"select coalesce(sum(new_rows), 0), coalesce(sum(old_rows), 0), "
-        f"(select count(*) from {name}) from _publish_changed"
-    ).fetchone()
+    con.execute(
+        f"create or replace temp table _publish_old as select rowid as r, {old_hash} as h "
+        f"from {name}"
+    )
     try:
+        con.execute(
+            """
+            create or replace temp table _publish_changed as
+            with new as (select h, count(*) as n from _publish_new group by 1),
+                 old as (select h, count(*) as n from _publish_old group by 1)
+            select h, coalesce(new.n, 0) as new_rows, coalesce(old.n, 0) as old_rows
+            from new full join old using (h)
+            where new.n is distinct from old.n
+            """
+        )
+        inserted, deleted = con.execute(
+            "select coalesce(sum(new_rows), 0), coalesce(sum(old_rows), 0) from _publish_changed"
+        ).fetchone()
+        total = con.execute("select count(*) from _publish_old").fetchone()[0]
         if not inserted and not deleted:
             return 0, 0
         if inserted + deleted > MAX_CHANGED_SHARE * max(total, 1):
             return None
         if deleted:
             con.execute(
-                f"delete from {name} where {row} in (select h from _publish_changed "
-                "where old_rows > 0)"
+                f"delete from {name} where rowid in (select r from _publish_old where h in "
+                "(select h from _publish_changed where old_rows > 0))"
             )
         if inserted:
-            con.execute(
-                f"insert into {name} select * from ({source}) as s "
-                f"where {row} in (select h from _publish_changed where new_rows > 0)"
+            rows = (
+                "rowid in (select r from _publish_new where h in "
+                "(select h from _publish_changed where new_rows > 0))"
             )
+            con.execute(f"insert into {name} {source.sql(rows)}")
         return int(deleted), int(inserted)
     finally:
-        con.execute("drop table _publish_changed")
+        con.execute("drop table if exists _publish_changed")
+        con.execute("drop table _publish_new")
+        con.execute("drop table _publish_old")
 
 
 def _previous_freshness(con) -> dict[str, tuple] | None:
@@ -497,11 +527,12 @@ def _publish_writeback_documents(con, published, result: PublishResult) -> bool:
     for name, _ in _WRITEBACK_COLUMNS:  # the same last guards as every published column
         if PERSONAL_DATA_COLUMN.search(name) or FREE_TEXT_COLUMN.search(name):
             raise AssertionError(f"recon.{WRITEBACK_DOCUMENTS}.{name} must not be published")
-    select = ", ".join(f'{expr} as "{name}"' for name, expr in _WRITEBACK_COLUMNS)
     statuses = ", ".join(f"'{s}'" for s in WRITEBACK_STATUSES)
-    source = (
-        f"select {select} from warehouse.writeback.adjustments where status in ({statuses}) "
-        "order by created_at, adjustment_id"
+    source = _Source(
+        "warehouse.writeback.adjustments",
+        list(_WRITEBACK_COLUMNS),
+        where=f"status in ({statuses})",
+        order="created_at, adjustment_id",
     )
     _write_table(con, "recon", WRITEBACK_DOCUMENTS, source, published, result)
     return True
