@@ -270,9 +270,12 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def typing_sql(fs: FileSource, header: Header, source: str = "_rs_batch") -> str:
+def typing_sql(
+    fs: FileSource, header: Header, source: str = "_rs_batch", keep: tuple[str, ...] = ()
+) -> str:
     """A query typing the Arrow batch `_rs_batch(_row_number, _raw, __c0..)`, with `_error`
-    (`source`: another relation with those columns, e.g. `split_source`'s)."""
+    (`source`: another relation with those columns, e.g. `split_source`'s; `keep`: more of its
+    columns passed through)."""
     position = {col: i for i, col in enumerate(header.columns) if col is not None}
     values, typed, errors, outputs = [], [], [], []
     ranges: list[tuple[str, str, str, tuple[str, str]]] = []
@@ -337,13 +340,14 @@ def typing_sql(fs: FileSource, header: Header, source: str = "_rs_batch") -> str
     )
     error = f"concat_ws('; ', {', '.join(errors)})" if errors else "''"
     raw_cols = ", ".join(f"__c{i}" for i in range(len(header.names)))
+    kept = "".join(f", {k}" for k in keep)
     return (
-        f"with s as (select _row_number, _raw, {raw_cols}"
+        f"with s as (select _row_number, _raw{kept}, {raw_cols}"
         + "".join(f", {x}" for x in values)
         + f" from {source}),\n"
         "t as (select *" + "".join(f", {x}" for x in typed) + " from s)\n"
-        f"select _row_number, _raw, {', '.join(outputs)}, {extra} as _extra, {error} as _error "
-        "from t"
+        f"select _row_number, _raw{kept}, {', '.join(outputs)}, {extra} as _extra, "
+        f"{error} as _error from t"
     )
 
 
@@ -386,11 +390,14 @@ def land_delimited(
     # DuckDB reads the Arrow batches through replacement scans of these local names: registering
     # them would add catalog entries that the file's transaction keeps (with their data) until
     # the commit, so memory would grow with the file.
-    def type_rows(table: pa.Table, query: str = sql) -> int:
+    def type_rows(_rs_batch: pa.Table) -> int:  # `_rs_batch` is read by the SQL
         """Type one batch; insert its good rows, keep its bad ones in `dead`; rows inserted."""
-        _rs_batch = _rs_lines = table  # read by the SQL (`typing_sql` or `split_sql`)
-        typed = con.sql(query).to_arrow_table()
-        del _rs_batch, _rs_lines, table
+        typed = con.sql(sql).to_arrow_table()
+        del _rs_batch
+        return insert_typed(typed)
+
+    def insert_typed(typed: pa.Table) -> int:
+        """Insert the typed rows without an error; the others to `dead`; rows inserted."""
         ok = pc.equal(typed["_error"], "")
         _rs_good = typed.filter(ok)  # read by the SQL
         landed = con.execute(insert, [rel, sha256, ingested_at]).fetchone()[0]
@@ -416,11 +423,23 @@ def land_delimited(
             dead.clear()
 
     if columnar and _columnar_file(path):
-        split_sql = typing_sql(fs, header, split_source(dialect(path)["delimiter"], width))
+        delimiter = dialect(path)["delimiter"]
+        split_sql = typing_sql(
+            fs, header, split_source(delimiter, width, delimiter == ","), keep=("__certain",)
+        )
 
-        def split(lines: pa.Table) -> None:
-            counts.columnar_rows += type_rows(lines, split_sql)
+        def split(_rs_lines: pa.Table) -> list[int]:  # `_rs_lines` is read by the SQL
+            """Split and type a batch of lines; the numbers of the lines not certain."""
+            typed = con.sql(split_sql).to_arrow_table()
+            del _rs_lines
+            certain = typed["__certain"]
+            unsure: list[int] = []
+            if not pc.all(certain).as_py():
+                unsure = typed.filter(pc.invert(certain))["_row_number"].to_pylist()
+                typed = typed.filter(certain)
+            counts.columnar_rows += insert_typed(typed)
             flush()
+            return unsure
 
         _read_columnar(
             path, fs, sha256, width, batch, dead, flush, split, batch_rows, batch_bytes, counts
@@ -510,35 +529,21 @@ def _columnar_file(path: Path) -> bool:
     return not (head.startswith(codecs.BOM_UTF16_LE) or head.startswith(codecs.BOM_UTF16_BE))
 
 
-def split_source(delimiter: str, width: int) -> str:
-    """The relation of `_rs_lines(_row_number, _raw)` (certain lines, `_certain`) split by
-    DuckDB into `_rs_batch`'s columns `__c0..`: exactly the csv module's fields for them."""
+def split_source(delimiter: str, width: int, quoted: bool) -> str:
+    """The relation of `_rs_lines(_row_number, _raw)` split by DuckDB into `_rs_batch`'s columns
+    `__c0..`, with `__certain`: whether those are exactly the csv module's fields for the line.
+    They are for a line (its text without the line end and the one `\\r` before it, which
+    `physical_lines` drops) with no quote (CSV; a TSV is read with QUOTE_NONE), no other
+    carriage return, no NUL and exactly `width` fields (no such line is blank when the header
+    has two columns or more: the caller sends none otherwise). The rest is the reference's."""
     fields = ", ".join(f"__f[{k + 1}] as __c{k}" for k in range(width))
-    return (
-        f"(select _row_number, _raw, {fields} from (select _row_number, _raw, "
-        f"string_split(_raw, chr({ord(delimiter)})) as __f from _rs_lines))"
-    )
-
-
-def _certain(
-    data: np.ndarray, starts: np.ndarray, ends: np.ndarray, delimiter: str, quoted: bool, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(certain, has_cr) per line of `data` (line i is data[starts[i]:ends[i]], `ends[i]` its
-    `\\n`). Certain: the csv module would give exactly the line's text (without its line end
-    and the one `\\r` before it, which `physical_lines` drops) split at the delimiter into
-    `width` fields. That holds for a line with no quote (CSV; a TSV is read with QUOTE_NONE),
-    no other carriage return, no NUL, within the field size limit, and `width - 1`
-    delimiters (width 2 or more, so no such line is blank). The rest is the reference's."""
-    has_cr = np.zeros(len(ends), bool)
-    nonempty = ends > starts
-    has_cr[nonempty] = data[ends[nonempty] - 1] == 13
-    special = (data == 13) | (data == 0)
+    certain = f"len(__f) = {width} and not contains(_raw, chr(13)) and not contains(_raw, chr(0))"
     if quoted:
-        special |= data == 34
-    specials = _per_line(special, starts, ends)
-    delimiters = _per_line(data == ord(delimiter), starts, ends)
-    ok = (specials == has_cr) & (delimiters == width - 1) & (ends - starts <= _FIELD_LIMIT)
-    return (ok if width >= 2 else np.zeros(len(ends), bool)), has_cr
+        certain += " and not contains(_raw, chr(34))"
+    return (
+        f"(select _row_number, _raw, {certain} as __certain, {fields} from (select _row_number, "
+        f"_raw, string_split(_raw, chr({ord(delimiter)})) as __f from _rs_lines))"
+    )
 
 
 def _utf8_lines(data: bytes, array: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -578,14 +583,12 @@ def _read_columnar(
     path, fs, sha256, width, batch, dead, flush, split, batch_rows, batch_bytes, counts
 ) -> None:
     """`_read`'s contract for a UTF-8 file, column-wise: the file is read in chunks of whole
-    lines, found with numpy; the lines whose fields are certain (`_certain`, and valid UTF-8)
-    go to `split` as one Arrow table `_rs_lines(_row_number, _raw)` per batch, which DuckDB
-    splits at the delimiter (`split_source`) inside the typing SQL; the other lines are read one
-    by one by the reference (`_LineReader`, with `physical_lines`' decoding), so every dead
-    letter and blank line the reader finds is the reference's, and the typing SQL is the same
-    for both kinds of rows."""
-    delimiter = dialect(path)["delimiter"]
-    quoted = delimiter == ","
+    lines, found with numpy; the lines that are valid UTF-8 go to `split` as one Arrow table
+    `_rs_lines(_row_number, _raw)` per batch, which DuckDB splits at the delimiter and types
+    (`split_source`, then the typing SQL), and `split` gives back the lines whose fields were
+    not certain; those, and the lines not valid UTF-8, are read one by one by the reference
+    (`_LineReader`, with `physical_lines`' decoding), so every dead letter and blank line the
+    reader finds is the reference's, and the typing SQL is the same for both kinds of rows."""
     line_reader = _LineReader(path, fs, sha256, width, batch, dead, counts)
     number = 0  # the last line's number after the header
     pending = 0  # bytes of the reference's lines since the last flush
@@ -607,35 +610,42 @@ def _read_columnar(
             pending = 0
 
     def chunk(data: bytes) -> None:
-        """Whole lines, each ending with `\\n`: the certain ones typed from one relation of
-        lines split by DuckDB, in batches of at most `batch_rows`; the others (those not valid
-        UTF-8 among them) read by the reference. Their order in the raw table differs,
-        not what lands."""
+        """Whole lines, each ending with `\\n`: split and typed by DuckDB in batches of at most
+        `batch_rows`, those whose fields are not certain (`split_source`), not valid UTF-8 or
+        too long read by the reference. Their order in the raw table differs, not what lands."""
         nonlocal number
         array = np.frombuffer(data, np.uint8)
         ends = np.flatnonzero(array == 10)
         starts = np.concatenate(([0], ends[:-1] + 1))
-        numbers = np.arange(number + 1, number + 1 + len(ends), dtype=np.int64)
+        first = number + 1  # the chunk's first line's number
         number += len(ends)
-        ok, has_cr = _certain(array, starts, ends, delimiter, quoted, width)
+        ok = ends - starts <= _FIELD_LIMIT
+        if width < 2:
+            ok[:] = False
         try:
             data.decode("utf-8")
         except UnicodeDecodeError:  # the lines that are not UTF-8 are the reference's
             ok &= _utf8_lines(data, array, starts, ends)
         for i in np.flatnonzero(~ok).tolist():
-            reference(data[starts[i] : ends[i] + 1], int(numbers[i]))
+            reference(data[starts[i] : ends[i] + 1], first + i)
         if not ok.any():
             return
+        has_cr = np.zeros(len(ends), bool)
+        nonempty = ends > starts
+        has_cr[nonempty] = array[ends[nonempty] - 1] == 13
         texts = _text_array(array, starts, ends, has_cr)
+        numbers = np.arange(first, first + len(ends), dtype=np.int64)
         if not ok.all():
             texts, numbers = texts.filter(pa.array(ok)), numbers[ok]
         texts = texts.cast(pa.string())
-        for first in range(0, len(texts), batch_rows):
+        for at in range(0, len(texts), batch_rows):
             part = pa.Table.from_arrays(
-                [pa.array(numbers[first : first + batch_rows]), texts.slice(first, batch_rows)],
+                [pa.array(numbers[at : at + batch_rows]), texts.slice(at, batch_rows)],
                 names=["_row_number", "_raw"],
             )
-            split(part)
+            for n in split(part):
+                i = n - first
+                reference(data[starts[i] : ends[i] + 1], n)
 
     with open(path, "rb") as handle:
         head = handle.read(3)
