@@ -362,7 +362,33 @@ _SIMPLE_VALUE = '(?:-?[0-9]{1,18}|true|false|null|"[^"\\\\]*")'
 _SIMPLE_EXTRA = f'\\{{"[A-Za-z0-9_]+":{_SIMPLE_VALUE}(?:,"[A-Za-z0-9_]+":{_SIMPLE_VALUE})*\\}}'
 
 
-def table_sql(table: CdcTable, mode: str, codes: Mapping[str, list[str]], lines_sql: str) -> str:
+def _unique(x: str, known: Sequence[str] = ()) -> str:
+    """SQL: the list of keys `x` has no key twice. `len(list_distinct(...))` costs ~2 us a line on
+    a 13-key row image (hash tables per row), so a list equal to `known` (keys without a repeat,
+    as a line of the topic had them) is taken as it is, and only the others are counted."""
+    counted = f"len({x}) = len(list_distinct({x}))"
+    if not known or len(set(known)) != len(known):
+        return f"({counted})"
+    return f"(case when {x} = [{', '.join(_q(k) for k in known)}] then true else {counted} end)"
+
+
+@dataclass(frozen=True)
+class KnownKeys:
+    """The keys, in order, of a record, its envelope and its row image as a line of the topic
+    had them (learned from the first lines of a chunk; they only make the key checks cheaper)."""
+
+    record: tuple[str, ...] = ()
+    envelope: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+
+
+def table_sql(
+    table: CdcTable,
+    mode: str,
+    codes: Mapping[str, list[str]],
+    lines_sql: str,
+    known: KnownKeys = KnownKeys(),
+) -> str:
     """The query decoding one chunk's lines of `table`'s topic. Output per line: `lineno`,
     `st` (0 decoded, 1 the reference decides, 2 another topic: `other_topic` says which, 3 a
     schema not seen yet: `schema_text`), and for st 0 the raw row (metadata, then contract
@@ -427,7 +453,6 @@ def table_sql(table: CdcTable, mode: str, codes: Mapping[str, list[str]], lines_
     )
     key_re = f'\\{{"{pk}":(-?[0-9]{{1,19}})\\}}'
     key_val = f"try_cast(regexp_extract(kj, '^{key_re}$', 1) as bigint)"
-    uniq = "len({0}) = len(list_distinct({0}))"
     return f"""
 with
 __cdc_lines as ({lines_sql}),
@@ -452,7 +477,7 @@ b as (
 ),
 c as (
     select lineno, r, tt, kk,
-        coalesce(tt[1] = 'OBJECT' and {uniq.format("kk[1]")}, false) as line_ok,
+        coalesce(tt[1] = 'OBJECT' and {_unique("kk[1]", known.record)}, false) as line_ok,
         r.topic as tj, r.partition as pj, r.offset as oj, r.key as kj
     from b
 ),
@@ -476,8 +501,8 @@ g as (
     select lineno, topic, part, offs, pos_ok, mine, kj, wrapped,
         mine and (tt[2] is null or tt[2] = 'NULL' or (wrapped and tt[3] = 'NULL')) as tomb,
         not (tt[2] is null or tt[2] = 'NULL' or (wrapped and tt[3] = 'NULL'))
-          and (tt[2] <> 'OBJECT' or not {uniq.format("kk[2]")}
-          or (wrapped and (tt[3] <> 'OBJECT' or not {uniq.format("kk[3]")})))
+          and (tt[2] <> 'OBJECT' or not {_unique("kk[2]", known.envelope)}
+          or (wrapped and (tt[3] <> 'OBJECT' or not {_unique("kk[3]", known.envelope)})))
           as value_bad,
         case when wrapped then r.value.payload.op else r.value.op end as e_op,
         case when wrapped then r.value.payload.after else r.value.after end as af,
@@ -531,7 +556,7 @@ l as (
         case when sts is not null and sts <> 0 then sts else ets end as changed,
         coalesce((sts is not null and sts <> 0) or e_ts is null
           or ets between {dec._MS_MIN} and {dec._MS_MAX}, false) as changed_ok,
-        coalesce(op not in ('c', 'u', 'r') or (ak is not null and {uniq.format("ak")}
+        coalesce(op not in ('c', 'u', 'r') or (ak is not null and {_unique("ak", known.after)}
             and (extra is null or regexp_full_match(extra, {_q(_SIMPLE_EXTRA)}))),
           false) as after_ok,
         {x_sel}
@@ -654,7 +679,8 @@ class ColumnarDecoder:
     con: duckdb.DuckDBPyConnection
     connectors: Mapping[str, dict]
     _codes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    _sql: dict[tuple[str, bool, int], duckdb.Statement] = field(default_factory=dict)
+    _sql: dict[tuple, duckdb.Statement] = field(default_factory=dict)
+    _known: dict[str, KnownKeys] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.con.execute(_MACROS)
@@ -662,13 +688,14 @@ class ColumnarDecoder:
     def _query(self, table: CdcTable, retry: bool) -> duckdb.Statement:
         """The decode query of `table`, parsed once (planning it costs 0.03-0.1 CPU-s a chunk)."""
         codes = self._codes.setdefault(table.topic, {})
-        key = (table.topic, retry, len(codes))
+        known = self._known.get(table.topic, KnownKeys())
+        key = (table.topic, retry, len(codes), known)
         if key not in self._sql:
             lines = "select lineno, line, maybe_nan from __cdc_chunk where ok"
             if retry:
                 lines += " and lineno in (select lineno from __cdc_retry)"
             mode = dec.decimal_mode_for(table.topic, self.connectors)
-            text = table_sql(table, mode, codes, lines)
+            text = table_sql(table, mode, codes, lines, known)
             (self._sql[key],) = self.con.extract_statements(text)
         return self._sql[key]
 
@@ -777,16 +804,31 @@ class ColumnarDecoder:
         return self._merge(chunk, sha256, encoding, decoded, np.concatenate(fallback), parse_line)
 
     def _first_topic(self, chunk: Chunk, ok: np.ndarray) -> str | None:
+        """The topic of the chunk's first record; the first time a topic is seen, the keys of a
+        record of it with a row image are kept (`KnownKeys`) for its query."""
         import orjson
 
+        topic = None
         for i in np.flatnonzero(ok)[:5]:
             try:
                 obj = orjson.loads(chunk.line(int(i)))
             except orjson.JSONDecodeError:
                 continue
             if type(obj) is dict and type(obj.get("topic")) is str:
-                return obj["topic"]
-        return None
+                topic = topic or obj["topic"]
+                if obj["topic"] == topic and topic not in self._known:
+                    self._learn(topic, obj)
+                if topic in self._known:
+                    break
+        return topic
+
+    def _learn(self, topic: str, obj: dict) -> None:
+        value = obj.get("value")
+        if type(value) is dict and len(value) == 2 and "schema" in value and "payload" in value:
+            value = value["payload"]
+        if type(value) is not dict or type(value.get("after")) is not dict:
+            return
+        self._known[topic] = KnownKeys(tuple(obj), tuple(value), tuple(value["after"]))
 
     def _merge(
         self,
