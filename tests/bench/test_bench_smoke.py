@@ -28,6 +28,11 @@ SCRIPTS = [
     ),
     pytest.param("recon.py", ["--rows", "5000", "--repeats", "1"], id="recon"),
     pytest.param("memory.py", ["--returns", "200", "--repeats", "1"], id="memory"),
+    pytest.param(
+        "eventlog.py",
+        ["--assets", "4", "--checks", "6", "--steps", "2", "--repeats", "1"],
+        id="eventlog",
+    ),
 ]
 
 
