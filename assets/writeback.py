@@ -39,7 +39,7 @@ MD_ROWS = 200  # rows of each Markdown table in the metadata
 def adjustments(context: dg.AssetExecutionContext, settings: SettingsResource):
     from pipelines.lib.recon.report import to_markdown
     from pipelines.lib.warehouse import connection
-    from pipelines.lib.writeback import list_adjustments, list_open_exceptions, plan_adjustments
+    from pipelines.lib.writeback import plan_adjustments
     from pipelines.lib.writeback.schema import EXCEPTION_COLUMNS, LIST_COLUMNS
 
     mark("planning")
@@ -51,9 +51,19 @@ def adjustments(context: dg.AssetExecutionContext, settings: SettingsResource):
                 "select status, count(*) from writeback.adjustments group by status order by 1"
             ).fetchall()
         )
-        waiting = list_adjustments(con, "planned")
-        exceptions = list_open_exceptions(con)
-    open_exceptions = len(exceptions)
+        # the first MD_ROWS of each, as list_adjustments / list_open_exceptions order them:
+        # reading every row would cost what the history is, not what changed (issue 24)
+        waiting = _first_rows(
+            con, LIST_COLUMNS, "writeback.adjustments where status = 'planned'",
+            "created_at, adjustment_id",
+        )  # fmt: skip
+        exceptions = _first_rows(
+            con, EXCEPTION_COLUMNS, "writeback.exceptions where status = 'open'",
+            "created_at, exception_id",
+        )  # fmt: skip
+        open_exceptions = con.execute(
+            "select count(*) from writeback.exceptions where status = 'open'"
+        ).fetchone()[0]
     if summary.skipped_reason:  # a partial run plans and auto-approves nothing (DESIGN §12)
         context.log.warning(f"nothing planned: {summary.skipped_reason}")
     context.log.info(
@@ -75,6 +85,13 @@ def adjustments(context: dg.AssetExecutionContext, settings: SettingsResource):
             ),
         }
     )
+
+
+def _first_rows(con, columns: tuple[str, ...], source: str, order: str) -> list[dict]:
+    cursor = con.execute(
+        f"select {', '.join(columns)} from {source} order by {order} limit {MD_ROWS}"
+    )
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
 class PushConfig(dg.Config):
