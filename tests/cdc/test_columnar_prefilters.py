@@ -119,3 +119,23 @@ def test_source_and_row_image_keys_are_read_as_the_reference_reads_them(tmp_path
     # twice, the wrapped line; the rest (a key read given twice, fields of another JSON type,
     # `source` no object) the reference decides
     assert summary.columnar_rows == 6, summary.columnar_rows
+
+
+def test_envelopes_of_every_json_type_land_as_the_reference_lands_them(tmp_path):
+    """No JSON type is asked of the envelope or payload: null or absent is a tombstone, an
+    object is read, anything else (with no keys to list: {}, arrays, strings, numbers, booleans)
+    the reference decides."""
+    shapes = [None, {}, [1], "x", 5, 1.5, True, {"payload": None}, {"schema": None}]
+    wrapped = [{"schema": {"type": "struct"}, "payload": p} for p in shapes]
+    values = [*shapes, *wrapped, {"schema": None, "payload": None, "x": 1}]
+    lines = [_line(0)]
+    for i, value in enumerate(values, start=1):
+        record = json.loads(_line(i))
+        record["value"] = value
+        lines.append(json.dumps(record, separators=(",", ":")))
+    lines.append(_line(90).replace('"value":', '"vaLue":'))  # no value: a tombstone
+    ref, _, summary = land_both(tmp_path, write_landing(tmp_path / "landing", lines))
+    assert len(ref["wms_receipts"]) + len(ref["dead_letters"]) == len(lines)
+    tombstones = [r for r in ref["wms_receipts"] if r[4] is True]  # _is_tombstone
+    assert len(tombstones) >= 3, ref["wms_receipts"]
+    assert summary.columnar_rows >= 4, summary.columnar_rows
