@@ -243,6 +243,10 @@ def prepare_job_base(landing: Path, work: Path, events: int, as_of: str) -> tupl
     link_copy(base_landing, run_landing_dir(work))
     run_child([PYTHON, "-c", CLI, "run", "--as-of", as_of, "--quiet"], env=job_env(work))
     shutil.move(run_db(work), base / "warehouse.duckdb")
+    # the published analyst copy, which a deployment keeps between runs: publishing starts from
+    # it and writes only what changed (issue 24)
+    if (work / "run" / "data" / "analyst.duckdb").exists():
+        shutil.copyfile(work / "run" / "data" / "analyst.duckdb", base / "analyst.duckdb")
     return base_landing, base / "warehouse.duckdb", held
 
 
@@ -328,6 +332,9 @@ def one_increment(args, work, base_landing, base_db, held, expected, i, way) -> 
     run_landing = link_copy(base_landing, run_landing_dir(work))
     db = run_db(work)
     shutil.copyfile(base_db, db)
+    if (work / "base" / "analyst.duckdb").exists():  # the base's published copy (see above)
+        (run_dir / "data").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(work / "base" / "analyst.duckdb", run_dir / "data" / "analyst.duckdb")
     use_event_log(work, way)
     log(f"increment {i + 1}/{args.repeats}: the Dagster instance with {way}'s event log")
     r: dict = {}

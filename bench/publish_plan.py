@@ -1,0 +1,220 @@
+"""Publishing and planning after an increment: only what changed, against everything (issue 24).
+
+The two steps of every increment that used to cost what the history is: republishing the analyst
+copy (`pipelines.lib.publish`) and planning write-back adjustments (`pipelines.lib.writeback.plan`).
+A base warehouse is built by `returnsync run` over the landscape without its last 10,000 events
+(as `bench/incremental.py --path cold` does); its published file and its planning state are kept;
+then the held-back events arrive and a second `returnsync run` lands, builds, reconciles, plans
+and publishes them. On that warehouse, alternating, each step is measured both ways in this
+process (CPU-seconds of the process, DuckDB's threads included, and wall time):
+
+- publish: from scratch into an empty file (`incremental=False`, what every publish did before)
+  against from the base's published file (only the differing rows written);
+- planning: with `writeback.plan_state` emptied (every open mismatch examined, as before) against
+  with the base's planning state (the open mismatches the increment changed examined). Both run
+  after the increment's own planning, so neither inserts the few new adjustments it planned.
+
+Both ways must give the same published tables and the same write-back tables, or the run fails.
+
+    .venv/bin/python bench/publish_plan.py --work /tmp/me-bench
+    .venv/bin/python bench/publish_plan.py --returns 100000 --work /tmp/me-bench-100k
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import duckdb
+
+from bench import incremental as inc
+from bench._common import (
+    PYTHON,
+    add_common_args,
+    emit,
+    fmt_spread,
+    landscape,
+    link_copy,
+    log,
+    result_line,
+    run_child,
+    spread,
+    work_dir,
+)
+from pipelines.lib.publish import publish
+from pipelines.lib.writeback import plan_adjustments
+
+NAME = "publish_plan"
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)  # the planning time of every measured planning
+
+
+def prepare(args, work: Path) -> None:
+    """`work/base/warehouse.duckdb` and `work/base/data/analyst.duckdb` (the base, built by
+    `returnsync run`), `work/after.duckdb` (after the increment's `returnsync run`)."""
+    if (work / "after.duckdb").exists():
+        log(f"reusing {work / 'after.duckdb'} and its base")
+        return
+    landing, _ = landscape(args.returns, args.seed, args.as_of)
+    base_landing, base_db, held = inc.prepare_job_base(landing, work, args.events, args.as_of)
+    shutil.copytree(work / "run" / "data", work / "base" / "data", dirs_exist_ok=True)
+    shutil.rmtree(work / "run")
+    run_landing = link_copy(base_landing, inc.run_landing_dir(work))
+    shutil.copyfile(base_db, inc.run_db(work))
+    shutil.copytree(work / "base" / "data", work / "run" / "data")
+    inc.drop(work / "base" / "late", run_landing)
+    log(f"increment: {held:,} events dropped; returnsync run")
+    run_child(
+        [PYTHON, "-c", inc.CLI, "run", "--as-of", args.as_of, "--quiet"], env=inc.job_env(work)
+    )
+    shutil.move(inc.run_db(work), work / "after.duckdb")
+    shutil.rmtree(work / "run")
+
+
+def cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def measured(fn):
+    t, c = time.perf_counter(), cpu()
+    out = fn()
+    return time.perf_counter() - t, cpu() - c, out
+
+
+def contents(path: Path) -> dict:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = con.execute(
+            "select schema_name, table_name from duckdb_tables() order by 1, 2"
+        ).fetchall()
+        out = {}
+        for schema, table in tables:
+            query = f'select * from {schema}."{table}" order by all'
+            if (schema, table) == ("main", "published"):
+                query = "select as_of, tables from main.published"
+            out[f"{schema}.{table}"] = con.execute(query).fetchall()
+        return out
+    finally:
+        con.close()
+
+
+def writeback(con) -> dict:
+    return {
+        t: con.execute(f"select * from writeback.{t} order by all").fetchall()
+        for t in ("adjustments", "exceptions")
+    }
+
+
+def plan_once(work: Path, scratch: Path, incremental: bool):
+    db = scratch / "plan.duckdb"
+    shutil.copyfile(work / "after.duckdb", db)
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("delete from writeback.plan_state")
+        if incremental:  # the state the base's planning left
+            con.execute("attach ? as base (read_only)", [str(work / "base" / "warehouse.duckdb")])
+            con.execute("insert into writeback.plan_state select * from base.writeback.plan_state")
+            con.execute("detach base")
+        wall, cpu_s, summary = measured(lambda: plan_adjustments(con, now=NOW))
+        return wall, cpu_s, summary, writeback(con)
+    finally:
+        con.close()
+
+
+def publish_once(work: Path, scratch: Path, incremental: bool):
+    target = scratch / ("inc" if incremental else "full") / "analyst.duckdb"
+    if target.parent.exists():
+        shutil.rmtree(target.parent)
+    target.parent.mkdir(parents=True)
+    if incremental:
+        shutil.copyfile(work / "base" / "data" / "analyst.duckdb", target)
+    wall, cpu_s, result = measured(
+        lambda: publish(work / "after.duckdb", target, incremental=incremental)
+    )
+    assert result.incremental == incremental
+    return wall, cpu_s, result, target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_args(parser, returns=10_000, repeats=2)
+    parser.add_argument("--events", type=int, default=10_000, help="new events (default 10,000)")
+    args = parser.parse_args(argv)
+    work = work_dir(NAME, args.work)
+    prepare(args, work)
+    scratch = work / "scratch"
+    scratch.mkdir(exist_ok=True)
+    runs: dict[str, list[tuple[float, float]]] = {}
+    facts: dict = {}
+    for i in range(max(1, args.repeats)):
+        log(f"round {i + 1}/{args.repeats}: publish and plan, everything and only the changes")
+        full = publish_once(work, scratch, incremental=False)
+        part = publish_once(work, scratch, incremental=True)
+        if contents(full[3]) != contents(part[3]):
+            raise RuntimeError("the incremental publish differs from the one from scratch")
+        written = sum(d + n for d, n in part[2].written.values())
+        facts["publish_rows"] = sum(full[2].tables.values())
+        facts["publish_rows_written"] = written
+        every = plan_once(work, scratch, incremental=False)
+        changed = plan_once(work, scratch, incremental=True)
+        if every[3] != changed[3]:
+            raise RuntimeError("the incremental planning wrote other rows than the full one")
+        facts["open_mismatches"] = every[2].examined
+        facts["plan_examined"] = changed[2].examined
+        for key, run in (
+            ("publish_full", full),
+            ("publish_incremental", part),
+            ("plan_full", every),
+            ("plan_incremental", changed),
+        ):
+            runs.setdefault(key, []).append((run[0], run[1]))
+    shutil.rmtree(scratch, ignore_errors=True)
+    load1 = os.getloadavg()[0]
+    figures = {
+        "returns": args.returns,
+        "seed": args.seed,
+        "as_of": args.as_of,
+        "new_events": args.events,
+        **{f"{k}_s": spread([w for w, _ in v]) for k, v in runs.items()},
+        **{f"{k}_cpu_s": spread([c for _, c in v]) for k, v in runs.items()},
+        **facts,
+        "load1_after": round(load1, 2),
+    }
+
+    def cpu_of(key: str) -> float:
+        return figures[f"{key}_cpu_s"]["median"]
+
+    both = cpu_of("publish_incremental") + cpu_of("plan_incremental")
+    before = cpu_of("publish_full") + cpu_of("plan_full")
+    line = result_line(
+        NAME,
+        figures,
+        "publish + planning after an increment, everything (as before) vs what changed, CPU-s",
+        before / both if both else None,
+    )
+    summary = (
+        f"{args.events:,} new events on {args.returns:,} returns, after the increment: publish "
+        f"{cpu_of('publish_incremental'):.2f} CPU-s from the published file "
+        f"({fmt_spread(figures['publish_incremental_s'])} wall, "
+        f"{facts['publish_rows_written']:,} of {facts['publish_rows']:,} rows written) against "
+        f"{cpu_of('publish_full'):.2f} CPU-s from scratch "
+        f"({fmt_spread(figures['publish_full_s'])}); planning {cpu_of('plan_incremental'):.2f} "
+        f"CPU-s ({facts['plan_examined']:,} of {facts['open_mismatches']:,} open mismatches "
+        f"examined, {fmt_spread(figures['plan_incremental_s'])}) against "
+        f"{cpu_of('plan_full'):.2f} CPU-s for all ({fmt_spread(figures['plan_full_s'])}); "
+        f"same published tables and write-back rows both ways; load1 {load1:.1f} on 2 cores"
+    )
+    emit(line, summary, append=not args.no_append)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
