@@ -203,6 +203,8 @@ def publish(warehouse: Path, target: Path, *, incremental: bool = True) -> Publi
                 "last_landed_at timestamptz, last_position varchar)"
             )
             con.executemany("insert into meta.freshness values (?, ?, ?, ?)", fresh)
+        else:  # as from scratch: no `meta` schema (the previous file's freshness is dropped)
+            con.execute("drop schema if exists meta")
         con.execute(
             "create table main.published as "
             "select ?::timestamptz as published_at, ?::varchar as as_of, ?::varchar as tables",
