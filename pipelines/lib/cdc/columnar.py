@@ -791,10 +791,10 @@ class ColumnarDecoder:
                     rows = out["lineno"].to_numpy()
                     done = st == 0
                     if done.any():
+                        # (filtering copies every column: not when every line decoded)
+                        rows_done = out if done.all() else out.filter(pa.array(done))
                         decoded.setdefault(table.raw_table, []).append(
-                            out.filter(pa.array(done)).drop_columns(
-                                ["st", "other_topic", "schema_text"]
-                            )
+                            rows_done.drop_columns(["st", "other_topic", "schema_text"])
                         )
                     fallback.append(rows[st == 1])
                     new = st == 3
