@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -190,6 +191,23 @@ def test_watch_runs_each_increment_warm_and_equals_a_cold_run(simulated_run, tmp
 
     import dagster as dg
 
+    from pipelines.eventlog import ReturnsyncEventLogStorage
+
     with dg.DagsterInstance.from_config(str(tmp_path / "dagster")) as instance:
         runs = instance.get_runs(dg.RunsFilter(job_name="main_job"))
-    assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 2
+        assert [r.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 2
+        # stored by returnsync's event log storage (a new instance's): every planned
+        # materialization and check of the second increment has its result, and the index
+        # names that run as the last to materialize the marts
+        assert isinstance(instance.event_log_storage, ReturnsyncEventLogStorage)
+        kinds = Counter(
+            r.event_log_entry.dagster_event_type.value
+            for r in instance.get_records_for_run(runs[0].run_id, limit=100_000).records
+            if r.event_log_entry.is_dagster_event
+        )
+        done, planned = "ASSET_MATERIALIZATION", "ASSET_MATERIALIZATION_PLANNED"
+        assert kinds[done] == kinds[planned] > 50, kinds
+        done, planned = "ASSET_CHECK_EVALUATION", "ASSET_CHECK_EVALUATION_PLANNED"
+        assert kinds[done] == kinds[planned] > 100, kinds
+        latest = instance.get_latest_materialization_event(dg.AssetKey(["marts", "returns"]))
+        assert latest is not None and latest.run_id == runs[0].run_id
