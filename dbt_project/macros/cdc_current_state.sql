@@ -17,7 +17,10 @@
     Incremental models (`materialized='incremental'`, `incremental_strategy='delete+insert'`,
     `unique_key=<pk>`) recompute only the keys with a change ingested since the last build (all
     keys when a new truncate arrived), from all their changes, so late and out-of-order events are
-    handled and a full refresh gives the same table; their deleted keys are removed by the
+    handled and a full refresh gives the same table. "Since" is `_ingested_at >` the table's newest
+    `_last_ingested_at`: landing stamps its rows with its own start time and never overlaps a
+    build, so a change landed after a build has a later stamp (with `>=`, every build recomputed
+    the keys of the landing before it again); their deleted keys are removed by the
     `delete_deleted_keys()` post-hook. Full builds (and views) simply leave deleted keys out.
 -#}
 {% macro cdc_current_state(raw_table, pk) -%}
@@ -33,13 +36,13 @@ watermark as (
 changed_keys as (
     select distinct {{ pk }} as pk
     from {{ src }}
-    where _ingested_at >= (select watermark_at from watermark) and _op <> 't'
+    where _ingested_at > (select watermark_at from watermark) and _op <> 't'
 ),
 
 new_truncate as (
     select count(*) > 0 as any_new
     from {{ src }}
-    where _op = 't' and _ingested_at >= (select watermark_at from watermark)
+    where _op = 't' and _ingested_at > (select watermark_at from watermark)
 ),
 {% endif %}
 changes as (

@@ -29,9 +29,11 @@
     `condition` macro such as `credits_touched_condition()`), records the watermark after it,
     makes the model depend on `int_returns_touched`, and returns whether this build recomputes
     every row (`returns_scope_is_full()`), which the model's `in_touched(..., full)` filters use.
-    A model is added to `returns_incremental_models()` (the watermark set) as well.
+    `post_hook` adds hooks run after the watermark's (e.g. refreshing columns that depend on the
+    run's as_of on the rows kept). A model is added to `returns_incremental_models()` (the
+    watermark set) as well.
 -#}
-{% macro returns_incremental(key=none, kind=none, condition=none) -%}
+{% macro returns_incremental(key=none, kind=none, condition=none, post_hook=[]) -%}
     {%- if condition is none and (key is none or kind is none) -%}
         {{ exceptions.raise_compiler_error("returns_incremental needs key and kind, or a condition") }}
     {%- endif -%}
@@ -42,7 +44,7 @@
         incremental_strategy='append',
         on_schema_change='fail',
         pre_hook="{{ delete_touched_scope(" ~ scope ~ ") }}",
-        post_hook="{{ record_returns_watermark() }}",
+        post_hook=["{{ record_returns_watermark() }}"] + post_hook,
     ) -}}
     {%- set touched = ref('int_returns_touched') -%}
     {{ return(returns_scope_is_full()) }}
@@ -59,7 +61,8 @@
         'int_returns_linked', 'int_receipts_linked', 'int_dispositions_mapped',
         'int_return_lines_matched', 'int_credits_unioned', 'int_return_stock_moves_joined',
         'returns', 'return_lines', 'receipts', 'dispositions', 'credits',
-        'inventory_adjustments', 'return_events',
+        'inventory_adjustments', 'return_events', 'return_stage_latencies',
+        'recon_return_money', 'recon_line_money',
         'recon_stock_mismatches', 'recon_credit_mismatches', 'recon_duplicate_credits',
         'recon_return_mismatches',
     ]) }}
@@ -143,6 +146,13 @@ select 1
 {%- endmacro %}
 
 
+{#- The scope of rows keyed by RMA number (the recon report's money facts): a touched return's
+    (its RMA numbers normalize to its rma_normalized). -#}
+{% macro rma_number_touched_condition() -%}
+    {{ in_touched(normalize_rma('rma_number'), 'rma', false) }}
+{%- endmacro %}
+
+
 {#- The scope of the disposition rows: a touched receipt's, and a touched inspection's. -#}
 {% macro dispositions_touched_condition() -%}
     {{ in_touched('receipt_id', 'receipt', false) }} or {{ in_touched('inspection_id', 'inspection', false) }}
@@ -170,4 +180,44 @@ select 1
         {%- endfor -%}
     {%- endif -%}
     {{ return(found) }}
+{%- endmacro %}
+
+
+{#-
+    Post-hook of marts.return_stage_latencies: the columns that depend on the run's as_of and the
+    SLA settings, refreshed on every row that differs (the rows kept from earlier builds), with
+    the model's own expressions, so the table is what a full build gives.
+-#}
+{% macro refresh_stage_latencies_as_of() -%}
+update {{ this }} as t
+set
+    as_of = n.as_of,
+    sla_h = n.sla_h,
+    open_age_h = n.open_age_h,
+    is_late = n.is_late,
+    is_overdue = n.is_overdue
+from (
+    select
+        l.stage_latency_key,
+        r.as_of,
+        s.sla_h,
+        cast(
+            case when l.ended_at is null then date_diff('second', l.started_at, r.as_of) / 3600.0 end
+            as double
+        ) as open_age_h,
+        coalesce(l.latency_h > s.sla_h, false) as is_late,
+        coalesce(
+            l.ended_at is null and date_diff('second', l.started_at, r.as_of) >= s.sla_h * 3600, false
+        ) as is_overdue
+    from {{ this }} as l
+    cross join (select cast({{ run_as_of() }} as timestamp with time zone) as as_of) as r
+    left join (
+        select cast(setting as varchar) as setting, cast(max(value) as double) as sla_h
+        from {{ ref('recon_settings') }}
+        where starts_with(setting, 'sla_')
+        group by setting
+    ) as s on s.setting = 'sla_' || l.transition || '_h'
+    where l.as_of is distinct from r.as_of or l.sla_h is distinct from s.sla_h
+) as n
+where t.stage_latency_key = n.stage_latency_key
 {%- endmacro %}

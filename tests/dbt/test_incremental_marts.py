@@ -33,9 +33,15 @@ MARTS = (
     "credits",
     "inventory_adjustments",
     "return_events",
+    "return_stage_latencies",
     "returns_kpis",
 )
-COMPARED = (*(f"marts.{m}" for m in MARTS), "recon.recon_mismatches_current")
+COMPARED = (
+    *(f"marts.{m}" for m in MARTS),
+    "recon.recon_mismatches_current",
+    "recon.recon_return_money",
+    "recon.recon_line_money",
+)
 STAGING = tuple(
     f"staging.{m}"
     for m in (

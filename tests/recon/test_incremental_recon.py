@@ -39,9 +39,11 @@ AS_OF = ("2026-10-01T00:00:00Z", "2026-10-20T00:00:00Z", "2026-10-12T00:00:00Z")
 LATER = "2026-11-20T00:00:00Z"
 
 
-# what the rules read, and every model of the marts' watermark set (return_events is not under
-# the rules; without it every build would be full)
-INCREMENTAL = ("--select", "+recon_mismatches_current", "+recon_touched", "+return_events")
+# what the rules read, and every model of the marts' watermark set (return_events,
+# return_stage_latencies and the report's money facts are not under the rules; without them every
+# build would be full)
+INCREMENTAL = ("--select", "+recon_mismatches_current", "+recon_touched", "+return_events",
+               "+return_stage_latencies", "+recon_return_money", "+recon_line_money")  # fmt: skip
 RULES_ONLY = ("--select", "path:models/recon", "--exclude", "adjustment_candidates+",
               "path:models/recon/report")  # fmt: skip
 

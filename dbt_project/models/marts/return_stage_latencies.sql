@@ -1,3 +1,7 @@
+{%- set full = returns_incremental(
+    key='return_key', kind='return', post_hook=["{{ refresh_stage_latencies_as_of() }}"]
+) %}
+
 -- One row per return and stage transition (DESIGN §14): requested -> received, received ->
 -- inspected, inspected -> ERP posted, channel refund -> ERP credit. A stage's time is the first
 -- record of that stage on the return (first WMS receipt, first inspection, first done ERP stock
@@ -9,6 +13,10 @@
 -- own day counts as 0 h, never negative.
 -- SLAs (hours) are the sla_* rows of the settings seed; as_of is the run's time (the run
 -- context, macros/run_context.sql).
+-- Incremental (macros/returns_incremental.sql): the rows of the touched returns are recomputed;
+-- the columns that depend on as_of or the SLAs (as_of, open_age_h, sla_h, is_late, is_overdue)
+-- are refreshed on the rows kept by a post-hook (refresh_stage_latencies_as_of), from the
+-- row's own times, as a full build computes them.
 
 with
 
@@ -38,6 +46,7 @@ returns_ as (
         source_record_id,
         source_position
     from {{ ref('returns') }}
+    where {{ in_touched('return_key', 'return', full) }}
 ),
 
 received as (
@@ -49,7 +58,9 @@ received as (
         arg_min(source_position, struct_pack(t := received_at, k := receipt_id))
             as received_position
     from {{ ref('receipts') }}
-    where return_key is not null and received_at is not null
+    where
+        return_key is not null and received_at is not null
+        and {{ in_touched('return_key', 'return', full) }}
     group by return_key
 ),
 
@@ -62,7 +73,9 @@ inspected as (
         arg_min(source_position, struct_pack(t := decided_at, k := inspection_id))
             as inspected_position
     from {{ ref('dispositions') }}
-    where return_key is not null and decided_at is not null
+    where
+        return_key is not null and decided_at is not null
+        and {{ in_touched('return_key', 'return', full) }}
     group by return_key
 ),
 
@@ -75,7 +88,9 @@ posted as (
         arg_min(source_position, struct_pack(t := posted_at, k := adjustment_key))
             as posted_position
     from {{ ref('inventory_adjustments') }}
-    where return_key is not null and posted_at is not null
+    where
+        return_key is not null and posted_at is not null
+        and {{ in_touched('return_key', 'return', full) }}
     group by return_key
 ),
 
@@ -90,6 +105,7 @@ refunded as (
     from {{ ref('credits') }}
     where
         is_channel_refund and amount > 0 and return_key is not null and issued_at is not null
+        and {{ in_touched('return_key', 'return', full) }}
     group by return_key
 ),
 
@@ -106,6 +122,7 @@ credited as (
         and not coalesce(is_channel_refund, false)
         and return_key is not null
         and issued_at is not null
+        and {{ in_touched('return_key', 'return', full) }}
     group by return_key
 ),
 

@@ -11,6 +11,8 @@
 -- A mismatch without an ERP return line still has one row (line columns null), so the planner
 -- can say why it cannot be fixed. Not published to analysts (pipelines/lib/publish.py): it holds
 -- ERP party ids.
+-- Every fact below is read for the fixable mismatches' returns and lines only (`fixable_returns`,
+-- `fixable_lines`), so a build costs what is open, not the whole history.
 with
 
 run as (
@@ -34,6 +36,18 @@ fixable as (
     where c.auto_fix_action is not null
 ),
 
+fixable_returns as materialized (
+    select distinct r.return_key, r.erp_return_order_id
+    from {{ ref('returns') }} as r
+    where r.rma_number in (select f.rma_number from fixable as f)
+),
+
+fixable_lines as materialized (
+    select l.return_line_key, l.erp_return_line_id
+    from {{ ref('return_lines') }} as l
+    where l.return_key in (select fr.return_key from fixable_returns as fr)
+),
+
 tolerances as (
     select
         currency,
@@ -48,7 +62,9 @@ channel_refunds as (
         min(currency) as currency,
         sum(amount) as amount
     from {{ ref('credits') }}
-    where is_channel_refund and amount > 0 and return_key is not null
+    where
+        is_channel_refund and amount > 0 and return_key is not null
+        and return_key in (select fr.return_key from fixable_returns as fr)
     group by return_key
 ),
 
@@ -58,7 +74,9 @@ erp_credits as (
         currency,
         sum(amount) as amount
     from {{ ref('credits') }}
-    where system = 'erp' and not coalesce(is_channel_refund, false) and return_key is not null
+    where
+        system = 'erp' and not coalesce(is_channel_refund, false) and return_key is not null
+        and return_key in (select fr.return_key from fixable_returns as fr)
     group by return_key, currency
 ),
 
@@ -67,7 +85,9 @@ credited_lines as (
         return_line_key,
         sum(abs(quantity)) as quantity
     from {{ ref('credits') }}
-    where system = 'erp' and return_line_key is not null and quantity is not null
+    where
+        system = 'erp' and return_line_key is not null and quantity is not null
+        and return_line_key in (select fl.return_line_key from fixable_lines as fl)
     group by return_line_key
 ),
 
@@ -77,7 +97,9 @@ inspected as (
         location_code as location,
         sum(quantity) as quantity
     from {{ ref('dispositions') }}
-    where return_line_key is not null and location_code is not null
+    where
+        return_line_key is not null and location_code is not null
+        and return_line_key in (select fl.return_line_key from fixable_lines as fl)
     group by return_line_key, location_code
 ),
 
@@ -101,7 +123,9 @@ posted as (
         from {{ ref('inventory_adjustments') }}
         where from_location is not null
     ) as line_moves
-    where return_line_key is not null
+    where
+        return_line_key is not null
+        and return_line_key in (select fl.return_line_key from fixable_lines as fl)
     group by return_line_key, location
 ),
 
@@ -130,6 +154,7 @@ open_shipments as (
         and moves.shipment like 'stock.shipment.out.return,%'
         and moves.state in ('staging', 'draft')
         and moves.origin_sale_line_id is not null
+        and moves.origin_sale_line_id in (select fl.erp_return_line_id from fixable_lines as fl)
     group by moves.origin_sale_line_id
 ),
 
@@ -146,6 +171,7 @@ draft_credit_notes as (
         and invoices.invoice_type = 'out'
         and invoices.state in ('draft', 'validated')
         and lines.origin_sale_line_id is not null
+        and lines.origin_sale_line_id in (select fl.erp_return_line_id from fixable_lines as fl)
     group by lines.origin_sale_line_id
 ),
 
@@ -156,7 +182,9 @@ parties as (
         p.party_code
     from {{ ref('stg_erp__sales') }} as sales
     left join {{ ref('stg_erp__parties') }} as p on p.party_id = sales.party_id
-    where not sales.is_deleted
+    where
+        not sales.is_deleted
+        and sales.sale_id in (select fr.erp_return_order_id from fixable_returns as fr)
 )
 
 select

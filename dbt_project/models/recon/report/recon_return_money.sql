@@ -1,9 +1,14 @@
+{%- set full = returns_incremental(condition='rma_number_touched_condition()') %}
+
 -- Money facts per return for the report's cases (DESIGN §11), one row per (return, side,
 -- currency): side `return` (the return's own currency, no amount), `refund` (channel refunds, as
 -- recon_credit_mismatches sums them) and `credit` (posted or paid ERP credit notes). `first_at`
 -- is the first refund or credit note: the date a company-currency figure is converted at.
 -- The report (pipelines/lib/recon/report.py) reads it by RMA, so a mismatch of any age finds the
 -- currency of its return.
+-- Incremental (macros/returns_incremental.sql): the rows of the touched returns' RMAs are
+-- recomputed (an RMA number normalizes to its return's rma_normalized, so the rows of a
+-- touched return are found whatever RMA number it showed before).
 with
 
 returns as (
@@ -13,7 +18,7 @@ returns as (
         currency,
         approved_at
     from {{ ref('returns') }}
-    where rma_number is not null
+    where rma_number is not null and {{ in_touched('return_key', 'return', full) }}
 ),
 
 money as (
@@ -26,6 +31,7 @@ money as (
     from {{ ref('credits') }}
     where
         return_key is not null
+        and {{ in_touched('return_key', 'return', full) }}
         and (
             (is_channel_refund and amount > 0)
             or (system = 'erp' and not coalesce(is_channel_refund, false))
