@@ -12,8 +12,9 @@ bookkeeping of an increment"):
   event (run database, index, and a third connection for `has_table`); here each database keeps
   one engine (the run databases of the last few runs and the index), and `has_table` answers
   from a cache once a table was seen.
-- **`synchronous=NORMAL` in WAL mode** (Dagster creates every database in WAL mode; a database
-  found in another journal mode keeps SQLite's default). With WAL, NORMAL syncs at checkpoints
+- **`synchronous=NORMAL` in WAL mode** (Dagster puts every database it creates in WAL mode; here
+  a new one is put in WAL before its tables are created, not after; a database found in another
+  journal mode keeps SQLite's default). With WAL, NORMAL syncs at checkpoints
   instead of at every commit: each committed event is in the WAL file, so a killed process loses
   nothing, and the database stays consistent on a power cut, which may lose the last events
   committed since the last checkpoint (a run's newest event records, shown as a run that never
@@ -23,8 +24,9 @@ bookkeeping of an increment"):
   mirrored event, its tags, the asset key row, the check execution row) are one transaction, not
   three. `store_event_batch` (Dagster batches the planned-materialization and planned-check
   events of a run's start when `DAGSTER_EVENT_BATCH_SIZE` is set) writes the whole batch in one
-  transaction per database; if it fails, nothing of it was committed and Dagster stores the
-  events one by one.
+  transaction per database, the index's committed first: the index is the database other
+  processes write too, so when a batch fails it is there, before anything was committed, and
+  Dagster then stores the events one by one.
 
 Concurrency is SQLite's, as with Dagster's class: readers (the webserver, `dagster dev`'s
 daemon, a second instance) read while a run writes (WAL); writers wait up to Dagster's busy
@@ -52,8 +54,6 @@ from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy.engine import Connection, Engine
 
-MODULE = __name__
-CLASS = "ReturnsyncEventLogStorage"
 RUN_ENGINES_KEPT = 4  # run databases whose engine stays open (a run writes only its own)
 # the events whose store touches the index database as well as the run's
 INDEXED_EVENTS = frozenset(
@@ -170,8 +170,7 @@ class ReturnsyncEventLogStorage(SqliteEventLogStorage):
             super().store_event(event)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        """The batch in one transaction per database (the index committed first: it is the
-        database other processes write too, so if it fails, nothing was written)."""
+        """The batch in one transaction per database, the index's committed first (module doc)."""
         run_ids = list(dict.fromkeys(event.run_id for event in events))
         with ExitStack() as stack:
             for run_id in run_ids:
