@@ -95,7 +95,6 @@ _ENV = (
     '{"schema":"JSON","payload":"JSON","op":"JSON","after":"JSON","source":"JSON","ts_ms":"JSON"}'
 )
 _LINE = '{"topic":"JSON","partition":"JSON","offset":"JSON","key":"JSON","value":"JSON"}'
-_SOURCE = '{"lsn":"JSON","ts_ms":"JSON","txId":"JSON"}'
 
 
 def _q(text: str) -> str:
@@ -344,11 +343,11 @@ _MAP_TYPE = "MAP(VARCHAR, JSON)"
 # object (its first byte is '{' and it parsed), the envelope or payload is null or absent where
 # the parsed struct is NULL, and any other value without keys (an array, a string, a number, {})
 # has an empty key list below: the reference decides those (as it did for {}, which has no op).
-# a key of `source` that the decoder reads, given twice (in DuckDB's compact text of `source` a key
-# is '"name":' and a string holding that text has its quotes escaped, so this is never missed)
-_SOURCE_TWICE = '"lsn":.*"lsn":|"ts_ms":.*"ts_ms":|"txId":.*"txId":'
-# the levels whose keys are listed (a key given twice there: the reference decides)
-_KEY_PATHS = "['$', '$.value', '$.value.payload']"
+# the levels whose keys are listed (a key given twice there: the reference decides): the record,
+# the envelope, its payload, and `source` of either (its three fields come from the line's first
+# parse: rendering it as text, parsing that again and a regex for its keys cost ~2 us a line; a
+# `source` with no keys, {} or no object, goes to the reference)
+_KEY_PATHS = "['$', '$.value', '$.value.payload', '$.value.source', '$.value.payload.source']"
 # orjson refuses nesting deeper than 1024; a line that could be that deep (as long as 2 bytes a
 # level, that many brackets) goes to the reference
 _DEEP, _DEEP_LEN = 1000, 2000
@@ -382,6 +381,7 @@ class KnownKeys:
     record: tuple[str, ...] = ()
     envelope: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
+    source: tuple[str, ...] = ()
 
 
 def table_sql(
@@ -429,7 +429,8 @@ def table_sql(
     )
     after_spec = json.dumps({n: "JSON" for n in names})
     no_columns = json.dumps({n: None for n in names}, separators=(",", ":"))
-    env_s = {"op": "JSON", "after": "JSON", "source": "JSON", "ts_ms": "JSON"}
+    source = {"lsn": "JSON", "ts_ms": "JSON", "txId": "JSON"}
+    env_s = {"op": "JSON", "after": "JSON", "source": source, "ts_ms": "JSON"}
     nested = json.dumps(
         {
             "topic": "JSON", "partition": "JSON", "offset": "JSON", "key": "JSON",
@@ -517,6 +518,7 @@ g as (
         case when wrapped then r.value.payload.op else r.value.op end as e_op,
         case when wrapped then r.value.payload.after else r.value.after end as af,
         case when wrapped then r.value.payload.source else r.value.source end as src,
+        case when wrapped then kk[5] else kk[4] end as src_keys,
         case when wrapped then r.value.payload.ts_ms else r.value.ts_ms end as e_ts,
         case when wrapped and starts_with(r.value.schema, '{{') then r.value.schema end
           as wrapped_schema,
@@ -531,9 +533,6 @@ h as (
 ),
 h2 as (
     select *,
-        case when starts_with(src, '{{') then json_transform(src, {_q(_SOURCE)}) end as sx,
-        case when starts_with(src, '{{') then regexp_matches(src, {_q(_SOURCE_TWICE)}) end
-          as src_twice,
         case when op in ('c', 'u', 'r') and starts_with(af, '{{') then json_keys(af) end as ak,
         case when op in ('c', 'u', 'r') and starts_with(af, '{{') then
           json_transform(af, {_q(after_spec)}) end as ax
@@ -541,7 +540,7 @@ h2 as (
 ),
 j as (
     select *,
-        sx.lsn as src_lsn, sx.ts_ms as src_ts, sx.txId as src_tx,
+        src.lsn as src_lsn, src.ts_ms as src_ts, src.txId as src_tx,
         -- the columns the contract does not name, in the image's order: a merge patch with
         -- null for every contract column removes those (no lambda per row)
         case when {has_extra} then json_merge_patch(af, {_q(no_columns)}) end as extra
@@ -557,7 +556,7 @@ k as (
 ),
 l as (
     select *,
-        coalesce(src is null or (starts_with(src, '{{') and not src_twice
+        coalesce(src is null or (len(src_keys) > 0 and {_unique("src_keys", known.source)}
             and (src_lsn is null or lsn between {_I64_MIN} and {_I64_MAX})
             and (src_ts is null or sts between {dec._MS_MIN} and {dec._MS_MAX})
             and (src_tx is null or tx between {_I64_MIN} and {_I64_MAX})), false)
@@ -837,7 +836,13 @@ class ColumnarDecoder:
             value = value["payload"]
         if type(value) is not dict or type(value.get("after")) is not dict:
             return
-        self._known[topic] = KnownKeys(tuple(obj), tuple(value), tuple(value["after"]))
+        source = value.get("source")
+        self._known[topic] = KnownKeys(
+            tuple(obj),
+            tuple(value),
+            tuple(value["after"]),
+            tuple(source) if type(source) is dict else (),
+        )
 
     def _merge(
         self,
