@@ -36,6 +36,7 @@ returns.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
@@ -168,6 +169,16 @@ class ReturnsyncEventLogStorage(SqliteEventLogStorage):
                 super().store_event(event)
         else:
             super().store_event(event)
+        self._touch(event.run_id)
+
+    def _touch(self, run_id: str) -> None:
+        """Tell the run's watchers (the UI's live run log: `watch` follows the run database's
+        file) that it has new events. Dagster's storage closes its connection after each event,
+        and SQLite then checkpoints the WAL into the file, which changes it; a kept connection
+        leaves the events in the `-wal` file, so the file's time is set instead (no sync)."""
+        if self._open_connections().get(run_id) is None:  # not inside a batch's transaction
+            with contextlib.suppress(OSError):
+                os.utime(self.path_for_shard(run_id))
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """The batch in one transaction per database, the index's committed first (module doc)."""
@@ -179,6 +190,8 @@ class ReturnsyncEventLogStorage(SqliteEventLogStorage):
                 stack.enter_context(self.index_connection())
             for event in events:
                 super().store_event(event)
+        for run_id in run_ids:
+            self._touch(run_id)
 
     # --- files ----------------------------------------------------------------------------
 

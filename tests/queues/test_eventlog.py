@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import dagster as dg
@@ -192,15 +193,18 @@ WRITER = textwrap.dedent(
     from pathlib import Path
     import dagster as dg
 
-    flag = Path(sys.argv[2])
+    def wait(flag):
+        while not Path(flag).exists():
+            time.sleep(0.05)
 
     @dg.asset(check_specs=[dg.AssetCheckSpec("ok", asset="slow")])
     def slow():
         yield dg.MaterializeResult(metadata={"half": 1})
         print("half", flush=True)
-        while not flag.exists():
-            time.sleep(0.05)
+        wait(sys.argv[2])
         yield dg.AssetCheckResult(check_name="ok", passed=True)
+        print("checked", flush=True)
+        wait(sys.argv[3])
 
     job = dg.Definitions(assets=[slow]).resolve_implicit_global_asset_job_def()
     with dg.DagsterInstance.from_config(sys.argv[1]) as inst:
@@ -222,17 +226,21 @@ def no_lock_held(db: Path) -> None:
         con.close()
 
 
+WATCH_WAIT_S = 60  # generous: the watcher's thread on a loaded machine
+
+
 def test_readers_and_writers_are_not_blocked_while_a_run_writes(tmp_path):
     """A run in another process stores events through our storage and stops half-way (its
     connections open, idle): the instance's databases take another writer at once (no lock is
-    held between events), and Dagster's own storage reads the half-done run and runs a job of
-    its own on the same instance; then the first run finishes."""
+    held between events), and Dagster's own storage reads the half-done run, runs a job of its
+    own on the same instance, and its live watch of the run (the UI's run log) gets the events
+    the run stores while it is still running; then the first run finishes."""
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text(dagster_yaml(home))
-    flag = tmp_path / "go"
+    flags = tmp_path / "go", tmp_path / "end"
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(home), str(flag)],
+        [sys.executable, "-c", WRITER, str(home), *map(str, flags)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -256,11 +264,27 @@ def test_readers_and_writers_are_not_blocked_while_a_run_writes(tmp_path):
             assert dg.DagsterEventType.ASSET_MATERIALIZATION in types
             assert dg.DagsterEventType.ASSET_CHECK_EVALUATION not in types
             assert shaped_job().execute_in_process(instance=reader).success
-        flag.touch()
+
+            seen: list = []
+            checked = threading.Event()
+
+            def follow(event, _cursor) -> None:
+                seen.append(event.dagster_event_type)
+                if event.dagster_event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+                    checked.set()
+
+            reader.watch_event_logs(run.run_id, None, follow)
+            flags[0].touch()
+            assert writer.stdout.readline().strip() == "checked"
+            # the writer waits now, its connections open: the watch must see the check anyway
+            assert checked.wait(WATCH_WAIT_S), seen
+            reader.end_watch_event_logs(run.run_id, follow)
+        flags[1].touch()
         run_id = writer.stdout.readline().strip()
         assert writer.wait(timeout=120) == 0
     finally:
-        flag.touch()
+        for flag in flags:
+            flag.touch()
         if writer.poll() is None:
             writer.kill()
             writer.wait()
