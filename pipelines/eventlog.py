@@ -28,6 +28,11 @@ bookkeeping of an increment"):
   processes write too, so when a batch fails it is there, before anything was committed, and
   Dagster then stores the events one by one.
 
+The UI's live run log follows a run through Dagster's `watch`, which waits for the run
+database's file to change: Dagster's storage closes its connection after each event and SQLite
+then checkpoints the WAL into the file; with the connection kept the events stay in the `-wal`
+file, so the file's time is set after each event instead (`_touch`; no sync).
+
 Concurrency is SQLite's, as with Dagster's class: readers (the webserver, `dagster dev`'s
 daemon, a second instance) read while a run writes (WAL); writers wait up to Dagster's busy
 timeout. Nothing here holds a lock between events: every transaction commits before its call
