@@ -169,6 +169,18 @@ def run_landing_dir(work: Path) -> Path:
     return work / "run" / "landing"
 
 
+def fresh_run(work: Path, base_landing: Path, base_db: Path) -> tuple[Path, Path]:
+    """An empty run directory with a hard-linked copy of the base's landing and a copy of its
+    warehouse: (landing, warehouse)."""
+    run_dir = work / "run"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_landing = link_copy(base_landing, run_landing_dir(work))
+    db = run_db(work)
+    shutil.copyfile(base_db, db)
+    return run_landing, db
+
+
 def prepare_base(landing: Path, work: Path, events: int, as_of: str) -> tuple[Path, Path, int]:
     """The base landing directory and warehouse (everything but the held-back lines), built
     once in full at the runs' warehouse path (then kept aside as `base/warehouse.duckdb`)."""
@@ -326,12 +338,8 @@ def main_paths(args, landing: Path, counts: dict, expected) -> int:
 
 def one_increment(args, work, base_landing, base_db, held, expected, i, way) -> dict:
     """One increment on a fresh copy of the base, with the instance of event log `way`."""
+    run_landing, db = fresh_run(work, base_landing, base_db)
     run_dir = work / "run"
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_landing = link_copy(base_landing, run_landing_dir(work))
-    db = run_db(work)
-    shutil.copyfile(base_db, db)
     if (work / "base" / "analyst.duckdb").exists():  # the base's published copy (see above)
         (run_dir / "data").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(work / "base" / "analyst.duckdb", run_dir / "data" / "analyst.duckdb")
@@ -445,12 +453,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = []
     for i in range(max(1, args.repeats)):
-        run_dir = work / "run"
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_landing = link_copy(base_landing, run_landing_dir(work))
-        db = run_db(work)
-        shutil.copyfile(base_db, db)
+        run_landing, db = fresh_run(work, base_landing, base_db)
         drop(work / "base" / "late", run_landing)
         log(f"increment {i + 1}/{args.repeats}: {held:,} new events dropped")
         r: dict = {}
