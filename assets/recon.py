@@ -106,17 +106,33 @@ def totals_metadata(totals_by_currency: dict[str, dict], company: dict | None) -
     ],
 )
 def mismatches(context: dg.AssetExecutionContext, settings: SettingsResource):
-    from pipelines.lib.recon.lifecycle import apply_lifecycle, list_mismatches
-    from pipelines.lib.recon.report import CHECK_COLUMNS, build_report, money_by_currency
+    from pipelines.lib.recon.lifecycle import apply_lifecycle
+    from pipelines.lib.recon.report import (
+        CHECK_COLUMNS,
+        cached_cases,
+        cached_rows,
+        cached_rule_summary,
+        cached_totals,
+        refresh_open_report,
+    )
     from pipelines.lib.warehouse import connection
 
     mark("recon")
     resolved = settings.get()
     with connection(resolved.db_path) as con:
         summary = apply_lifecycle(con)
-        report = build_report(con, status="open")
-        acknowledged = list_mismatches(con, status="acknowledged")
-    open_rows = report.rows
+        # the open report's cases that changed, computed again (issue 24); the rest is SQL
+        refresh = refresh_open_report(con)
+        totals_by_currency, totals_company = cached_totals(con)
+        rules = {s["rule"]: s for s in cached_rule_summary(con)}
+        cases = cached_cases(con)
+        worst = cached_rows(con, per_rule=WORST_ROWS)
+        acknowledged = dict(
+            con.execute(
+                "select rule, count(*) from recon.mismatches where status = 'acknowledged' "
+                "group by 1"
+            ).fetchall()
+        )
     context.log.info(
         f"as_of {summary.as_of.isoformat()}: {summary.opened} new, {summary.reopened} reopened, "
         f"{summary.resolved} resolved, {summary.open_total} open or acknowledged"
@@ -128,30 +144,29 @@ def mismatches(context: dg.AssetExecutionContext, settings: SettingsResource):
             "reopened": summary.reopened,
             "still_open": summary.still_open,
             "resolved": summary.resolved,
-            "open": len(open_rows),
-            "acknowledged": len(acknowledged),
-            "cases": len({r["case_id"] for r in open_rows}),
-            **totals_metadata(report.totals_by_currency, report.totals_company),
+            "open": refresh.rows,
+            "acknowledged": sum(acknowledged.values()),
+            "cases": cases,
+            **totals_metadata(totals_by_currency, totals_company),
         }
     )
     for entry in CATALOG:
         rule = entry.rule
-        mine = [r for r in open_rows if r["rule"] == rule]
-        acked = sum(1 for r in acknowledged if r["rule"] == rule)
+        count = rules[rule]["count"]
         yield dg.AssetCheckResult(
             check_name=rule,
             asset_key=MISMATCHES_KEY,
-            passed=not mine,
+            passed=not count,
             severity=_check_severity(entry.severity),
-            description=f"{len(mine)} open {rule} mismatch(es)",
+            description=f"{count} open {rule} mismatch(es)",
             metadata={
                 "severity": entry.severity,
                 "description": entry.description,
-                "count": len(mine),
-                "acknowledged": acked,
-                **per_currency("money_at_risk", money_by_currency(mine, "money_at_risk")),
-                **per_currency("goods_at_risk", money_by_currency(mine, "goods_at_risk")),
-                "worst_rows": table(mine[:WORST_ROWS], CHECK_COLUMNS),
+                "count": count,
+                "acknowledged": acknowledged.get(rule, 0),
+                **per_currency("money_at_risk", rules[rule]["money_at_risk"]),
+                **per_currency("goods_at_risk", rules[rule]["goods_at_risk"]),
+                "worst_rows": table([r for r in worst if r["rule"] == rule], CHECK_COLUMNS),
             },
         )
 
@@ -171,20 +186,33 @@ def mismatches(context: dg.AssetExecutionContext, settings: SettingsResource):
 )
 def mismatch_report(context: dg.AssetExecutionContext, settings: SettingsResource):
     from pipelines.lib.recon.lifecycle import run_as_of
-    from pipelines.lib.recon.report import REPORT_COLUMNS, build_report, rule_summary, to_csv
+    from pipelines.lib.recon.report import (
+        REPORT_COLUMNS,
+        cached_cases,
+        cached_csv,
+        cached_rows,
+        cached_rule_summary,
+        cached_totals,
+        refresh_open_report,
+    )
     from pipelines.lib.warehouse import connection
 
     mark("report")
     resolved = settings.get()
-    with connection(resolved.db_path, read_only=True) as con:
-        report = build_report(con, status="open")
+    # read-write: the open report's cache takes the cases planning changed (issue 24)
+    with connection(resolved.db_path) as con:
+        refresh = refresh_open_report(con)
+        text = cached_csv(con)  # spreadsheet-safe lines (pipelines.lib.csvsafe), report order
+        totals_by_currency, totals_company = cached_totals(con)
+        summary = cached_rule_summary(con)
+        cases = cached_cases(con)
+        shown = cached_rows(con, limit=REPORT_TABLE_ROWS)
         as_of = run_as_of(con)
-    rows = report.rows
     stamp = as_of.strftime("%Y%m%dT%H%M%SZ") if as_of else "unknown"
     path = resolved.data_dir / "reports" / f"mismatches_{stamp}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
-    tmp.write_text(to_csv(rows), encoding="utf-8")  # spreadsheet-safe (pipelines.lib.csvsafe)
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     by_rule = [
         {
@@ -195,16 +223,16 @@ def mismatch_report(context: dg.AssetExecutionContext, settings: SettingsResourc
             "goods_at_risk": ", ".join(f"{v} {c}" for c, v in s["goods_at_risk"].items()),
             "description": s["description"],
         }
-        for s in rule_summary(rows)
+        for s in summary
     ]
-    totals = [{"currency": c, **t} for c, t in report.totals_by_currency.items()]
-    context.log.info(f"{len(rows)} open mismatch(es) written to {path}")
+    totals = [{"currency": c, **t} for c, t in totals_by_currency.items()]
+    context.log.info(f"{refresh.rows} open mismatch(es) written to {path}")
     return dg.MaterializeResult(
         metadata={
             "as_of": as_of.isoformat() if as_of else None,
-            "open": len(rows),
-            "cases": len({r["case_id"] for r in rows}),
-            **totals_metadata(report.totals_by_currency, report.totals_company),
+            "open": refresh.rows,
+            "cases": cases,
+            **totals_metadata(totals_by_currency, totals_company),
             "csv_path": dg.MetadataValue.path(str(path)),
             "totals_by_currency": table(
                 totals, ("currency", "money_at_risk", "goods_at_risk", "cases", "rows")
@@ -214,8 +242,8 @@ def mismatch_report(context: dg.AssetExecutionContext, settings: SettingsResourc
                 ("rule", "severity", "count", "money_at_risk", "goods_at_risk", "description"),
                 text=frozenset({"money_at_risk", "goods_at_risk"}),
             ),
-            "mismatches": table(rows[:REPORT_TABLE_ROWS], REPORT_COLUMNS),
-            "rows_shown": min(len(rows), REPORT_TABLE_ROWS),
+            "mismatches": table(shown, REPORT_COLUMNS),
+            "rows_shown": len(shown),
         }
     )
 

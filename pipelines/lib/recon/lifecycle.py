@@ -92,6 +92,19 @@ _KEY_SQL = "'returnsync-' || sha256({id} || chr(10) || a.action || chr(10) || a.
 _EXCEPTION_ID_SQL = "'exc-' || left(sha256('{kind}' || chr(10) || {ref}), 12)"
 
 
+# the report's order, worst first (columns of recon.mismatches; `m.` before them: REPORT_ORDER_M)
+REPORT_ORDER = (
+    "case severity when 'high' then 0 when 'medium' then 1 else 2 end, "
+    "abs(coalesce(amount_delta, 0)) desc, abs(coalesce(qty_delta, 0)) desc, "
+    "rule, rma_number, sku, mismatch_id"
+)
+REPORT_ORDER_M = (
+    "case m.severity when 'high' then 0 when 'medium' then 1 else 2 end, "
+    "abs(coalesce(m.amount_delta, 0)) desc, abs(coalesce(m.qty_delta, 0)) desc, "
+    "m.rule, m.rma_number, m.sku, m.mismatch_id"
+)
+
+
 @dataclass(frozen=True)
 class MergeSummary:
     """What one lifecycle merge did."""
@@ -610,10 +623,13 @@ def list_mismatches(
     con: duckdb.DuckDBPyConnection,
     status: str = "open",
     rule: str | None = None,
+    only: str | None = None,
 ) -> list[dict]:
     """Mismatches as dicts with `REPORT_COLUMNS`, worst first (severity, then money, then qty).
 
-    `status` is one of `STATUSES` or `all`. Raises `LookupError` when the table is missing.
+    `status` is one of `STATUSES` or `all`; `only` names a table whose `mismatch_id`s are the
+    only ones listed (the report's cache recomputes some cases). Raises `LookupError` when the
+    table is missing.
     """
     if status != "all" and status not in STATUSES:
         raise ValueError(f"unknown status {status!r}: use one of {', '.join(STATUSES)} or all")
@@ -632,13 +648,13 @@ def list_mismatches(
     if rule is not None:
         where.append("rule = ?")
         params.append(rule)
+    if only is not None:
+        where.append(f"mismatch_id in (select mismatch_id from {only})")
     clause = f"where {' and '.join(where)}" if where else ""
     cursor = con.execute(
         f"""
         select {", ".join(REPORT_COLUMNS)} from {MISMATCHES_TABLE} {clause}
-        order by case severity when 'high' then 0 when 'medium' then 1 else 2 end,
-                 abs(coalesce(amount_delta, 0)) desc, abs(coalesce(qty_delta, 0)) desc,
-                 rule, rma_number, sku, mismatch_id
+        order by {REPORT_ORDER}
         """,
         params,
     )

@@ -39,7 +39,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import duckdb
 
-from pipelines.lib.csvsafe import rows_to_csv
+from pipelines.lib.csvsafe import rows_to_csv, write_rows
 from pipelines.lib.recon.catalog import CATALOG, Rule, by_name
 
 FORMATS: tuple[str, ...] = ("csv", "md", "json")
@@ -92,6 +92,9 @@ CHECK_COLUMNS: tuple[str, ...] = (
 )
 
 CENT = Decimal("0.01")
+# per row, beside REPORT_COLUMNS (`add_figures`): the goods figure's currency and company value,
+# and the currency of a figure that had no rate (what the totals add up, kept by the cache)
+_HIDDEN = ("_goods_currency", "_goods_company", "_money_unconverted", "_goods_unconverted")
 _AT_RISK = ("open", "acknowledged")  # statuses whose rows carry figures
 _REFUND_RULES = frozenset({"refund_without_credit", "credit_amount_mismatch", "currency_mismatch"})
 _CREDIT_RULES = frozenset({"credit_without_receipt"})
@@ -339,6 +342,8 @@ def add_figures(
         if row.get("acknowledgement_note") is None:
             row["acknowledgement_note"] = facts.notes.get(row["mismatch_id"])
         row["money_at_risk"] = row["goods_at_risk"] = row["money_at_risk_company"] = None
+        for hidden in _HIDDEN:  # what the totals need beside the row's columns (cache below)
+            row[hidden] = None
         row["suggested_action"] = suggested_action(row, entry, adjustment)
         if row.get("status") not in _AT_RISK:
             continue
@@ -397,6 +402,7 @@ def add_figures(
                 rate = rate_on(facts.rates, key[1], at, company)
                 if rate is None:
                     unconverted["money_at_risk"].add(key[1])
+                    row["_money_unconverted"] = key[1]
                 else:
                     row["money_at_risk_company"] = _cents(amount * rate)
                     company_totals["money_at_risk"] += row["money_at_risk_company"]
@@ -407,6 +413,7 @@ def add_figures(
                 line = goods[key]
                 value = _cents(max(line["missing"], line["excess"]))
                 row["goods_at_risk"] = value
+                row["_goods_currency"] = line["currency"]
                 t = total(line["currency"])
                 t["goods_at_risk"] += value
                 t["cases"].add(case)
@@ -414,8 +421,10 @@ def add_figures(
                 rate = rate_on(facts.rates, line["currency"], at, company)
                 if rate is None:
                     unconverted["goods_at_risk"].add(line["currency"])
+                    row["_goods_unconverted"] = line["currency"]
                 else:
-                    company_totals["goods_at_risk"] += _cents(value * rate)
+                    row["_goods_company"] = _cents(value * rate)
+                    company_totals["goods_at_risk"] += row["_goods_company"]
 
     for row in rows:
         if row.get("currency"):
@@ -702,3 +711,405 @@ def rule_summary(rows: Sequence[dict], catalog: tuple[Rule, ...] = CATALOG) -> l
             }
         )
     return summary
+
+
+# -- the open report kept current: only the cases that changed are computed (issue 24) -----------
+#
+# Every increment reported every open mismatch twice (the lifecycle's checks, then the report
+# asset), each time in Python, row by row: a cost that grew with the open history, not with what
+# the increment changed. `CACHE` keeps the open report's rows as the last refresh computed them,
+# each case (every row of a return) with a fingerprint of everything its rows are made of: its
+# open mismatch rows, the money facts of its RMA numbers, the newest adjustment of each row,
+# and what every row depends on (the catalog, the company currency, the rates, which tables
+# exist, the session's time zone, this code's version). A refresh computes the fingerprints in
+# SQL, recomputes in Python only the cases whose fingerprint is new (the figures are per case,
+# so a case computed alone gives the rows the whole report gives), and drops the cases no longer
+# open. What the report asset writes then comes from the cache in SQL: the CSV (each row's CSV
+# line is cached, in report order), the totals per currency and the rule summaries; the few rows
+# shown inline are computed again with their cases. The result is what `build_report(con)`
+# gives for the open mismatches (tests/recon/test_incremental_report.py); the CSV is the one
+# part that still costs every open row (it holds every open row), in SQL.
+#
+# A cache, not a record (rebuilt whole when missing or emptied), in its own schema, which is
+# never published (pipelines.lib.publish publishes `marts` and `recon` only).
+
+CACHE = "report_cache.open_mismatches"
+# Bump when how a row is computed changes in a way the fingerprints cannot see (this module).
+REPORT_VERSION = "1"
+_CACHE_DDL = f"""
+create schema if not exists report_cache;
+create table if not exists {CACHE} (
+    case_id varchar, fingerprint ubigint, mismatch_id varchar, rma_number varchar,
+    rule varchar, currency varchar, money_at_risk varchar, goods_at_risk varchar,
+    money_at_risk_company varchar, goods_currency varchar, goods_company varchar,
+    money_unconverted varchar, goods_unconverted varchar, line varchar
+)
+"""
+_CACHE_VALUES = (
+    "case_id", "fingerprint", "mismatch_id", "rma_number", "rule", "currency", "money_at_risk",
+    "goods_at_risk", "money_at_risk_company", "_goods_currency", "_goods_company",
+    "_money_unconverted", "_goods_unconverted", "line",
+)  # fmt: skip
+
+
+@dataclass
+class CacheRefresh:
+    """What one refresh did: cases computed again, cases dropped, cases and rows now open."""
+
+    recomputed_cases: int
+    recomputed_rows: int
+    dropped_cases: int
+    cases: int
+    rows: int
+
+
+def _global_fingerprint(con: duckdb.DuckDBPyConnection, catalog: tuple[Rule, ...]) -> str:
+    """What every row depends on beside its case's own data."""
+    tables = {
+        "return_money": _table_exists(con, "recon", "recon_return_money"),
+        "line_money": _table_exists(con, "recon", "recon_line_money"),
+        "adjustments": _table_exists(con, "writeback", "adjustments"),
+        "notes": "acknowledgement_note" in _columns(con, "recon", "mismatches"),
+    }
+    rates = read_rates(con)
+    return json.dumps(
+        {
+            "version": REPORT_VERSION,
+            "catalog": [repr(r) for r in catalog],
+            "actions": [ACTION_WORDS, ADJUSTMENT_STATUS_WORDS],
+            "company": company_currency(con),
+            "rates": {c: [[d.isoformat() for d in ds], [str(v) for v in vs]]
+                      for c, (ds, vs) in sorted(rates.items())},
+            "tables": tables,
+            "tz": con.execute("select current_setting('TimeZone')").fetchone()[0],
+        },
+        sort_keys=True,
+    )  # fmt: skip
+
+
+def _case_fingerprints(con: duckdb.DuckDBPyConnection, global_fp: str) -> None:
+    """`_rep_open` (every open row: mismatch_id, rma_number, case_id) and `_rep_fp` (case_id,
+    fingerprint): the fingerprint of each open case."""
+    from pipelines.lib.recon.lifecycle import REPORT_COLUMNS as ROW_COLUMNS
+
+    con.execute(
+        f"""
+        create or replace temp table _rep_open as
+        select m.mismatch_id, m.rma_number, c.case_id,
+               hash({", ".join(f"m.{c}" for c in ROW_COLUMNS)}) as h
+        from recon.mismatches as m
+        left join (select distinct mismatch_id, rma_number, case_id from {CACHE}) as c
+            on c.mismatch_id = m.mismatch_id and c.rma_number is not distinct from m.rma_number
+        where m.status = 'open'
+        """
+    )
+    new = con.execute(
+        "select mismatch_id, rma_number from _rep_open where case_id is null"
+    ).fetchall()
+    if new:  # the case of a row not cached yet: in Python (`case_id_for`), as the report does
+        con.execute(
+            "create or replace temp table _rep_new_case as select unnest(?::varchar[]) as "
+            "mismatch_id, unnest(?::varchar[]) as case_id",
+            [[m for m, _ in new], [case_id_for(r, m) for m, r in new]],
+        )
+        con.execute(
+            "update _rep_open as o set case_id = n.case_id from _rep_new_case as n "
+            "where o.mismatch_id = n.mismatch_id"
+        )
+        con.execute("drop table _rep_new_case")
+    adjustments = "select null::varchar as mismatch_id, 0::ubigint as h where false"
+    if _table_exists(con, "writeback", "adjustments"):
+        adjustments = """
+            select mismatch_id, hash(adjustment_id, status, action, amount, quantity, currency) as h
+            from writeback.adjustments where mismatch_id in (select mismatch_id from _rep_open)
+            qualify row_number() over (partition by mismatch_id
+                order by created_at desc, updated_at desc, adjustment_id) = 1
+        """
+    facts = []
+    if _table_exists(con, "recon", "recon_return_money"):
+        facts.append(
+            "select rma_number, hash('return', side, currency, amount, first_at) as h "
+            "from recon.recon_return_money where rma_number in (select rma_number from _rep_open)"
+        )
+    if _table_exists(con, "recon", "recon_line_money"):
+        facts.append(
+            "select rma_number, hash('line', sku, currency, last_inspected_at) as h "
+            "from recon.recon_line_money where rma_number in (select rma_number from _rep_open)"
+        )
+    facts_sql = " union all ".join(facts) or (
+        "select null::varchar as rma_number, 0::ubigint as h where false"
+    )
+    con.execute(
+        f"""
+        create or replace temp table _rep_fp as
+        with adj as ({adjustments}),
+        fact as (select rma_number, sum(h::hugeint) as h, count(*) as n
+                 from ({facts_sql}) group by 1),
+        row_part as (
+            select o.case_id, sum(hash(o.h, coalesce(a.h, 0))::hugeint) as h, count(*) as n
+            from _rep_open as o left join adj as a using (mismatch_id) group by 1
+        ),
+        fact_part as (
+            select r.case_id, sum(hash(r.rma_number, f.h, f.n)::hugeint) as h
+            from (select distinct case_id, rma_number from _rep_open
+                  where rma_number is not null) as r
+            join fact as f using (rma_number) group by 1
+        )
+        select r.case_id, hash(?, r.h, r.n, coalesce(f.h, 0)) as fingerprint
+        from row_part as r left join fact_part as f using (case_id)
+        """,
+        [global_fp],
+    )
+
+
+def refresh_open_report(
+    con: duckdb.DuckDBPyConnection, catalog: tuple[Rule, ...] = CATALOG
+) -> CacheRefresh:
+    """Bring the cache of the open report up to date (see above), in one transaction: only the
+    cases whose fingerprint changed are computed again. Raises `LookupError` when the
+    reconciliation never ran."""
+    from pipelines.lib.recon.lifecycle import MISMATCHES_TABLE, list_mismatches
+
+    if not _table_exists(con, "recon", "mismatches"):  # as list_mismatches says it
+        raise LookupError(f"{MISMATCHES_TABLE} is missing: run the reconciliation first")
+    con.execute(_CACHE_DDL)
+    _case_fingerprints(con, _global_fingerprint(con, catalog))
+    con.execute("begin transaction")
+    try:
+        con.execute(
+            f"""
+            create or replace temp table _rep_changed as
+            select f.case_id, f.fingerprint from _rep_fp as f
+            where not exists (select 1 from {CACHE} as c
+                              where c.case_id = f.case_id and c.fingerprint = f.fingerprint)
+            """
+        )
+        dropped = con.execute(
+            f"""
+            select count(distinct case_id) from {CACHE}
+            where case_id not in (select case_id from _rep_fp)
+            """
+        ).fetchone()[0]
+        con.execute(
+            f"""
+            delete from {CACHE} where case_id in (select case_id from _rep_changed)
+               or case_id not in (select case_id from _rep_fp)
+            """
+        )
+        con.execute(
+            "create or replace temp table _rep_rows as select o.mismatch_id from _rep_open as o "
+            "where o.case_id in (select case_id from _rep_changed)"
+        )
+        rows = [dict(r) for r in list_mismatches(con, status="open", only="_rep_rows")]
+        if rows:
+            facts = _read_facts(con, rows)
+            add_figures(rows, facts, catalog)
+            fingerprints = dict(
+                con.execute("select case_id, fingerprint from _rep_changed").fetchall()
+            )
+            values: list[list] = [[] for _ in _CACHE_VALUES]
+            for row, line in zip(rows, _csv_lines(rows), strict=True):
+                row["fingerprint"] = fingerprints[row["case_id"]]
+                row["line"] = line
+                for i, name in enumerate(_CACHE_VALUES):
+                    value = row.get(name)
+                    values[i].append(value if value is None or i == 1 else str(value))
+            con.execute(
+                f"insert into {CACHE} select "
+                + ", ".join(
+                    f"unnest(?::{'ubigint' if i == 1 else 'varchar'}[])"
+                    for i in range(len(_CACHE_VALUES))
+                ),
+                values,
+            )
+        refresh = CacheRefresh(
+            recomputed_cases=con.execute("select count(*) from _rep_changed").fetchone()[0],
+            recomputed_rows=len(rows),
+            dropped_cases=int(dropped),
+            cases=con.execute("select count(*) from _rep_fp").fetchone()[0],
+            rows=con.execute("select count(*) from _rep_open").fetchone()[0],
+        )
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    finally:
+        for table in ("_rep_open", "_rep_fp", "_rep_changed", "_rep_rows"):
+            con.execute(f"drop table if exists {table}")
+    return refresh
+
+
+class _Lines(list):
+    """A text sink that keeps each `write` apart: `write_rows` writes one line per call."""
+
+    def write(self, text: str) -> None:
+        self.append(text)
+
+
+def _csv_lines(rows: list[dict], columns: Sequence[str] = REPORT_COLUMNS) -> list[str]:
+    """Each row's line of `to_csv(rows)` (the same writer, without the header)."""
+    lines = _Lines()
+    write_rows(lines, columns, ([_text(row.get(c)) for c in columns] for row in rows))
+    return lines[1:]
+
+
+def _cached_order() -> str:
+    from pipelines.lib.recon.lifecycle import REPORT_ORDER_M
+
+    return REPORT_ORDER_M
+
+
+def cached_csv(con: duckdb.DuckDBPyConnection) -> str:
+    """The open report as CSV (`to_csv(build_report(con).rows)`), from the refreshed cache."""
+    lines = con.execute(
+        f"""
+        select coalesce(string_agg(c.line, '' order by {_cached_order()}), '')
+        from {CACHE} as c join recon.mismatches as m using (mismatch_id)
+        """
+    ).fetchone()[0]
+    return to_csv([]) + lines
+
+
+def _dec_or_zero(value: object) -> Decimal:
+    return Decimal(0) if value is None else Decimal(str(value))
+
+
+def cached_totals(
+    con: duckdb.DuckDBPyConnection,
+) -> tuple[dict[str, dict], dict | None]:
+    """`build_report(con)`'s totals per currency and in the company currency, from the cache."""
+    found = con.execute(
+        f"""
+        with money as (
+            select currency, sum(money_at_risk::decimal(38, 2)) as amount,
+                   list(distinct case_id) as cases
+            from {CACHE} where money_at_risk is not null group by 1
+        ),
+        goods as (
+            select goods_currency as currency, sum(goods_at_risk::decimal(38, 2)) as amount,
+                   list(distinct case_id) as cases
+            from {CACHE} where goods_at_risk is not null group by 1
+        ),
+        counted as (
+            select currency, count(*) as n from {CACHE}
+            where currency is not null and currency <> '' group by 1
+        ),
+        currencies as (
+            select currency from money union select currency from goods
+            union select currency from counted
+        )
+        select k.currency, m.amount, g.amount,
+               len(list_distinct(flatten([coalesce(m.cases, []), coalesce(g.cases, [])]))),
+               coalesce(n.n, 0)
+        from currencies as k left join money as m using (currency)
+        left join goods as g using (currency) left join counted as n using (currency)
+        order by k.currency
+        """
+    ).fetchall()
+    by_currency = {
+        currency: {
+            "money_at_risk": _dec_or_zero(money),
+            "goods_at_risk": _dec_or_zero(goods),
+            "cases": int(cases),
+            "rows": int(rows),
+        }
+        for currency, money, goods, cases, rows in found
+    }
+    company = company_currency(con)
+    if not company or not read_rates(con):
+        return by_currency, None
+    money, goods = con.execute(
+        f"select sum(money_at_risk_company::decimal(38, 2)), "
+        f"sum(goods_company::decimal(38, 2)) from {CACHE}"
+    ).fetchone()
+    not_converted = {}
+    for key, column in (
+        ("money_at_risk", "money_unconverted"),
+        ("goods_at_risk", "goods_unconverted"),
+    ):
+        found_c = [
+            r[0]
+            for r in con.execute(
+                f"select distinct {column} from {CACHE} where {column} is not null order by 1"
+            ).fetchall()
+        ]
+        if found_c:
+            not_converted[key] = found_c
+    return by_currency, {
+        "currency": company,
+        "money_at_risk": _dec_or_zero(money),
+        "goods_at_risk": _dec_or_zero(goods),
+        "not_converted": not_converted,
+    }
+
+
+def cached_rule_summary(
+    con: duckdb.DuckDBPyConnection, catalog: tuple[Rule, ...] = CATALOG
+) -> list[dict]:
+    """`rule_summary(build_report(con).rows)`, from the cache."""
+    counts = dict(con.execute(f"select rule, count(*) from {CACHE} group by 1").fetchall())
+    sums: dict[tuple[str, str], dict[str, Decimal]] = {}
+    for column in ("money_at_risk", "goods_at_risk"):
+        for rule, currency, amount in con.execute(
+            f"""
+            select rule, currency, sum({column}::decimal(38, 2)) from {CACHE}
+            where {column} is not null and currency is not null and currency <> ''
+            group by 1, 2 order by 1, 2
+            """
+        ).fetchall():
+            sums.setdefault((rule, column), {})[currency] = Decimal(0) + amount
+    return [
+        {
+            "rule": entry.rule,
+            "severity": entry.severity,
+            "count": int(counts.get(entry.rule, 0)),
+            "money_at_risk": sums.get((entry.rule, "money_at_risk"), {}),
+            "goods_at_risk": sums.get((entry.rule, "goods_at_risk"), {}),
+            "description": entry.description,
+        }
+        for entry in catalog
+    ]
+
+
+def cached_cases(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute(f"select count(distinct case_id) from {CACHE}").fetchone()[0]
+
+
+def cached_rows(
+    con: duckdb.DuckDBPyConnection,
+    limit: int | None = None,
+    per_rule: int | None = None,
+    catalog: tuple[Rule, ...] = CATALOG,
+) -> list[dict]:
+    """The first `limit` rows of the open report (or the first `per_rule` of each rule), in
+    report order, as `build_report(con).rows` has them: their cases computed again (a row's
+    figures depend on its whole case), not the whole report."""
+    from pipelines.lib.recon.lifecycle import list_mismatches
+
+    order = _cached_order()
+    if per_rule is not None:
+        picked = (
+            f"select mismatch_id from (select c.mismatch_id, row_number() over "
+            f"(partition by c.rule order by {order}) as n from {CACHE} as c "
+            f"join recon.mismatches as m using (mismatch_id)) where n <= {int(per_rule)}"
+        )
+    else:
+        picked = (
+            f"select c.mismatch_id from {CACHE} as c join recon.mismatches as m "
+            f"using (mismatch_id) order by {order}"
+            + (f" limit {int(limit)}" if limit is not None else "")
+        )
+    con.execute(f"create or replace temp table _rep_picked as {picked}")
+    try:
+        con.execute(
+            f"create or replace temp table _rep_case_rows as select mismatch_id from {CACHE} "
+            f"where case_id in (select case_id from {CACHE} "
+            "where mismatch_id in (select mismatch_id from _rep_picked))"
+        )
+        wanted = {r[0] for r in con.execute("select mismatch_id from _rep_picked").fetchall()}
+        rows = [dict(r) for r in list_mismatches(con, status="open", only="_rep_case_rows")]
+    finally:
+        con.execute("drop table if exists _rep_picked")
+        con.execute("drop table if exists _rep_case_rows")
+    report = report_from_rows(con, rows, catalog)
+    return [r for r in report.rows if r["mismatch_id"] in wanted]
