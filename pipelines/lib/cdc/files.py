@@ -193,6 +193,9 @@ def cdc_files(landing_dir: Path) -> list[Path]:
     return scan_cdc_dir(landing_dir)[0]
 
 
+_MAX_PARTITION, _MAX_OFFSET = 2**31 - 1, 2**63 - 1
+
+
 def parse_line(
     line: bytes, sha256: str, number: int, encoding: str = "UTF-8"
 ) -> ParsedRecord | DeadLetter:
@@ -227,7 +230,7 @@ def parse_line(
         return dead(
             "topic: missing" if topic is None else f"topic: expected a string, got {topic!r}"
         )
-    for name, v, top in (("partition", partition, 2**31 - 1), ("offset", offset, 2**63 - 1)):
+    for name, v, top in (("partition", partition, _MAX_PARTITION), ("offset", offset, _MAX_OFFSET)):
         if v is None:
             return dead(f"{name}: missing")
         if type(v) is not int or v < 0:
@@ -401,17 +404,52 @@ def _land_file(
         records, letters = [], []
         blank = lines = 0
 
-    for _number, item in _read(path, sha, bar):
-        lines += 1
-        if item is None:
-            blank += 1
-            continue
-        if type(item) is ParsedRecord:
-            records.append(item)
-        else:
-            letters.append(item)
-        if len(records) + len(letters) >= batch_size:
-            flush(last=False)
+    # `_read` + `parse_line` inline (the hot loop of landing a file): a line that parses to an
+    # object with a valid position is a record at once; any other line (blank, bad JSON, a BOM,
+    # a bad position) is decided by `parse_line` itself.
+    tally = LineTally()
+    loads, decode_error, parsed = orjson.loads, orjson.JSONDecodeError, ParsedRecord
+    append = records.append
+    with open(path, "rb") as fh:
+        read = 0  # bytes of the file read, for the progress bar
+        for number, line in enumerate(ndjson_lines(fh, tally), start=1):
+            lines += 1
+            try:
+                obj = loads(line)
+            except decode_error:
+                obj = None
+            if type(obj) is dict:
+                get = obj.get
+                topic, partition, offset = get("topic"), get("partition"), get("offset")
+                if (
+                    type(topic) is str
+                    and topic
+                    and type(partition) is int
+                    and 0 <= partition <= _MAX_PARTITION
+                    and type(offset) is int
+                    and 0 <= offset <= _MAX_OFFSET
+                ):
+                    append(parsed(topic, partition, offset, get("key"), get("value")))
+                    if len(records) + len(letters) >= batch_size:
+                        bar.update(fh.tell() - read)
+                        read = fh.tell()
+                        flush(last=False)
+                        append = records.append
+                    continue
+            if not line.strip():
+                blank += 1
+                continue
+            item = parse_line(line, sha, number, tally.encoding)
+            if type(item) is ParsedRecord:
+                append(item)
+            else:
+                letters.append(item)
+            if len(records) + len(letters) >= batch_size:
+                bar.update(fh.tell() - read)
+                read = fh.tell()
+                flush(last=False)
+                append = records.append
+        bar.update(fh.tell() - read)
     flush(last=True)
     summary.files_landed.append(rel)
 

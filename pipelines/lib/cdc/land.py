@@ -295,6 +295,10 @@ class DecodedBatch:
     chunks: list[tuple[str, int, array]]  # (topic, partition, offsets): every record, in order
     tables: dict[str, pa.Table]  # raw table -> decoded rows (with _topic, _partition, _offset)
     letters: list[tuple[Position, str, DeadLetter]]  # (position, raw table or topic, letter)
+    # (topic, partition) -> the offset after its highest, if known (`decode_batch` knows it from
+    # its per-partition pass; else `next_offsets` computes it from the chunks, one per run of
+    # a partition in reading order: many for a file whose partitions interleave)
+    next_by_part: dict[tuple[str, int], int] | None = None
 
     @property
     def count(self) -> int:
@@ -309,6 +313,8 @@ class DecodedBatch:
 
     def next_offsets(self) -> dict[tuple[str, int], int]:
         """(topic, partition) -> the offset after the batch's highest: the ledger's next."""
+        if self.next_by_part is not None:
+            return dict(self.next_by_part)
         out: dict[tuple[str, int], int] = {}
         for topic, partition, offsets in self.chunks:
             part, high = (topic, partition), max(offsets) + 1
@@ -449,6 +455,21 @@ def _advance_ledger(
     )
 
 
+_DECODERS: dict[tuple[str, str], TableDecoder] = {}
+
+
+def _decoder(topic: str, decimal_mode: str) -> TableDecoder | None:
+    """The decoder of a topic's table (None: no raw table), made once per process and table: it
+    compiles its row builders, which a small Kafka batch would otherwise pay for every time."""
+    table = CDC_BY_TOPIC.get(topic)
+    if table is None:
+        return None
+    decoder = _DECODERS.get((topic, decimal_mode))
+    if decoder is None or decoder.table is not table:
+        decoder = _DECODERS[(topic, decimal_mode)] = TableDecoder(table, decimal_mode)
+    return decoder
+
+
 def decode_batch(
     records: Sequence[KafkaRecord | ParsedRecord], connectors: Mapping[str, dict]
 ) -> DecodedBatch:
@@ -462,21 +483,23 @@ def decode_batch(
         # positions: reading-order chunks, and the records by partition without repeats
         chunks: list[tuple[str, int, list[int]]] = []
         by_part: dict[tuple[str, int], list] = {}
-        last_part = None
-        group: list = []
-        chunk: list[int] = []
+        last_topic = last_partition = None
+        group_append = chunk_append = None
         for rec in records:
-            part = (rec.topic, rec.partition)
-            if part != last_part:
-                group = by_part.setdefault(part, [])
-                chunk = []
-                chunks.append((rec.topic, rec.partition, chunk))
-                last_part = part
-            group.append(rec)
-            chunk.append(rec.offset)
+            topic, partition = rec.topic, rec.partition
+            if partition != last_partition or topic != last_topic:
+                group_append = by_part.setdefault((topic, partition), []).append
+                chunk: list[int] = []
+                chunk_append = chunk.append
+                chunks.append((topic, partition, chunk))
+                last_topic, last_partition = topic, partition
+            group_append(rec)
+            chunk_append(rec.offset)
         unique: list[KafkaRecord | ParsedRecord] = []
-        for group in by_part.values():
+        next_by_part: dict[tuple[str, int], int] = {}
+        for part, group in by_part.items():
             offsets = [r.offset for r in group]
+            next_by_part[part] = max(offsets) + 1
             if len(set(offsets)) != len(offsets):  # the same position twice: the first wins
                 seen: set[int] = set()
                 kept = []
@@ -493,37 +516,34 @@ def decode_batch(
         letters: list[tuple[Position, str, DeadLetter]] = []
         current = None
         decoder = None
-        buf_recs: list = []
-        buf_rows: list = []
+        decode = None
+        recs_append = rows_append = None
         for rec in unique:
             topic = rec.topic
             if topic != current:
                 current = topic
                 if topic not in decoders:
-                    table = CDC_BY_TOPIC.get(topic)
-                    decoders[topic] = (
-                        None
-                        if table is None
-                        else TableDecoder(table, decimal_mode_for(topic, connectors))
-                    )
+                    decoders[topic] = _decoder(topic, decimal_mode_for(topic, connectors))
                 decoder = decoders[topic]
                 if decoder is not None:
+                    decode = decoder.fast
                     buf = buffers.get(topic)
                     if buf is None:
                         buf = buffers[topic] = _TableBuffer(decoder.table)
-                    buf_recs, buf_rows = buf.records, buf.rows
+                    recs_append, rows_append = buf.records.append, buf.rows.append
             try:
                 if decoder is None:
                     raise DecodeError("topic", f"unknown topic {topic!r} (no raw table for it)")
                 if type(rec) is ParsedRecord:
-                    k, value = rec.key, rec.value
-                    key = parse_key(k) if type(k) is str else key_object(k)
+                    key, value = rec.key, rec.value
+                    if type(key) is not dict or (len(key) == 2 and "payload" in key):
+                        key = parse_key(key) if type(key) is str else key_object(key)
                     if type(value) is str:
                         value = loads(value, "value")
                 else:
                     key = parse_key(rec.key)
                     value = None if rec.value is None else loads(rec.value, "value")
-                row = decoder.decode(key, value)
+                row = decode(key, value)
             except Exception as exc:  # a record never stops the batch
                 reason = str(exc) if isinstance(exc, DecodeError) else _unexpected(exc)
                 pos = (rec.topic, rec.partition, rec.offset)
@@ -531,8 +551,8 @@ def decode_batch(
                 label = decoder.table.raw_table if decoder else topic
                 letters.append((pos, label, letter))
                 continue
-            buf_recs.append(rec)
-            buf_rows.append(row)
+            recs_append(rec)
+            rows_append(row)
 
         tables = {}
         for buf in buffers.values():
@@ -544,6 +564,7 @@ def decode_batch(
         chunks=[(t, p, array("q", offsets)) for t, p, offsets in chunks],
         tables=tables,
         letters=letters,
+        next_by_part=next_by_part,
     )
 
 
