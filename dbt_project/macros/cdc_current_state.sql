@@ -45,10 +45,9 @@ new_truncate as (
     where _op = 't' and _ingested_at > (select watermark_at from watermark)
 ),
 {% endif %}
-changes as (
-    select
-        *,
-        [coalesce(_source_lsn, -1), coalesce(_source_ts_ms, -1), _offset] as _seq
+-- not materialized: each reader below reads only the columns it needs
+changes as not materialized (
+    select *
     from {{ src }}
     where _op <> 't'
     {% if incremental and is_incremental() %}
@@ -59,25 +58,37 @@ changes as (
     {% endif %}
 ),
 
-latest as (
-    select *
-    from changes
-    where not coalesce(_is_tombstone, false)
-    qualify row_number() over (
-        partition by {{ pk }}
-        order by
-            coalesce(_source_lsn, -1) desc,
-            coalesce(_source_ts_ms, -1) desc,
-            _offset desc,
-            _topic desc,
-            _partition desc
-    ) = 1
-),
-
-keys as (
-    select {{ pk }} as pk, max(_ingested_at) as _last_ingested_at
+-- one pass over the changes per key (a hash aggregate, not a window sorting every change): its
+-- newest ingestion, the position of its newest change that is not a tombstone (by the order
+-- above), and whether it has a delete event
+per_key as (
+    select
+        {{ pk }} as pk,
+        max(_ingested_at) as _last_ingested_at,
+        arg_max(
+            struct_pack(tp := _topic, p := _partition, o := _offset),
+            struct_pack(
+                l := coalesce(_source_lsn, -1),
+                t := coalesce(_source_ts_ms, -1),
+                o := coalesce(_offset, -1),
+                tp := coalesce(_topic, ''),
+                p := coalesce(_partition, -1)
+            )
+        ) filter (where not coalesce(_is_tombstone, false)) as won,
+        bool_or(_op = 'd' and not coalesce(_is_tombstone, false)) as has_delete
     from changes
     group by 1
+),
+
+winners as (
+    select
+        pk,
+        _last_ingested_at,
+        has_delete,
+        won.tp as won_topic,
+        won.p as won_partition,
+        won.o as won_offset
+    from per_key
 ),
 
 -- A tombstone only follows a delete; it decides alone only when that delete never arrived (a
@@ -87,9 +98,7 @@ tombstones as (
     select {{ pk }} as pk, _topic, _partition, max(_offset) as _offset
     from changes
     where coalesce(_is_tombstone, false)
-        and {{ pk }} not in (
-            select {{ pk }} from changes where _op = 'd' and not coalesce(_is_tombstone, false)
-        )
+        and {{ pk }} not in (select pk from winners where has_delete)
     group by all
 ),
 
@@ -99,28 +108,31 @@ last_truncate as (
     where _op = 't'
 ),
 
+-- the winning change's row: (_topic, _partition, _offset) is unique per raw table
 current_state as (
     select
-        latest.* exclude ({{ pk }}, _seq, _topic, _partition, _offset, _ingested_at),
-        keys.pk as {{ pk }},
+        latest.* exclude ({{ pk }}, _topic, _partition, _offset, _ingested_at),
+        w.pk as {{ pk }},
         latest._topic || ':' || latest._partition || ':' || latest._offset as _position,
-        keys._last_ingested_at,
+        w._last_ingested_at,
         (
             latest.{{ pk }} is null
             or latest._op = 'd'
-            or exists (
-                select 1
-                from tombstones as t
-                where
-                    t.pk = keys.pk
-                    and t._topic = latest._topic
-                    and t._partition = latest._partition
-                    and t._offset > latest._offset
+            or coalesce(t._offset > latest._offset, false)
+            or coalesce(
+                [coalesce(latest._source_lsn, -1), coalesce(latest._source_ts_ms, -1), latest._offset]
+                < (select _seq from last_truncate),
+                false
             )
-            or coalesce(latest._seq < (select _seq from last_truncate), false)
         ) as is_deleted
-    from keys
-    left join latest on latest.{{ pk }} = keys.pk
+    from winners as w
+    left join changes as latest
+        on
+            latest._topic = w.won_topic
+            and latest._partition = w.won_partition
+            and latest._offset = w.won_offset
+    left join tombstones as t
+        on t.pk = w.pk and t._topic = latest._topic and t._partition = latest._partition
 )
 
 select * from current_state
