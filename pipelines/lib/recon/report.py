@@ -32,6 +32,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -735,21 +736,34 @@ def rule_summary(rows: Sequence[dict], catalog: tuple[Rule, ...] = CATALOG) -> l
 
 CACHE = "report_cache.open_mismatches"
 # Bump when how a row is computed changes in a way the fingerprints cannot see (this module).
-REPORT_VERSION = "1"
+REPORT_VERSION = "2"
 _CACHE_DDL = f"""
 create schema if not exists report_cache;
 create table if not exists {CACHE} (
     case_id varchar, fingerprint ubigint, mismatch_id varchar, rma_number varchar,
     rule varchar, currency varchar, money_at_risk varchar, goods_at_risk varchar,
     money_at_risk_company varchar, goods_currency varchar, goods_company varchar,
-    money_unconverted varchar, goods_unconverted varchar, line varchar
+    money_unconverted varchar, goods_unconverted varchar, line_head varchar, line_tail varchar,
+    last_seen_text varchar
 )
 """
 _CACHE_VALUES = (
     "case_id", "fingerprint", "mismatch_id", "rma_number", "rule", "currency", "money_at_risk",
     "goods_at_risk", "money_at_risk_company", "_goods_currency", "_goods_company",
-    "_money_unconverted", "_goods_unconverted", "line",
+    "_money_unconverted", "_goods_unconverted", "line_head", "line_tail",
+    "last_seen_text",
 )  # fmt: skip
+# `last_seen_at` moves with every run's as_of on every open row, and nothing but its own cell
+# depends on it: the cache keeps each CSV line without it (head and tail) and the CSV puts in the
+# mismatch's current value, written in SQL as Python's `isoformat` writes it. That is exact for
+# UTC times of years 1000-9999 (`_SPLICED`); any other value stays part of its row's fingerprint.
+_SPLICED = (
+    "(current_setting('TimeZone') in ('UTC', 'Etc/UTC') and year({ts}) between 1000 and 9999)"
+)
+_ISO_SQL = (
+    "strftime({ts}, '%Y-%m-%dT%H:%M:%S') || case when microsecond({ts}) % 1000000 = 0 "
+    "then '' else '.' || lpad((microsecond({ts}) % 1000000)::varchar, 6, '0') end || '+00:00'"
+)
 
 
 @dataclass
@@ -796,7 +810,9 @@ def _case_fingerprints(con: duckdb.DuckDBPyConnection, global_fp: str) -> None:
         f"""
         create or replace temp table _rep_open as
         select m.mismatch_id, m.rma_number, c.case_id,
-               hash({", ".join(f"m.{c}" for c in ROW_COLUMNS)}) as h
+               hash({", ".join(f"m.{c}" for c in ROW_COLUMNS if c != "last_seen_at")},
+                    case when {_SPLICED.format(ts="m.last_seen_at")} then null
+                    else m.last_seen_at end) as h
         from recon.mismatches as m
         left join (select distinct mismatch_id, rma_number, case_id from {CACHE}) as c
             on c.mismatch_id = m.mismatch_id and c.rma_number is not distinct from m.rma_number
@@ -872,6 +888,12 @@ def refresh_open_report(
 
     if not _table_exists(con, "recon", "mismatches"):  # as list_mismatches says it
         raise LookupError(f"{MISMATCHES_TABLE} is missing: run the reconciliation first")
+    schema, table = CACHE.split(".")
+    if _columns(con, schema, table) - {"fingerprint"} not in (
+        set(),
+        {c.removeprefix("_") for c in _CACHE_VALUES} - {"fingerprint"},
+    ):  # a cache of another version of this module: started again
+        con.execute(f"drop table {CACHE}")
     con.execute(_CACHE_DDL)
     _case_fingerprints(con, _global_fingerprint(con, catalog))
     con.execute("begin transaction")
@@ -908,9 +930,12 @@ def refresh_open_report(
                 con.execute("select case_id, fingerprint from _rep_changed").fetchall()
             )
             values: list[list] = [[] for _ in _CACHE_VALUES]
-            for row, line in zip(rows, _csv_lines(rows), strict=True):
+            mark = f"\x1f{uuid.uuid4().hex}\x1f"  # in place of last_seen_at: no quoting
+            marked = [{**row, "last_seen_at": mark} for row in rows]
+            for row, line, whole in zip(rows, _csv_lines(marked), _csv_lines(rows), strict=True):
                 row["fingerprint"] = fingerprints[row["case_id"]]
-                row["line"] = line
+                row["line_head"], row["line_tail"] = head, tail = line.split(mark)
+                row["last_seen_text"] = whole[len(head) : len(whole) - len(tail)]
                 for i, name in enumerate(_CACHE_VALUES):
                     value = row.get(name)
                     values[i].append(value if value is None or i == 1 else str(value))
@@ -963,7 +988,10 @@ def cached_csv(con: duckdb.DuckDBPyConnection) -> str:
     """The open report as CSV (`to_csv(build_report(con).rows)`), from the refreshed cache."""
     lines = con.execute(
         f"""
-        select coalesce(string_agg(c.line, '' order by {_cached_order()}), '')
+        select coalesce(string_agg(c.line_head
+            || case when {_SPLICED.format(ts="m.last_seen_at")}
+                    then {_ISO_SQL.format(ts="m.last_seen_at")} else c.last_seen_text end
+            || c.line_tail, '' order by {_cached_order()}), '')
         from {CACHE} as c join recon.mismatches as m using (mismatch_id)
         """
     ).fetchone()[0]
