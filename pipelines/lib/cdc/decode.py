@@ -432,6 +432,9 @@ def _bool_converter(field: str) -> Converter:
     return conv
 
 
+_DECIMAL_CACHE = 4096
+
+
 def _decimal_converter(field: str, precision: int, scale: int, mode: str) -> Converter:
     """-> the unscaled integer at the column's scale (rounded half-even); a `Decimal` if p > 18."""
     quantum = Decimal(1).scaleb(-scale)
@@ -459,7 +462,7 @@ def _decimal_converter(field: str, precision: int, scale: int, mode: str) -> Con
             raise DecodeError(field, f"bad number {v[:60]!r} ({kind})") from None
         return from_decimal(d, v)
 
-    def conv(v: Any) -> Any:
+    def convert(v: Any) -> Any:
         t = type(v)
         if t is str:
             if mode != "precise":
@@ -494,6 +497,21 @@ def _decimal_converter(field: str, precision: int, scale: int, mode: str) -> Con
         if t is dict:
             return from_decimal(decimal_from_variable_scale(v, field), v)
         raise DecodeError(field, f"expected a number, got {_describe(v)}")
+
+    # A column's decimal strings repeat (a product's price, a quantity of "1.000"): a string's
+    # result (an int, or an immutable Decimal) is kept, up to _DECIMAL_CACHE strings a column.
+    cache: dict[str, Any] = {}
+    cache_get = cache.get
+
+    def conv(v: Any) -> Any:
+        if type(v) is str:
+            out = cache_get(v)
+            if out is None:
+                out = convert(v)  # a bad string raises here, every time
+                if len(cache) < _DECIMAL_CACHE and len(v) <= 64:
+                    cache[v] = out
+            return out
+        return convert(v)
 
     return conv
 
