@@ -8,11 +8,14 @@ from pipelines.lib.stages import mark
 from pipelines.resources import SettingsResource
 
 MISMATCHES = dg.AssetKey(["recon", "mismatches"])  # the mismatch lifecycle (assets/recon.py)
+# planning (assets/writeback.py): published as recon.writeback_documents, so publishing waits
+# for it (without the edge the run could publish first, one planning behind)
+ADJUSTMENTS = dg.AssetKey(["writeback", "adjustments"])
 
 
 @dg.asset(
     key=["analyst", "published"],
-    deps=[returnsync_dbt_assets, MISMATCHES],
+    deps=[returnsync_dbt_assets, MISMATCHES, ADJUSTMENTS],
     group_name="analyst",
     description=(
         "Read-only DuckDB file with the marts and reconciliation tables for analysts "

@@ -21,6 +21,8 @@ from pipelines.resources import SettingsResource
 CURRENT_KEY = dg.AssetKey(["recon", "recon_mismatches_current"])
 MISMATCHES_KEY = dg.AssetKey(["recon", "mismatches"])
 REPORT_KEY = dg.AssetKey(["recon", "mismatch_report"])
+# planning (assets/writeback.py): each report row names its adjustment, so the report follows it
+ADJUSTMENTS_KEY = dg.AssetKey(["writeback", "adjustments"])
 OWNERS = ["team:finance-operations"]
 
 WORST_ROWS = 10  # rows per check
@@ -173,7 +175,7 @@ def mismatches(context: dg.AssetExecutionContext, settings: SettingsResource):
 
 @dg.asset(
     key=REPORT_KEY,
-    deps=[MISMATCHES_KEY],
+    deps=[MISMATCHES_KEY, ADJUSTMENTS_KEY],
     group_name="recon",
     owners=OWNERS,
     description=(
