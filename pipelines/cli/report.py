@@ -74,7 +74,9 @@ def report(db_path: Path | None, fmt: str, rule: str | None, status: str) -> Non
     try:
         report_ = build_report(con, status=status, rule=rule)
         stale = stale_sources(con)
-        fresh = _freshness(con)  # issue 24 (H-warm): how current each source is
+        # issue 24 (H-warm): how current each source is; read only where it is shown (it reads
+        # the raw tables' positions, a cost that grows with what has landed)
+        fresh = _freshness(con) if fmt == "md" or sys.stderr.isatty() else []
     except LookupError as exc:
         raise ConfigError(f"{exc} (warehouse {db_path})") from exc
     finally:
