@@ -681,11 +681,10 @@ def _extra_json(after: dict, columns: frozenset) -> str | None:
     unknown = after.keys() - columns
     if not unknown:
         return None
-    return dumps(
-        {k: after[k] for k in unknown}
-        if len(unknown) == 1
-        else {k: v for k, v in after.items() if k in unknown}
-    )
+    if len(unknown) == 1:
+        (name,) = unknown
+        return dumps({name: after[name]})
+    return dumps({k: v for k, v in after.items() if k in unknown})
 
 
 def _fast_decoder(

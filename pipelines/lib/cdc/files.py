@@ -408,7 +408,9 @@ def _land_file(
     # object with a valid position is a record at once; any other line (blank, bad JSON, a BOM,
     # a bad position) is decided by `parse_line` itself.
     tally = LineTally()
-    loads, decode_error, parsed = orjson.loads, orjson.JSONDecodeError, ParsedRecord
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    # new(record, (...)) is ParsedRecord(...) without the named tuple's Python-level __new__
+    new, record = tuple.__new__, ParsedRecord
     append = records.append
     with open(path, "rb") as fh:
         read = 0  # bytes of the file read, for the progress bar
@@ -429,7 +431,7 @@ def _land_file(
                     and type(offset) is int
                     and 0 <= offset <= _MAX_OFFSET
                 ):
-                    append(parsed(topic, partition, offset, get("key"), get("value")))
+                    append(new(record, (topic, partition, offset, get("key"), get("value"))))
                     if len(records) + len(letters) >= batch_size:
                         bar.update(fh.tell() - read)
                         read = fh.tell()
