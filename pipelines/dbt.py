@@ -283,23 +283,31 @@ class WarmDbt:
 
     def invoke(self, args: list[str], target_path: Path) -> tuple[bool, list[dict], str | None]:
         """`dbt <args>` in this process on the parsed project: (success, the structured events
-        as dagster-dbt reads them from the CLI's JSON log, the error if dbt raised)."""
+        dagster-dbt and the build profile read, as in the CLI's JSON log, the error if dbt
+        raised).
+
+        dbt's own logging costs more than some models do: every one of a build's ~6,000 events
+        (most are its debug lines: each SQL statement, connection, macro call) is formatted and
+        scrubbed of secrets for `dbt.log`, and each was turned into a dict here. So dbt writes
+        no log file and no JSON artifacts (the build's folder is removed when it succeeds);
+        the events are kept as dbt's messages, only those in `KEPT_EVENTS` (or warnings and
+        errors) become dicts, and `dbt.log` is written from all of them when the build fails,
+        where someone will read it."""
         from dbt.cli.main import dbtRunner
-        from dbt_common.events.functions import msg_to_dict
 
         if self.stale():
             self.parse()
         use_settings(self.settings)
-        events: list[dict] = []
-        runner = dbtRunner(
-            manifest=self.manifest, callbacks=[lambda m: events.append(msg_to_dict(m))]
-        )
+        messages: list = []
+        runner = dbtRunner(manifest=self.manifest, callbacks=[messages.append])
         try:
-            result = runner.invoke([*args, "--quiet", *self._dirs(target_path)])
+            result = runner.invoke([*args, "--quiet", *QUIET_FLAGS, *self._dirs(target_path)])
         finally:
             self.release()
         error = None if result.exception is None else str(result.exception)
-        return result.success, events, error
+        if not result.success:
+            write_dbt_log(messages, Path(target_path) / "dbt.log", error)
+        return result.success, kept_events(messages), error
 
     @staticmethod
     def release() -> None:
@@ -313,6 +321,40 @@ class WarmDbt:
                     with contextlib.suppress(Exception):
                         env.close()
                 DuckDBConnectionManager._ENV = None
+
+
+# The dbt events a warm build's caller reads: dagster-dbt's result events (materializations,
+# check results) and `NodeFinished` (assets.dbt.build_profile). Warnings and errors are kept too.
+KEPT_EVENTS = frozenset(
+    {"LogSeedResult", "LogModelResult", "LogSnapshotResult", "LogTestResult", "NodeFinished"}
+)
+# No dbt.log (`write_dbt_log` writes one when a build fails) and no manifest.json or
+# run_results.json in a folder that is removed when the build succeeds.
+QUIET_FLAGS = ("--log-level-file", "none", "--no-write-json")
+
+
+def kept_events(messages: list) -> list[dict]:
+    """The `KEPT_EVENTS`, warnings and errors of dbt's messages, as dicts of its JSON log."""
+    from dbt_common.events.functions import msg_to_dict
+
+    return [
+        msg_to_dict(m)
+        for m in messages
+        if m.info.name in KEPT_EVENTS or m.info.level in ("warn", "error")
+    ]
+
+
+def write_dbt_log(messages: list, path: Path, error: str | None = None) -> Path:
+    """A failed warm build's `dbt.log`: every event dbt fired, debug lines included, one a line
+    as dbt's text log has them (time, level, thread, message), then the error dbt raised."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as log:
+        for m in messages:
+            stamp = m.info.ts.ToDatetime().strftime("%H:%M:%S.%f")
+            log.write(f"{stamp} [{m.info.level:<5}] [{m.info.thread}]: {m.info.msg}\n")
+        if error:
+            log.write(f"error: {error}\n")
+    return path
 
 
 _WARM: WarmDbt | None = None
