@@ -13,8 +13,14 @@ process (CPU-seconds of the process, DuckDB's threads included, and wall time):
 - planning: with `writeback.plan_state` emptied (every open mismatch examined, as before) against
   with the base's planning state (the open mismatches the increment changed examined). Both run
   after the increment's own planning, so neither inserts the few new adjustments it planned.
+- the report (what `recon/mismatches` and `recon/mismatch_report` compute): every open
+  mismatch's row computed twice in Python with the CSV written from them (what both assets did
+  before) against the report cache (`pipelines.lib.recon.report`) as the base's run left it,
+  brought up to date (only the changed cases computed), the CSV, totals, rule sums and the rows
+  shown read from it, as the two assets do.
 
-Both ways must give the same published tables and the same write-back tables, or the run fails.
+Both ways must give the same published tables, the same write-back tables and the same report
+CSV, or the run fails.
 
     .venv/bin/python bench/publish_plan.py --work /tmp/me-bench
     .venv/bin/python bench/publish_plan.py --returns 100000 --work /tmp/me-bench-100k
@@ -50,6 +56,8 @@ from bench._common import (
     work_dir,
 )
 from pipelines.lib.publish import publish
+from pipelines.lib.recon import report as rep
+from pipelines.lib.recon.lifecycle import list_mismatches
 from pipelines.lib.writeback import plan_adjustments
 
 NAME = "publish_plan"
@@ -76,6 +84,60 @@ def prepare(args, work: Path) -> None:
     )
     shutil.move(inc.run_db(work), work / "after.duckdb")
     shutil.rmtree(work / "run")
+
+
+def base_report_cache(work: Path) -> None:
+    """The base's report cache, as a run of this code leaves it (a base built before the cache
+    existed gets it here, untimed)."""
+    con = duckdb.connect(str(work / "base" / "warehouse.duckdb"))
+    try:
+        con.execute("set timezone = 'UTC'")  # as pipelines.lib.warehouse.connect sets it
+        rep.refresh_open_report(con)
+    finally:
+        con.close()
+
+
+def report_once(work: Path, scratch: Path, cached: bool):
+    """What the two report assets compute after the increment, from scratch or from the base's
+    cache: (wall, CPU-s, the CSV, (cases computed, cases) from the cache)."""
+    db = scratch / "report.duckdb"
+    shutil.copyfile(work / "after.duckdb", db)
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("set timezone = 'UTC'")
+        if cached:  # the cache as the base's run left it
+            con.execute("attach ? as base (read_only)", [str(work / "base" / "warehouse.duckdb")])
+            con.execute(f"drop table if exists {rep.CACHE}")
+            con.execute(rep._CACHE_DDL)
+            con.execute(f"insert into {rep.CACHE} select * from base.{rep.CACHE}")
+            con.execute("detach base")
+
+        def assets_before():
+            first = rep.build_report(con, status="open")  # recon/mismatches' checks
+            list_mismatches(con, status="acknowledged")
+            rep.money_by_currency(first.rows)
+            report = rep.build_report(con, status="open")  # recon/mismatch_report
+            rep.rule_summary(report.rows)
+            return rep.to_csv(report.rows), (None, None)
+
+        def assets_now():
+            first = rep.refresh_open_report(con)  # recon/mismatches' checks
+            rep.cached_totals(con)
+            rep.cached_rule_summary(con)
+            rep.cached_cases(con)
+            rep.cached_rows(con, per_rule=10)
+            rep.refresh_open_report(con)  # recon/mismatch_report
+            text = rep.cached_csv(con)
+            rep.cached_totals(con)
+            rep.cached_rule_summary(con)
+            rep.cached_cases(con)
+            rep.cached_rows(con, limit=200)
+            return text, (first.recomputed_cases, first.cases)
+
+        wall, cpu_s, (text, computed) = measured(assets_now if cached else assets_before)
+        return wall, cpu_s, text, computed
+    finally:
+        con.close()
 
 
 def cpu() -> float:
@@ -150,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = work_dir(NAME, args.work)
     prepare(args, work)
+    base_report_cache(work)
     scratch = work / "scratch"
     scratch.mkdir(exist_ok=True)
     runs: dict[str, list[tuple[float, float]]] = {}
@@ -169,11 +232,18 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError("the incremental planning wrote other rows than the full one")
         facts["open_mismatches"] = every[2].examined
         facts["plan_examined"] = changed[2].examined
+        ways = (False, True) if i % 2 == 0 else (True, False)
+        reports = {cached: report_once(work, scratch, cached) for cached in ways}
+        if reports[True][2] != reports[False][2]:
+            raise RuntimeError("the report from the cache differs from the one from scratch")
+        facts["report_cases_computed"], facts["report_cases"] = reports[True][3]
         for key, run in (
             ("publish_full", full),
             ("publish_incremental", part),
             ("plan_full", every),
             ("plan_incremental", changed),
+            ("report_full", reports[False]),
+            ("report_cached", reports[True]),
         ):
             runs.setdefault(key, []).append((run[0], run[1]))
     shutil.rmtree(scratch, ignore_errors=True)
@@ -192,12 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     def cpu_of(key: str) -> float:
         return figures[f"{key}_cpu_s"]["median"]
 
-    both = cpu_of("publish_incremental") + cpu_of("plan_incremental")
-    before = cpu_of("publish_full") + cpu_of("plan_full")
+    both = cpu_of("publish_incremental") + cpu_of("plan_incremental") + cpu_of("report_cached")
+    before = cpu_of("publish_full") + cpu_of("plan_full") + cpu_of("report_full")
     line = result_line(
         NAME,
         figures,
-        "publish + planning after an increment, everything (as before) vs what changed, CPU-s",
+        "publish + planning + report after an increment, everything (as before) vs what "
+        "changed, CPU-s",
         before / both if both else None,
     )
     summary = (
@@ -210,7 +281,12 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU-s ({facts['plan_examined']:,} of {facts['open_mismatches']:,} open mismatches "
         f"examined, {fmt_spread(figures['plan_incremental_s'])}) against "
         f"{cpu_of('plan_full'):.2f} CPU-s for all ({fmt_spread(figures['plan_full_s'])}); "
-        f"same published tables and write-back rows both ways; load1 {load1:.1f} on 2 cores"
+        f"the two report assets {cpu_of('report_cached'):.2f} CPU-s from the cache "
+        f"({facts['report_cases_computed']:,} of {facts['report_cases']:,} cases computed, "
+        f"{fmt_spread(figures['report_cached_s'])}) against {cpu_of('report_full'):.2f} CPU-s "
+        f"computing every open row twice ({fmt_spread(figures['report_full_s'])}); "
+        f"same published tables, write-back rows and report CSV both ways; load1 {load1:.1f} "
+        "on 2 cores"
     )
     emit(line, summary, append=not args.no_append)
     return 0
