@@ -115,6 +115,7 @@ def mismatches(context: dg.AssetExecutionContext, settings: SettingsResource):
         cached_rows,
         cached_rule_summary,
         cached_totals,
+        catalog_read_once,
         refresh_open_report,
     )
     from pipelines.lib.warehouse import connection
@@ -124,11 +125,12 @@ def mismatches(context: dg.AssetExecutionContext, settings: SettingsResource):
     with connection(resolved.db_path) as con:
         summary = apply_lifecycle(con)
         # the open report's cases that changed, computed again (issue 24); the rest is SQL
-        refresh = refresh_open_report(con)
-        totals_by_currency, totals_company = cached_totals(con)
-        rules = {s["rule"]: s for s in cached_rule_summary(con)}
-        cases = cached_cases(con)
-        worst = cached_rows(con, per_rule=WORST_ROWS)
+        with catalog_read_once(con):
+            refresh = refresh_open_report(con)
+            totals_by_currency, totals_company = cached_totals(con)
+            rules = {s["rule"]: s for s in cached_rule_summary(con)}
+            cases = cached_cases(con)
+            worst = cached_rows(con, per_rule=WORST_ROWS)
         acknowledged = dict(
             con.execute(
                 "select rule, count(*) from recon.mismatches where status = 'acknowledged' "
@@ -195,6 +197,7 @@ def mismatch_report(context: dg.AssetExecutionContext, settings: SettingsResourc
         cached_rows,
         cached_rule_summary,
         cached_totals,
+        catalog_read_once,
         refresh_open_report,
     )
     from pipelines.lib.warehouse import connection
@@ -202,7 +205,7 @@ def mismatch_report(context: dg.AssetExecutionContext, settings: SettingsResourc
     mark("report")
     resolved = settings.get()
     # read-write: the open report's cache takes the cases planning changed (issue 24)
-    with connection(resolved.db_path) as con:
+    with connection(resolved.db_path) as con, catalog_read_once(con):
         refresh = refresh_open_report(con)
         text = cached_csv(con)  # spreadsheet-safe lines (pipelines.lib.csvsafe), report order
         totals_by_currency, totals_company = cached_totals(con)

@@ -120,18 +120,20 @@ def report_once(work: Path, scratch: Path, cached: bool):
             rep.rule_summary(report.rows)
             return rep.to_csv(report.rows), (None, None)
 
-        def assets_now():
-            first = rep.refresh_open_report(con)  # recon/mismatches' checks
-            rep.cached_totals(con)
-            rep.cached_rule_summary(con)
-            rep.cached_cases(con)
-            rep.cached_rows(con, per_rule=10)
-            rep.refresh_open_report(con)  # recon/mismatch_report
-            text = rep.cached_csv(con)
-            rep.cached_totals(con)
-            rep.cached_rule_summary(con)
-            rep.cached_cases(con)
-            rep.cached_rows(con, limit=200)
+        def assets_now():  # as assets/recon.py reads it
+            with rep.catalog_read_once(con):
+                first = rep.refresh_open_report(con)  # recon/mismatches' checks
+                rep.cached_totals(con)
+                rep.cached_rule_summary(con)
+                rep.cached_cases(con)
+                rep.cached_rows(con, per_rule=10)
+            with rep.catalog_read_once(con):
+                rep.refresh_open_report(con)  # recon/mismatch_report
+                text = rep.cached_csv(con)
+                rep.cached_totals(con)
+                rep.cached_rule_summary(con)
+                rep.cached_cases(con)
+                rep.cached_rows(con, limit=200)
             return text, (first.recomputed_cases, first.cases)
 
         wall, cpu_s, (text, computed) = measured(assets_now if cached else assets_before)
