@@ -22,6 +22,8 @@ does not.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -226,33 +228,52 @@ class WarmDbt:
     The project is re-parsed when one of its files changes (`stale`), as `prepare_manifest`
     would for a cold run.
 
-    dbt's unit tests run once per parse, not in every increment: they test the models' SQL on
-    fixed fixture rows (never the warehouse's data), so with one parse held their result cannot
-    change between increments. The first build after each parse runs them (`unit_tests_due`);
-    once a build with them succeeded, later builds exclude them (`--exclude-resource-type
-    unit_test`) until the project is parsed again. Data tests and the other checks still run in
-    every increment. A cold run (`returnsync run`) parses, so it always runs them.
+    dbt's unit tests run once per version of the project, not in every build: they test the
+    models' SQL on fixed fixture rows (never the warehouse's data), so their result is a function
+    of the project's files and of dbt's, dbt-duckdb's and DuckDB's versions
+    (`project_fingerprint`). The first build after a parse runs them (`unit_tests_due`) unless
+    a build already passed them on the same fingerprint (`UNIT_TESTS_PASSED`, in the project's
+    target folder, shared by every process: a cold `returnsync run` after another pays them no
+    more than the next watch increment does); later builds exclude them
+    (`--exclude-resource-type unit_test`) until a file of the project changes. Data tests and
+    the other checks still run in every build.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, echo: bool = False) -> None:
         self.settings = settings
+        self.echo = echo  # print dbt's info lines on standard output, as the dbt CLI would
         self.parses = 0
         self.manifest = None
         self.parsed_at = 0.0
         self.unit_tested_parse = 0  # the parse whose unit tests passed in a build (0: none yet)
         self.last_unit_tests: int | None = None  # unit tests the last build ran (None: no build)
         self.last_profile = None  # assets.dbt.BuildProfile of the last build
+        self.fingerprint = ""  # project_fingerprint() of the files the last parse read
+        self.passed_mark = Path(DBT_PROJECT_DIR) / dbt_project.target_path / UNIT_TESTS_PASSED
         self.parse()
 
     def unit_tests_due(self) -> bool:
-        """Whether the next build must run the unit tests (none passed since the last parse)."""
+        """Whether the next build must run the unit tests: none passed since the last parse,
+        in this process or, on the same project fingerprint, in any other."""
         if self.stale():
             self.parse()
-        return self.unit_tested_parse != self.parses
+        if self.unit_tested_parse == self.parses:
+            return False
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if json.loads(self.passed_mark.read_text())["fingerprint"] == self.fingerprint:
+                self.unit_tested_parse = self.parses
+                return False
+        return True
 
     def unit_tests_passed(self, parse: int) -> None:
-        """A build of parse number `parse` ran the unit tests and succeeded."""
+        """A build of parse number `parse` ran the unit tests and succeeded: recorded here and,
+        for other processes, in `passed_mark` (written beside, then renamed)."""
         self.unit_tested_parse = parse
+        if parse == self.parses:
+            partial = self.passed_mark.with_name(f".{self.passed_mark.name}.{os.getpid()}")
+            with contextlib.suppress(OSError):
+                partial.write_text(json.dumps({"fingerprint": self.fingerprint, "at": time.time()}))
+                os.replace(partial, self.passed_mark)
 
     def _dirs(self, target_path: Path | None = None) -> list[str]:
         target = target_path or (Path(DBT_PROJECT_DIR) / dbt_project.target_path)
@@ -265,11 +286,13 @@ class WarmDbt:
         use_settings(self.settings)
         os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
         started = time.time()
+        fingerprint = project_fingerprint()
         result = dbtRunner().invoke(["parse", "--quiet", *self._dirs()])
         if not result.success or result.result is None:
             raise RuntimeError(f"dbt parse failed: {result.exception}")
         self.manifest = result.result
         self.parsed_at = started
+        self.fingerprint = fingerprint
         self.parses += 1
         self.release()
 
@@ -299,7 +322,13 @@ class WarmDbt:
             self.parse()
         use_settings(self.settings)
         messages: list = []
-        runner = dbtRunner(manifest=self.manifest, callbacks=[messages.append])
+
+        def keep(message) -> None:
+            messages.append(message)
+            if self.echo and message.info.level in ("info", "warn", "error") and message.info.msg:
+                print(message.info.msg, flush=True)
+
+        runner = dbtRunner(manifest=self.manifest, callbacks=[keep])
         try:
             result = runner.invoke([*args, "--quiet", *QUIET_FLAGS, *self._dirs(target_path)])
         finally:
@@ -321,6 +350,32 @@ class WarmDbt:
                     with contextlib.suppress(Exception):
                         env.close()
                 DuckDBConnectionManager._ENV = None
+
+
+UNIT_TESTS_PASSED = "returnsync_unit_tests_passed.json"  # WarmDbt.passed_mark
+
+
+def project_fingerprint() -> str:
+    """sha256 of the dbt project's files (what `stale` watches) and of the versions of dbt,
+    dbt-duckdb and DuckDB: what decides the unit tests' result."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    for package in ("dbt-core", "dbt-duckdb", "duckdb"):
+        digest.update(f"{package}=={version(package)}\n".encode())
+    root = Path(DBT_PROJECT_DIR)
+    files = sorted(
+        {
+            path
+            for pattern in _SOURCE_GLOBS
+            for path in root.glob(pattern)
+            if path.is_file() and "target" not in path.relative_to(root).parts
+        }
+    )
+    for path in files:
+        digest.update(f"{path.relative_to(root)}\n".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 # The dbt events a warm build's caller reads: dagster-dbt's result events (materializations,
@@ -368,3 +423,24 @@ def install_warm(warm: WarmDbt | None) -> None:
 
 def warm_dbt() -> WarmDbt | None:
     return _WARM
+
+
+@contextlib.contextmanager
+def in_process(settings: Settings, echo: bool = True):
+    """dbt in this process for the length of one run (`returnsync run`), unless a warm dbt is
+    installed already (`returnsync watch`); uninstalled afterwards.
+
+    A `dbt` child costs a cold run its own start: importing dbt and its adapter, loading the
+    manifest, and dagster-dbt reading back every line of its JSON log (~10 CPU-s of a
+    10,000-return run). In this process the build is the warm path's: the same selection and
+    Dagster events, dbt's info lines on standard output (`echo`), a dbt.log only when it
+    fails. Kill-safety holds as for the watch: dbt is this process and dies with it."""
+    if _WARM is not None:
+        yield _WARM
+        return
+    warm = WarmDbt(settings, echo=echo)
+    install_warm(warm)
+    try:
+        yield warm
+    finally:
+        install_warm(None)

@@ -11,6 +11,7 @@ naming the step that failed and why, and the log file (DESIGN §12).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.dbt import prepare_manifest
+from pipelines.dbt import in_process, prepare_manifest
 from pipelines.errors import EXIT_FAILED, JobFailed, ReturnsyncError
 from pipelines.settings import Settings
 
@@ -234,7 +235,10 @@ def run_main_job(
 ) -> RunOutcome:
     defs = load_definitions(settings)
     job = defs.resolve_job_def(job_name).with_logger_defs({LOGGER: returnsync_logger})
-    with instance(settings) as inst:
+    with contextlib.ExitStack() as stack:
+        if job_name == MAIN_JOB:  # dbt builds in this process (pipelines.dbt.in_process)
+            stack.enter_context(in_process(settings))
+        inst = stack.enter_context(instance(settings))
         result = job.execute_in_process(
             run_config=run_config(settings, as_of, quiet, log_file, job_name == MAIN_JOB),
             instance=inst,

@@ -2,17 +2,19 @@
 
 A warm build writes no dbt.log and no JSON artifacts, and hands on only the events its callers
 read; a failed one still leaves a dbt.log with every line dbt fired, the failing SQL's error
-included. Both on the real project, in this process, on a warehouse of the test's own.
+included. dbt's unit tests are due once per project fingerprint, across processes. All on the
+real project, in this process, on a warehouse of the test's own.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import duckdb
 import pytest
 
-from pipelines.dbt import KEPT_EVENTS, WarmDbt
+from pipelines.dbt import KEPT_EVENTS, WarmDbt, project_fingerprint
 from pipelines.dbt_child import PARENT_ENV
 from pipelines.settings import Settings
 
@@ -54,3 +56,24 @@ def test_a_failed_warm_build_leaves_a_full_dbt_log(warm, tmp_path):
     log = (target / "dbt.log").read_text()
     assert "[debug]" in log and "[error]" in log
     assert "stg_erp__currencies" in log and "Catalog Error" in log
+
+
+def test_unit_tests_run_once_per_project_fingerprint(warm, tmp_path):
+    dbt, settings = warm
+    mark = tmp_path / "unit_tests_passed.json"
+    dbt.passed_mark = mark
+    assert dbt.fingerprint == project_fingerprint()
+    assert dbt.unit_tests_due()  # nothing passed yet
+    dbt.unit_tests_passed(dbt.parses)
+    assert not dbt.unit_tests_due()
+    assert json.loads(mark.read_text())["fingerprint"] == dbt.fingerprint
+
+    # another process (a cold run after the watch): its own parse of the same project
+    again = WarmDbt(settings)
+    again.passed_mark = mark
+    assert not again.unit_tests_due()
+
+    # another version of the project, or of dbt or DuckDB: due again, in any process
+    again.fingerprint = "another project version"
+    again.unit_tested_parse = 0
+    assert again.unit_tests_due()

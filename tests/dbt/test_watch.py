@@ -30,6 +30,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli import main
+from pipelines.dbt import UNIT_TESTS_PASSED
 from tests.dbt.test_incremental_marts import COMPARED
 
 CHANNEL_DIRS = ("returns_saas", "shopify", "amazon", "b2b")
@@ -134,6 +135,9 @@ def test_watch_runs_each_increment_warm_and_equals_a_cold_run(simulated_run, tmp
         PYTHONPATH=str(ROOT),
     )
     assert drop(simulated_run.landing, landing, 0) > 20
+    # the session's cold runs passed dbt's unit tests on this project: forget it, so the
+    # watch's first increment runs them (pipelines.dbt.WarmDbt.unit_tests_due)
+    (ROOT / "dbt_project" / "target" / UNIT_TESTS_PASSED).unlink(missing_ok=True)
     watch = Watch(env, simulated_run.as_of)
     try:
         watch.wait_for("watch: ready")

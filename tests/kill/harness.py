@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -300,11 +299,18 @@ def holds(proc: Proc, path: Path) -> bool:
     return any(fd == target for fd in proc.fds)
 
 
-DBT_CMDLINE = re.compile(r"(^|/)(dbt|returnsync-dbt) ")
+def building(proc: Proc) -> bool:
+    """dbt, in this process, has executed a model: the build's folder
+    (`pipelines.dbt.run_target_path`, named with the pid) holds a model's run SQL.
 
+    `returnsync run` builds in its own process (`pipelines.dbt.in_process`), so "dbt is
+    running" is this, not a dbt child."""
+    from pipelines.dbt import targets_dir
 
-def is_dbt(proc: Proc) -> bool:
-    return bool(DBT_CMDLINE.search(proc.cmdline + " "))
+    return any(
+        any((folder / "run").rglob("*.sql"))
+        for folder in targets_dir().glob(f"returnsync_dbt_assets-*-pid{proc.pid}")
+    )
 
 
 def opens_for_writing(db: Path) -> bool:

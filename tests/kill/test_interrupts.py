@@ -1,9 +1,9 @@
-"""Stopping a run politely (SIGTERM, or Ctrl-C) during dbt leaves no child behind either.
+"""Stopping a run politely (SIGTERM, or Ctrl-C) during dbt leaves nothing behind either.
 
 The SIGKILL case is in test_kill_campaign.py. Here `returnsync run` gets SIGTERM (what `kill PID`,
 systemd or a container stop sends) or, as Ctrl-C in a terminal does, SIGINT to its whole process
-group (dbt included) while the dbt child holds the warehouse: the run ends, every process of it is
-gone within seconds, and the warehouse opens for writing.
+group while dbt, building in the run's own process, holds the warehouse: the run ends, every
+process of it is gone within seconds, and the warehouse opens for writing.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from tests.kill.harness import (
     RETURNSYNC,
     Command,
     base_env,
+    building,
     fresh_landing,
     holds,
-    is_dbt,
     opens_for_writing,
     processes_of,
     run_args,
@@ -56,7 +56,7 @@ def test_stopping_a_run_during_dbt_leaves_no_child(landscape, how):
         dbt = wait_until(
             lambda: (
                 run.process.poll() is not None
-                or [p for p in processes_of(run.token) if is_dbt(p) and holds(p, db)]
+                or [p for p in processes_of(run.token) if holds(p, db) and building(p)]
             ),
             240,
             0.02,
