@@ -287,7 +287,11 @@ class WarmDbt:
         os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
         started = time.time()
         fingerprint = project_fingerprint()
-        result = dbtRunner().invoke(["parse", "--quiet", *self._dirs()])
+        # --no-write-json: the manifest is returned, not rewritten under target/ (where the
+        # Dagster code location reads it; `prepare_manifest` writes it when the project changed),
+        # so a run never rewrites the file a webserver may be reading. dbt still saves its
+        # partial-parse state there.
+        result = dbtRunner().invoke(["parse", "--quiet", "--no-write-json", *self._dirs()])
         if not result.success or result.result is None:
             raise RuntimeError(f"dbt parse failed: {result.exception}")
         self.manifest = result.result
