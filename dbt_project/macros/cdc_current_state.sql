@@ -170,36 +170,55 @@ md5('{{ prefix }}' {%- for p in parts %} || '|' || coalesce(cast({{ p }} as varc
 
 {#-
     Spread a document total over its lines by weight: each line gets its share rounded to cents,
-    the last line (by `line_col`) the remainder, so the lines of a document sum to its total
-    exactly. Lines of zero total weight share equally. Returns `relation`'s columns + `amount`.
+    the last line (by `line_col`, unique within a document) the remainder, so the lines of a
+    document sum to its total exactly. Lines of zero total weight share equally. Returns
+    `relation`'s columns + `_share` + `amount`. Per-document sums by hash aggregates joined back
+    (no window: each window partitioned and sorted every line).
 -#}
 {% macro allocate_amount(relation, doc_col, line_col, total_col, weight_col) -%}
-select
-    *,
-    cast(
-        case
-            when row_number() over w_desc = 1
-                then {{ total_col }} - coalesce(sum(_share) over w_before_last, 0)
-            else _share
-        end as decimal(18, 4)
-    ) as amount
-from (
+with _docs as (
     select
-        *,
+        {{ doc_col }} as _doc,
+        sum({{ weight_col }}) as _doc_weight,
+        count(*) as _doc_lines,
+        max({{ line_col }}) as _doc_last_line
+    from {{ relation }}
+    group by 1
+),
+
+_shares as (
+    select
+        lines.*,
+        _docs._doc_last_line,
         cast(round(
             case
-                when sum({{ weight_col }}) over (partition by {{ doc_col }}) > 0
-                    then cast({{ total_col }} as double) * cast({{ weight_col }} as double)
-                        / cast(sum({{ weight_col }}) over (partition by {{ doc_col }}) as double)
-                else cast({{ total_col }} as double) / count(*) over (partition by {{ doc_col }})
+                when _docs._doc_weight > 0
+                    then cast(lines.{{ total_col }} as double) * cast(lines.{{ weight_col }} as double)
+                        / cast(_docs._doc_weight as double)
+                else cast(lines.{{ total_col }} as double) / _docs._doc_lines
             end, 2
         ) as decimal(18, 4)) as _share
-    from {{ relation }}
+    from {{ relation }} as lines
+    inner join _docs on _docs._doc is not distinct from lines.{{ doc_col }}
+),
+
+-- the shares of each document's lines before its last one
+_before_last as (
+    select {{ doc_col }} as _doc, sum(_share) as _shares
+    from _shares
+    where {{ line_col }} <> _doc_last_line
+    group by 1
 )
-window
-    w_desc as (partition by {{ doc_col }} order by {{ line_col }} desc),
-    w_before_last as (
-        partition by {{ doc_col }} order by {{ line_col }} desc
-        rows between 1 following and unbounded following
-    )
+
+select
+    _shares.* exclude (_doc_last_line),
+    cast(
+        case
+            when _shares.{{ line_col }} = _shares._doc_last_line
+                then _shares.{{ total_col }} - coalesce(_before_last._shares, 0)
+            else _shares._share
+        end as decimal(18, 4)
+    ) as amount
+from _shares
+left join _before_last on _before_last._doc is not distinct from _shares.{{ doc_col }}
 {%- endmacro %}

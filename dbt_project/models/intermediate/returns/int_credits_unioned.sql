@@ -44,18 +44,13 @@ products as (
     select * from {{ ref('stg_erp__products') }}
 ),
 
-erp_rows as (
+erp_lines_joined as (
     select
         invoice_lines.invoice_line_id,
         invoice_lines.invoice_id,
         invoices.invoice_number,
         erp_lines.return_line_key,
         erp_lines.return_key as line_return_key,
-        -- the note's return: that of its first line with a return origin
-        first_value(erp_lines.return_key ignore nulls) over (
-            partition by invoices.invoice_id order by invoice_lines.invoice_line_id
-            rows between unbounded preceding and unbounded following
-        ) as return_key,
         coalesce(products.product_code, erp_lines.product_code) as sku,
         abs(invoice_lines.quantity) as quantity,
         abs(invoice_lines.quantity * invoice_lines.unit_price) as weight,
@@ -69,6 +64,21 @@ erp_rows as (
     left join erp_lines on erp_lines.sale_line_id = invoice_lines.origin_sale_line_id
     left join currencies on currencies.currency_id = invoices.currency_id
     left join products on products.product_id = invoice_lines.product_id
+),
+
+-- the note's return: that of its first line with a return origin (a hash aggregate joined back,
+-- not a window sorting every line)
+note_returns as (
+    select invoice_id, arg_min(line_return_key, invoice_line_id) as return_key
+    from erp_lines_joined
+    where line_return_key is not null
+    group by 1
+),
+
+erp_rows as (
+    select erp_lines_joined.*, note_returns.return_key
+    from erp_lines_joined
+    left join note_returns on note_returns.invoice_id = erp_lines_joined.invoice_id
 ),
 
 erp_allocated as (
@@ -157,19 +167,15 @@ saas_orders as (
     having count(*) = 1
 ),
 
-shopify_rows as (
+shopify_lines_joined as (
     select
         refunds.refund_id,
         coalesce(refund_items.refund_line_item_id, 0) as line_id,
         refund_items.refund_line_item_id,
         saas_lines.return_line_key,
-        coalesce(
-            first_value(saas_lines.return_key ignore nulls) over (
-                partition by refunds.refund_id order by refund_items.refund_line_item_id
-                rows between unbounded preceding and unbounded following
-            ),
-            case when refund_items.refund_line_item_id is null then saas_orders.return_key end
-        ) as return_key,
+        saas_lines.return_key as line_return_key,
+        case when refund_items.refund_line_item_id is null then saas_orders.return_key end
+            as order_return_key,
         case
             when saas_lines.return_line_key is not null then 'shopify_line_item'
             when refund_items.refund_line_item_id is null and saas_orders.return_key is not null
@@ -193,6 +199,23 @@ shopify_rows as (
     left join saas_orders on saas_orders.shopify_order_id = refunds.order_id
     left join {{ ref('stg_reference__sku_crosswalks') }} as crosswalk
         on crosswalk.channel = 'shopify' and crosswalk.channel_sku = refund_items.channel_sku
+),
+
+-- the refund's return: that of its first line item linked to a return line (a hash aggregate
+-- joined back, not a window)
+refund_returns as (
+    select refund_id, arg_min(line_return_key, refund_line_item_id) as return_key
+    from shopify_lines_joined
+    where line_return_key is not null
+    group by 1
+),
+
+shopify_rows as (
+    select
+        shopify_lines_joined.*,
+        coalesce(refund_returns.return_key, shopify_lines_joined.order_return_key) as return_key
+    from shopify_lines_joined
+    left join refund_returns on refund_returns.refund_id = shopify_lines_joined.refund_id
 ),
 
 shopify_allocated as (

@@ -13,7 +13,6 @@ channel_lines as (
     select
         return_line_key,
         any_value(return_key) as return_key,
-        any_value(rma_normalized) as rma_normalized,
         any_value(sku) as sku,
         min(channel_sku) as channel_sku,
         min(channel_line_id) as channel_line_id,
@@ -36,7 +35,6 @@ erp_lines as (
     select
         return_line_key,
         any_value(return_key) as return_key,
-        any_value(rma_normalized) as rma_normalized,
         any_value(product_code) as sku,
         min(sale_line_id) filter (where order_state <> 'cancelled') as live_line_id,
         min(sale_line_id) as any_line_id,
@@ -55,7 +53,6 @@ receipt_lines as (
     select
         return_line_key,
         any_value(return_key) as return_key,
-        any_value(rma_normalized) as rma_normalized,
         any_value(sku) as sku,
         min(lot) as lot,
         min(serial) as serial,
@@ -76,12 +73,14 @@ inspected as (
     group by 1
 ),
 
+-- a line key names its return (both are md5s of the normalized RMA), so the set of keys is
+-- deduplicated on the two alone
 line_keys as (
-    select return_line_key, return_key, rma_normalized from channel_lines
+    select return_line_key, return_key from channel_lines
     union
-    select return_line_key, return_key, rma_normalized from erp_lines
+    select return_line_key, return_key from erp_lines
     union
-    select return_line_key, return_key, rma_normalized from receipt_lines
+    select return_line_key, return_key from receipt_lines
 )
 
 select

@@ -11,36 +11,72 @@
 -- order the deliveries arrived in (ties: newest delivered_at, then file position).
 -- Incremental (macros/file_staging.sql): only returns with a delivery landed since the last build
 -- are recomputed, from all their deliveries, so a full refresh gives the same table.
-with deliveries as (
+with landed as not materialized (
     select *
     from {{ source('raw', 'returns_saas_webhooks') }}
     where
         return_id is not null
         and {{ landed_since_last_build('returns_saas_webhooks', 'return_id') }}
-    -- a redelivery is the same delivery: keep its first landing
-    qualify row_number() over (
-        partition by webhook_id order by _ingested_at, _file, _row_number
-    ) = 1
 ),
 
+-- a redelivery is the same delivery: keep its first landing (by _ingested_at, _file, _row_number).
+-- The rules are hash aggregates over the few columns they order by, and the winning row is
+-- fetched by its position (_file, _row_number, unique per raw table): windows sorted every
+-- delivery with its whole payload.
+first_landings as (
+    select
+        webhook_id,
+        arg_min(
+            struct_pack(
+                return_id := return_id,
+                created_at := created_at,
+                updated_at := updated_at,
+                delivered_at := delivered_at,
+                _file := _file,
+                _row_number := _row_number,
+                _ingested_at := _ingested_at
+            ),
+            struct_pack(i := _ingested_at, f := _file, r := _row_number)
+        ) as d
+    from landed
+    group by 1
+),
+
+deliveries as (
+    select unnest(d) from first_landings
+),
+
+-- the delivery with the newest payload updated_at wins (nulls last), then the newest
+-- delivered_at, then the file position
 per_return as (
     select
         return_id,
         min(created_at) as first_created_at,
         max(_ingested_at) as _last_ingested_at,
-        count(*) as deliveries
+        count(*) as deliveries,
+        arg_max(
+            struct_pack(won_file := _file, won_row_number := _row_number),
+            struct_pack(
+                has_updated := updated_at is not null,
+                updated := updated_at,
+                has_delivered := delivered_at is not null,
+                delivered := delivered_at,
+                f := _file,
+                r := _row_number
+            )
+        ) as won
     from deliveries
     group by 1
 ),
 
-latest as (
-    select *
-    from deliveries
-    qualify row_number() over (
-        partition by return_id
-        order by
-            updated_at desc nulls last, delivered_at desc nulls last, _file desc, _row_number desc
-    ) = 1
+winners as (
+    select
+        return_id,
+        first_created_at,
+        _last_ingested_at,
+        deliveries,
+        unnest(won)
+    from per_return
 )
 
 select
@@ -64,5 +100,7 @@ select
     latest._file_sha256 || ':' || latest._row_number as source_position,
     latest.updated_at as source_changed_at,
     per_return._last_ingested_at
-from latest
-inner join per_return on per_return.return_id = latest.return_id
+-- the winning delivery's row, by its position
+from landed as latest
+inner join winners as per_return
+    on per_return.won_file = latest._file and per_return.won_row_number = latest._row_number

@@ -10,15 +10,41 @@
 -- with kind `refund` and status `success` move money: `refund_amount` is their sum, and a refund
 -- without one has `is_refund` false. Incremental (macros/file_staging.sql): a refund with a row
 -- landed since the last build is recomputed from all its rows, the others are left as they are.
-with refunds as (
-    select
-        *,
-        max(_ingested_at) over (partition by id) as last_ingested_at
+with landed as not materialized (
+    select *
     from {{ source('raw', 'shopify_refunds') }}
     where id is not null and {{ landed_since_last_build('shopify_refunds', 'id') }}
-    qualify row_number() over (
-        partition by id order by _ingested_at desc, _file desc, _row_number desc
-    ) = 1
+),
+
+-- the newest landing of each refund wins (by _ingested_at, _file, _row_number): a hash aggregate
+-- over those columns, the row fetched by its position (_file, _row_number, unique per raw table);
+-- a window sorted every row with its whole payload
+per_refund as (
+    select
+        id,
+        max(_ingested_at) as last_ingested_at,
+        arg_max(
+            struct_pack(won_file := _file, won_row_number := _row_number),
+            struct_pack(i := _ingested_at, f := _file, r := _row_number)
+        ) as won
+    from landed
+    group by 1
+),
+
+winners as (
+    select
+        last_ingested_at,
+        unnest(won)
+    from per_refund
+),
+
+refunds as (
+    select
+        landed.*,
+        winners.last_ingested_at
+    from landed
+    inner join winners
+        on winners.won_file = landed._file and winners.won_row_number = landed._row_number
 ),
 
 -- `t` is each unnested transaction (a struct): sqlfluff takes `t.amount` for a column of a table
