@@ -439,6 +439,16 @@ notes_touched as (
     where origin_sale_line_id in (select sale_line_id from touched_sale_lines)
 ),
 
+-- the sales behind the touched notes' lines (materialized: joined once, then normalized; measured
+-- on a 100,000-return increment: 0.47 -> 0.40 CPU-s for this model)
+note_references as materialized (
+    select sales.reference
+    from {{ ref('stg_erp__invoice_lines') }} as il
+    inner join {{ ref('stg_erp__sale_lines') }} as sl on sl.sale_line_id = il.origin_sale_line_id
+    inner join {{ ref('stg_erp__sales') }} as sales on sales.sale_id = sl.sale_id
+    where il.invoice_id in (select id from notes_touched)
+),
+
 note_returns as (
     select r.rma_normalized
     from {{ prev.int_credits_unioned }} as c
@@ -448,11 +458,7 @@ note_returns as (
         where invoice_id in (select id from notes_touched)
     )
     union
-    select {{ normalize_rma('sales.reference') }}
-    from {{ ref('stg_erp__invoice_lines') }} as il
-    inner join {{ ref('stg_erp__sale_lines') }} as sl on sl.sale_line_id = il.origin_sale_line_id
-    inner join {{ ref('stg_erp__sales') }} as sales on sales.sale_id = sl.sale_id
-    where il.invoice_id in (select id from notes_touched)
+    select {{ normalize_rma('reference') }} from note_references
 ),
 
 returns_touched as (
