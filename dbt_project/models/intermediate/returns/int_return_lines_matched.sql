@@ -71,21 +71,18 @@ inspected as (
     from {{ ref('int_dispositions_mapped') }}
     where return_line_key is not null and {{ in_touched('return_key', 'return', full) }}
     group by 1
-),
-
--- a line key names its return (both are md5s of the normalized RMA), so the set of keys is
--- deduplicated on the two alone
-line_keys as (
-    select return_line_key, return_key from channel_lines
-    union
-    select return_line_key, return_key from erp_lines
-    union
-    select return_line_key, return_key from receipt_lines
 )
 
+-- one row per line key of any of the three (each is unique on it), by full outer joins: each is
+-- read once (a union of their keys left-joined to all three materialized them). Full build's
+-- SELECT: 0.96 -> 0.61 CPU-s at 100,000 returns, 22.8 -> 21.4 at 1,000,000 (there its
+-- aggregates spill at the profile's memory limit)
 select
-    line_keys.return_line_key,
-    line_keys.return_key,
+    coalesce(
+        channel_lines.return_line_key, erp_lines.return_line_key, receipt_lines.return_line_key
+    ) as return_line_key,
+    coalesce(channel_lines.return_key, erp_lines.return_key, receipt_lines.return_key)
+        as return_key,
     returns.rma_number,
     coalesce(erp_lines.live_line_id, erp_lines.any_line_id) as erp_return_line_id,
     coalesce(channel_lines.sku, erp_lines.sku, receipt_lines.sku) as sku,
@@ -124,9 +121,19 @@ select
         erp_lines.source_changed_at,
         receipt_lines.source_changed_at
     ) as source_changed_at
-from line_keys
-inner join returns on returns.return_key = line_keys.return_key
-left join channel_lines on channel_lines.return_line_key = line_keys.return_line_key
-left join erp_lines on erp_lines.return_line_key = line_keys.return_line_key
-left join receipt_lines on receipt_lines.return_line_key = line_keys.return_line_key
-left join inspected on inspected.return_line_key = line_keys.return_line_key
+from channel_lines
+full outer join erp_lines on erp_lines.return_line_key = channel_lines.return_line_key
+full outer join receipt_lines
+    on
+        receipt_lines.return_line_key
+        = coalesce(channel_lines.return_line_key, erp_lines.return_line_key)
+inner join returns
+    on
+        returns.return_key
+        = coalesce(channel_lines.return_key, erp_lines.return_key, receipt_lines.return_key)
+left join inspected
+    on
+        inspected.return_line_key
+        = coalesce(
+            channel_lines.return_line_key, erp_lines.return_line_key, receipt_lines.return_line_key
+        )
