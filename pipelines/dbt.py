@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
@@ -333,9 +334,11 @@ class WarmDbt:
                 print(message.info.msg, flush=True)
 
         runner = dbtRunner(manifest=self.manifest, callbacks=[keep])
+        _track_dbt_pools()
         try:
             result = runner.invoke([*args, "--quiet", *QUIET_FLAGS, *self._dirs(target_path)])
         finally:
+            _end_dbt_pools()
             self.release()
         error = None if result.exception is None else str(result.exception)
         if not result.success:
@@ -357,6 +360,38 @@ class WarmDbt:
 
 
 UNIT_TESTS_PASSED = "returnsync_unit_tests_passed.json"  # WarmDbt.passed_mark
+
+_DBT_POOLS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _track_dbt_pools() -> None:
+    """Remember every thread pool dbt opens in this process (`_end_dbt_pools` ends them).
+
+    An interrupt (Ctrl-C) can leave dbt's pool open when it lands outside dbt's own handler;
+    its threads then keep it alive until the interpreter exits, where its finalizer writes to
+    a pipe already closed and prints a traceback after the run's one-line error."""
+    import dbt.task.runnable as runnable
+
+    base = runnable.DbtThreadPool
+    if getattr(base, "_returnsync_tracked", False):
+        return
+
+    class TrackedPool(base):
+        _returnsync_tracked = True
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            _DBT_POOLS.add(self)
+
+    runnable.DbtThreadPool = TrackedPool
+
+
+def _end_dbt_pools() -> None:
+    """Terminate the dbt thread pools still open after an invocation (see `_track_dbt_pools`)."""
+    for pool in list(_DBT_POOLS):
+        with contextlib.suppress(Exception):
+            pool.terminate()
+        _DBT_POOLS.discard(pool)
 
 
 def project_fingerprint() -> str:
