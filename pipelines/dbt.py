@@ -51,6 +51,19 @@ _SOURCE_GLOBS = (
 )
 
 
+def project_files() -> list[Path]:
+    """The dbt project's own files, sorted: what a parse reads (never target/)."""
+    root = Path(DBT_PROJECT_DIR)
+    return sorted(
+        {
+            path
+            for pattern in _SOURCE_GLOBS
+            for path in root.glob(pattern)
+            if path.is_file() and "target" not in path.relative_to(root).parts
+        }
+    )
+
+
 WRAPPER = "returnsync-dbt"  # [project.scripts] -> pipelines.dbt_child:main
 
 RUN_TARGET_PREFIX = "returnsync_dbt_assets-"  # dagster-dbt's own names start so too
@@ -117,12 +130,7 @@ def manifest_is_stale() -> bool:
     if not manifest.exists():
         return True
     built = manifest.stat().st_mtime
-    return any(
-        path.stat().st_mtime > built
-        for pattern in _SOURCE_GLOBS
-        for path in Path(DBT_PROJECT_DIR).glob(pattern)
-        if path.is_file() and "target" not in path.parts
-    )
+    return any(path.stat().st_mtime > built for path in project_files())
 
 
 def run_dbt(args: list[str], settings: Settings) -> subprocess.CompletedProcess:
@@ -302,12 +310,7 @@ class WarmDbt:
         self.release()
 
     def stale(self) -> bool:
-        return any(
-            path.stat().st_mtime > self.parsed_at
-            for pattern in _SOURCE_GLOBS
-            for path in Path(DBT_PROJECT_DIR).glob(pattern)
-            if path.is_file() and "target" not in path.parts
-        )
+        return any(path.stat().st_mtime > self.parsed_at for path in project_files())
 
     def invoke(self, args: list[str], target_path: Path) -> tuple[bool, list[dict], str | None]:
         """`dbt <args>` in this process on the parsed project: (success, the structured events
@@ -403,15 +406,7 @@ def project_fingerprint() -> str:
     for package in ("dbt-core", "dbt-duckdb", "duckdb"):
         digest.update(f"{package}=={version(package)}\n".encode())
     root = Path(DBT_PROJECT_DIR)
-    files = sorted(
-        {
-            path
-            for pattern in _SOURCE_GLOBS
-            for path in root.glob(pattern)
-            if path.is_file() and "target" not in path.relative_to(root).parts
-        }
-    )
-    for path in files:
+    for path in project_files():
         digest.update(f"{path.relative_to(root)}\n".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
