@@ -259,6 +259,7 @@ class WarmDbt:
         self.last_profile = None  # assets.dbt.BuildProfile of the last build
         self.fingerprint = ""  # project_fingerprint() of the files the last parse read
         self.passed_mark = Path(DBT_PROJECT_DIR) / dbt_project.target_path / UNIT_TESTS_PASSED
+        self.full_parse = False  # whether the last parse was a full one (no usable saved state)
         self.parse()
 
     def unit_tests_due(self) -> bool:
@@ -296,13 +297,20 @@ class WarmDbt:
         os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
         started = time.time()
         fingerprint = project_fingerprint()
+        state = parse_state_dir(self.settings)
+        seed_parse_state(state)
+        names: set[str] = set()
         # --no-write-json: the manifest is returned, not rewritten under target/ (where the
         # Dagster code location reads it; `prepare_manifest` writes it when the project changed),
-        # so a run never rewrites the file a webserver may be reading. dbt still saves its
-        # partial-parse state there.
-        result = dbtRunner().invoke(["parse", "--quiet", "--no-write-json", *self._dirs()])
+        # so a run never rewrites the file a webserver may be reading. dbt saves its
+        # partial-parse state in this warehouse's own folder (`parse_state_dir`).
+        result = dbtRunner(callbacks=[lambda m: names.add(m.info.name)]).invoke(
+            ["parse", "--quiet", "--no-write-json", *self._dirs(state)]
+        )
         if not result.success or result.result is None:
             raise RuntimeError(f"dbt parse failed: {result.exception}")
+        self.full_parse = bool(names & FULL_PARSE_EVENTS)
+        prune_parse_states(keep=state)
         self.manifest = result.result
         self.parsed_at = started
         self.fingerprint = fingerprint
@@ -363,6 +371,74 @@ class WarmDbt:
 
 
 UNIT_TESTS_PASSED = "returnsync_unit_tests_passed.json"  # WarmDbt.passed_mark
+
+# -- partial-parse state per warehouse -------------------------------------------------------
+# dbt keeps one partial-parse state (`partial_parse.msgpack`) in the target folder and throws it
+# away when the profile's connection settings differ from the last parse's: profiles.yml holds
+# the warehouse's path, so a parse for another warehouse (a test's, the bench's, a second
+# deployment's in one checkout) makes the next `returnsync run` on this one parse the whole
+# project again (~6 CPU-s against ~2 for a partial parse here). The warm dbt parses with a target
+# folder of the warehouse's own (`parse-<hash of dbt's environment>`), where dbt reads and
+# writes that warehouse's state; a new one starts from the checkout's shared state (written by
+# `prepare_manifest`'s `dbt parse`), which dbt uses when it was parsed for the same profile.
+# dbt still checks everything else itself (files, vars, versions).
+PARSE_STATE_PREFIX = "parse-"
+PARSE_STATE_FILE = "partial_parse.msgpack"  # dbt's name (dbt.constants.PARTIAL_PARSE_FILE_NAME)
+PARSE_STATES_KEPT = 16  # warehouses whose state is kept (1.6 MB each here), the newest
+# dbt's events of a parse that could not reuse the saved state
+FULL_PARSE_EVENTS = frozenset({"UnableToPartialParse", "ParsedFileLoadFailed"})
+
+
+def parse_state_dir(settings: Settings) -> Path:
+    """The folder of this warehouse's partial-parse state (keyed by dbt's environment, which
+    profiles.yml reads: the warehouse path among it)."""
+    key = json.dumps(sorted(settings.dbt_env().items()))
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return targets_dir() / f"{PARSE_STATE_PREFIX}{digest}"
+
+
+def seed_parse_state(state: Path) -> None:
+    """A new warehouse's folder starts with the checkout's shared state (copied beside, then
+    renamed): dbt reuses it when it was parsed for the same profile, else parses in full."""
+    target = state / PARSE_STATE_FILE
+    shared = targets_dir() / PARSE_STATE_FILE
+    if target.exists() or not shared.exists():
+        return
+    state.mkdir(parents=True, exist_ok=True)
+    partial = state / f".{PARSE_STATE_FILE}.{os.getpid()}"
+    with contextlib.suppress(OSError):
+        shutil.copyfile(shared, partial)
+        os.replace(partial, target)
+
+
+def prune_parse_states(keep: Path | None = None, kept: int = PARSE_STATES_KEPT) -> list[Path]:
+    """Remove the partial-parse folders of all but the `kept` most recently parsed warehouses
+    (and never `keep`); returns them."""
+    found: list[tuple[float, Path]] = []
+    with contextlib.suppress(FileNotFoundError):
+        for folder in targets_dir().iterdir():
+            if not folder.name.startswith(PARSE_STATE_PREFIX) or folder.is_symlink():
+                continue
+            with contextlib.suppress(OSError):
+                found.append(
+                    (max(folder.stat().st_mtime, _mtime(folder / PARSE_STATE_FILE)), folder)
+                )
+    found.sort(reverse=True)
+    removed = []
+    for _, folder in found[kept:]:
+        if keep is not None and folder == keep:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
 
 _DBT_POOLS: weakref.WeakSet = weakref.WeakSet()
 

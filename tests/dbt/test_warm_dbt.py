@@ -14,7 +14,15 @@ import os
 import duckdb
 import pytest
 
-from pipelines.dbt import KEPT_EVENTS, WarmDbt, project_fingerprint
+from pipelines.dbt import (
+    KEPT_EVENTS,
+    PARSE_STATE_FILE,
+    PARSE_STATE_PREFIX,
+    WarmDbt,
+    parse_state_dir,
+    project_fingerprint,
+    prune_parse_states,
+)
 from pipelines.dbt_child import PARENT_ENV
 from pipelines.settings import Settings
 
@@ -77,3 +85,42 @@ def test_unit_tests_run_once_per_project_fingerprint(warm, tmp_path):
     again.fingerprint = "another project version"
     again.unit_tested_parse = 0
     assert again.unit_tests_due()
+
+
+def test_each_warehouse_keeps_its_own_partial_parse_state(warm, tmp_path, monkeypatch):
+    """dbt throws its partial-parse state away when the profile (the warehouse path) changes:
+    a parse for another warehouse in the same checkout must not cost this one a full parse."""
+    dbt, settings = warm
+    other = Settings.from_env({"RETURNSYNC_DATA_DIR": str(tmp_path / "other")})
+    assert parse_state_dir(other) != parse_state_dir(settings)
+    monkeypatch.setenv("RETURNSYNC_DB", str(other.db_path))
+    elsewhere = WarmDbt(other)
+    assert elsewhere.full_parse  # a warehouse never parsed for: in full
+    assert (parse_state_dir(other) / PARSE_STATE_FILE).exists()
+
+    monkeypatch.setenv("RETURNSYNC_DB", str(settings.db_path))
+    again = WarmDbt(settings)  # the first warehouse after the other: its own state, reused
+    assert not again.full_parse
+    assert again.manifest.nodes.keys() == dbt.manifest.nodes.keys()
+    db_name = settings.db_path.stem  # dbt-duckdb's database: the file's name
+    assert {n.database for n in again.manifest.nodes.values() if n.resource_type == "model"} == {
+        db_name
+    }
+
+
+def test_parse_states_are_pruned_to_the_newest(tmp_path, monkeypatch):
+    monkeypatch.setattr("pipelines.dbt.targets_dir", lambda: tmp_path)
+    for i in range(5):
+        folder = tmp_path / f"{PARSE_STATE_PREFIX}{i}"
+        folder.mkdir()
+        (folder / PARSE_STATE_FILE).write_bytes(b"state")
+        os.utime(folder / PARSE_STATE_FILE, (1000 + i, 1000 + i))
+        os.utime(folder, (1000 + i, 1000 + i))
+    (tmp_path / "returnsync_dbt_assets-abc-pid1").mkdir()  # a build's folder: not this one's
+    kept_old = tmp_path / f"{PARSE_STATE_PREFIX}0"
+    removed = prune_parse_states(keep=kept_old, kept=2)
+    assert sorted(p.name for p in removed) == [f"{PARSE_STATE_PREFIX}{i}" for i in (1, 2)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        *(f"{PARSE_STATE_PREFIX}{i}" for i in (0, 3, 4)),
+        "returnsync_dbt_assets-abc-pid1",
+    ]
