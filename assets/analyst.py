@@ -53,6 +53,11 @@ def analyst_published(
             "tables_written": dg.MetadataValue.json(
                 {k: {"deleted": d, "inserted": i} for k, (d, i) in result.written.items()}
             ),
+            # per table: only the build's touched rows compared, or why every row was (issue 24)
+            "tables_compared_by_scope": sum(
+                1 for how in result.compared.values() if not how.startswith("every row")
+            ),
+            "compared": dg.MetadataValue.json(result.compared),
         }
     )
 

@@ -48,7 +48,20 @@ decompression) and changes only what differs. Per table, the rows are compared a
 hash of all published columns (`hash(row)`, vectorized in DuckDB, both sides): the rows whose
 hash is gone or new, or whose count changed, are deleted from and inserted into the copy; a table
 with no difference is not written at all (its storage blocks stay the published file's), one
-whose columns or types changed, or where most rows changed, is written whole. Freshness reads
+whose columns or types changed, or where most rows changed, is written whole.
+Only the rows the build can have changed are compared where that is exact (`_Scope`): the
+published file records the state of the warehouse's incremental models it was made from
+(`main.published.models_state`, with its as_of and `seeds_state`), and the build records the
+state it started from (`intermediate.int_returns_touched.started_from`). When they match (no
+build ran since the publish but this one: not two builds, nor a failed one before it, nor a model
+built by hand) and the build's scope is not full, each incremental model's table
+(`SCOPED_TABLES`: the marts and rule models keyed by the touched returns, receipts,
+inspections and refunds, as their pre-hooks delete and insert) is compared only on the rows of
+that scope, both sides; the tables whose post-hooks refresh an as_of column on every row (stage
+latencies; the rules' `detected_at`) only when as_of and the seeds did not move. Every other
+table (rebuilt whole by every build, or written outside dbt: the mismatch lifecycle,
+acknowledgements, write-back documents) and every table when in doubt is compared in full;
+`PublishResult.compared` says which, and why. Freshness reads
 only the raw rows landed since the published `meta.freshness` (raw tables are append-only, DESIGN
 §3: the same row count means nothing landed; the newest landed row is among those at or after
 the last published time). The result is the same tables, columns, types and rows as a publish
@@ -63,6 +76,7 @@ are more than an hour old.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -114,6 +128,9 @@ class PublishResult:
     # rows deleted and inserted per table ("schema.table" -> (deleted, inserted)); a table
     # written whole counts its old rows as deleted; a table left as it was is not listed
     written: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # how each table of an incremental publish was compared ("schema.table" -> "touched rows"
+    # or why every row was compared); see `_Scope`
+    compared: dict[str, str] = field(default_factory=dict)
 
 
 def remove_leftovers(target: Path, max_age_s: float = LEFTOVER_MAX_AGE_S) -> list[Path]:
@@ -148,20 +165,25 @@ def remove_leftovers(target: Path, max_age_s: float = LEFTOVER_MAX_AGE_S) -> lis
     return removed
 
 
-def publish(warehouse: Path, target: Path, *, incremental: bool = True) -> PublishResult:
+def publish(
+    warehouse: Path, target: Path, *, incremental: bool = True, scoped: bool = True
+) -> PublishResult:
     """Copy the published schemas of `warehouse` into `target`, replacing it atomically.
 
     The published file records when it was published and the run's `as_of` (from
     `recon.recon_run`, the one reconciliation time of the build). `incremental` (the default)
     starts from the published file and writes only what changed (see the module doc);
-    `incremental=False` writes everything into an empty file.
+    `incremental=False` writes everything into an empty file. `scoped=False` compares every row
+    of every table even where the build's scope says which rows can differ (`_Scope`; for
+    measuring).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     result = PublishResult(path=target, published_at=datetime.now(UTC))
     result.removed_leftovers = [p.name for p in remove_leftovers(target)]
     staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     _remove(staging)
-    con = _start_from_published(target, staging) if incremental else None
+    previous: dict = {}
+    con = _start_from_published(target, staging, previous) if incremental else None
     result.incremental = con is not None
     if con is None:
         con = duckdb.connect(str(staging))
@@ -180,20 +202,35 @@ def publish(warehouse: Path, target: Path, *, incremental: bool = True) -> Publi
             con.execute(f"create schema if not exists {schema}")
         tables = [t for t in tables if tuple(t) not in UNPUBLISHED_TABLES]
         published = _published_tables(con)
+        as_of = _run_as_of(con, tables)
+        state = (_models_state(con), _seeds_state(con))
+        scope = None
+        if result.incremental:
+            scope = (
+                _Scope.decide(con, previous, as_of, state)
+                if scoped
+                else _Scope(*(["not asked to (scoped=False)"] * 3))
+            )
         kept: set[tuple[str, str]] = set()
         for schema, table in tables:
             columns = _publishable_columns(con, schema, table, result)
             if not columns:
                 continue
             source = _Source(f'warehouse.{schema}."{table}"', [(c, f'"{c}"') for c in columns])
-            _write_table(con, schema, table, source, published, result)
+            where = scope.condition(schema, table, columns, result) if scope else "true"
+            _write_table(con, schema, table, source, published, result, scope=where)
             kept.add((schema, table))
         if _publish_writeback_documents(con, published, result):
             kept.add(("recon", WRITEBACK_DOCUMENTS))
+            if scope:
+                result.compared[f"recon.{WRITEBACK_DOCUMENTS}"] = (
+                    "every row: written by planning and push, outside the build"
+                )
+        if scope:
+            scope.drop(con)
         for schema, table in published:  # no longer published (or written anew below)
             if (schema, table) not in kept:
                 con.execute(f'drop table {schema}."{table}"')
-        as_of = _run_as_of(con, tables)
         fresh = freshness(con, "warehouse", previous=_previous_freshness(con))
         con.execute("detach warehouse")
         if fresh:  # a warehouse with raw tables (every real one: `initialize` creates them)
@@ -207,8 +244,9 @@ def publish(warehouse: Path, target: Path, *, incremental: bool = True) -> Publi
             con.execute("drop schema if exists meta")
         con.execute(
             "create table main.published as "
-            "select ?::timestamptz as published_at, ?::varchar as as_of, ?::varchar as tables",
-            [result.published_at, as_of, ", ".join(result.tables)],
+            "select ?::timestamptz as published_at, ?::varchar as as_of, ?::varchar as tables, "
+            "?::varchar as models_state, ?::varchar as seeds_state",
+            [result.published_at, as_of, ", ".join(result.tables), *state],
         )
         con.execute("checkpoint")
     except BaseException:
@@ -232,9 +270,10 @@ MAX_FREE_SHARE = 1 / 3
 MAX_CHANGED_SHARE = 0.5
 
 
-def _start_from_published(target: Path, staging: Path):
+def _start_from_published(target: Path, staging: Path, previous: dict):
     """A read-write connection to a copy of the published file, or None when there is none
-    usable (missing, unreadable, not a published file, too much free space)."""
+    usable (missing, unreadable, not a published file, too much free space). `previous` gets
+    the published file's `main.published` row (as_of, the warehouse state it was made from)."""
     if not target.is_file() or target.is_symlink():
         return None
     try:
@@ -253,6 +292,10 @@ def _start_from_published(target: Path, staging: Path):
         ).fetchone()
         if not marker or (total and free / total > MAX_FREE_SHARE):
             raise LookupError("start from an empty file")
+        row = con.execute("select * from main.published").fetchone()
+        if row is not None:
+            names = [d[0] for d in con.description]
+            previous.update(zip(names, row, strict=True))
         con.execute("drop table main.published")
         if con.execute(
             "select count(*) from duckdb_tables() where database_name = current_database() "
@@ -306,17 +349,20 @@ def _write_table(
     source: _Source,
     published: dict[tuple[str, str], list[tuple[str, str]]],
     result: PublishResult,
+    scope: str = "true",
 ) -> None:
     """`schema.table` of the staging file made equal to the rows of `source`: only the
     differing rows written when the staging file has the table with the same columns and types;
-    written whole otherwise. Records the table's rows."""
+    written whole otherwise. Records the table's rows. `scope`: a condition on the published
+    columns outside which both sides are known to be equal (`_Scope`): only the rows inside it
+    are compared."""
     name = f'{schema}."{table}"'
     key = f"{schema}.{table}"
     old = published.get((schema, table))
     if old is not None:
         new = con.execute(f"describe {source.sql()}").fetchall()
         if [(r[0], r[1]) for r in new] == old:
-            written = _apply_difference(con, name, source)
+            written = _apply_difference(con, name, source, scope)
             if written is not None:
                 if written != (0, 0):
                     result.written[key] = written
@@ -332,10 +378,13 @@ def _write_table(
     result.written[key] = (deleted, rows)
 
 
-def _apply_difference(con, name: str, source: _Source) -> tuple[int, int] | None:
+def _apply_difference(
+    con, name: str, source: _Source, scope: str = "true"
+) -> tuple[int, int] | None:
     """Delete from `name` the rows whose hash differs from `source`'s (gone, new, or another
     count of the same row) and insert `source`'s rows of those hashes; returns (deleted,
-    inserted), or None when most rows changed (the caller writes the table whole).
+    inserted), or None when most rows changed (the caller writes the table whole). Only the
+    rows of both sides that satisfy `scope` are compared.
 
     Each side is read and hashed once (row ids kept beside the hashes); the deletes and the
     inserts then pick their rows by row id."""
@@ -343,11 +392,11 @@ def _apply_difference(con, name: str, source: _Source) -> tuple[int, int] | None
     old_hash = "hash(" + ", ".join(f'"{c}"' for c, _ in source.exprs) + ")"
     con.execute(
         f"create or replace temp table _publish_new as select rowid as r, {new_hash} as h "
-        f"from {source.relation} where {source.where}"
+        f"from {source.relation} where ({source.where}) and ({scope})"
     )
     con.execute(
         f"create or replace temp table _publish_old as select rowid as r, {old_hash} as h "
-        f"from {name}"
+        f"from {name} where {scope}"
     )
     try:
         con.execute(
@@ -363,7 +412,7 @@ def _apply_difference(con, name: str, source: _Source) -> tuple[int, int] | None
         inserted, deleted = con.execute(
             "select coalesce(sum(new_rows), 0), coalesce(sum(old_rows), 0) from _publish_changed"
         ).fetchone()
-        total = con.execute("select count(*) from _publish_old").fetchone()[0]
+        total = con.execute(f"select count(*) from {name}").fetchone()[0]
         if not inserted and not deleted:
             return 0, 0
         if inserted + deleted > MAX_CHANGED_SHARE * max(total, 1):
@@ -384,6 +433,219 @@ def _apply_difference(con, name: str, source: _Source) -> tuple[int, int] | None
         con.execute("drop table if exists _publish_changed")
         con.execute("drop table _publish_new")
         con.execute("drop table _publish_old")
+
+
+# The state of the warehouse's incremental models: the fingerprint of `_incremental_state` (one
+# row per incremental model: its watermark, seeds' fingerprint and recording time, rewritten by
+# every model built) that `int_returns_touched` records as `started_from` when a build computes
+# its scope (dbt_project/models/intermediate/returns/int_returns_touched.sql): the same SQL.
+_MODELS_STATE_SQL = """
+    select md5(coalesce(string_agg(
+        model
+        || '|' || coalesce(cast(epoch_us(watermark_at) as varchar), '')
+        || '|' || coalesce(fingerprint, '')
+        || '|' || coalesce(cast(epoch_us(recorded_at) as varchar), ''),
+        ',' order by model
+    ), ''))
+    from warehouse.intermediate._incremental_state
+"""
+
+
+def _has_table(con, schema: str, table: str) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from duckdb_tables() where database_name = 'warehouse' "
+            "and schema_name = ? and table_name = ?",
+            [schema, table],
+        ).fetchone()[0]
+    )
+
+
+def _columns(con, schema: str, table: str) -> set[str]:
+    return {
+        r[0]
+        for r in con.execute(
+            "select column_name from duckdb_columns() where database_name = 'warehouse' "
+            "and schema_name = ? and table_name = ?",
+            [schema, table],
+        ).fetchall()
+    }
+
+
+def _models_state(con) -> str | None:
+    """The attached warehouse's incremental-model state (see `_MODELS_STATE_SQL`), or None."""
+    if not _has_table(con, "intermediate", "_incremental_state"):
+        return None
+    return con.execute(_MODELS_STATE_SQL).fetchone()[0]
+
+
+def _seeds_state(con) -> str | None:
+    """A fingerprint of every table of the attached warehouse's `seeds` schema (the settings the
+    as_of post-hooks read), or None without seeds."""
+    tables = con.execute(
+        "select table_name from duckdb_tables() where database_name = 'warehouse' "
+        "and schema_name = 'seeds' order by 1"
+    ).fetchall()
+    if not tables:
+        return None
+    parts = []
+    for (table,) in tables:
+        digest = con.execute(
+            "select md5(coalesce(string_agg(t::varchar, '|' order by t::varchar), '')) "
+            f'from warehouse.seeds."{table}" as t'
+        ).fetchone()[0]
+        parts.append(f"{table}:{digest}")
+    return hashlib.md5(",".join(parts).encode()).hexdigest()
+
+
+# The rows a build of the incremental models deletes and inserts, by published table: the
+# condition of each model's pre-hook (`delete_touched_scope` with its `in_touched` keys, in
+# dbt_project/macros/returns_incremental.sql; `delete_recon_scope` in recon_incremental.sql),
+# written on the published columns against the build's scope (temp tables `_publish_touched`:
+# intermediate.int_returns_touched; `_publish_recon_touched`: recon.recon_touched's returns).
+# `needs`: "marts" (the build's scope), "as_of" (also a post-hook that refreshes every row when
+# the run's as_of or the settings seed moves: marts.return_stage_latencies), "recon" (the rule
+# models: recon_touched's returns, and `detected_at` refreshed on every row when as_of moves).
+# tests/analyst/test_incremental_publish.py checks this table against the dbt manifest.
+_RETURN = "return_key in (select key from _publish_touched where kind = 'return')"
+_RMA = (
+    "nullif(upper(regexp_replace(coalesce(rma_number, ''), '[^A-Za-z0-9]', '', 'g')), '') "
+    "in (select rma_normalized from _publish_touched where kind = 'return')"
+)
+_RECEIPT = "receipt_id in (select cast(key as bigint) from _publish_touched where kind = 'receipt')"
+_INSPECTION = (
+    "inspection_id in (select cast(key as bigint) from _publish_touched where kind = 'inspection')"
+)
+_REFUND = (
+    "try_cast(external_id as bigint) in "
+    "(select cast(key as bigint) from _publish_touched where kind = 'refund')"
+)
+_RULE = "return_key in (select return_key from _publish_recon_touched)"
+
+
+@dataclass(frozen=True)
+class _Scoped:
+    condition: str
+    columns: tuple[str, ...]  # the published columns the condition reads
+    needs: str  # "marts", "as_of" or "recon"
+
+
+SCOPED_TABLES: dict[tuple[str, str], _Scoped] = {
+    ("marts", "returns"): _Scoped(_RETURN, ("return_key",), "marts"),
+    ("marts", "return_lines"): _Scoped(_RETURN, ("return_key",), "marts"),
+    ("marts", "receipts"): _Scoped(_RECEIPT, ("receipt_id",), "marts"),
+    ("marts", "dispositions"): _Scoped(
+        f"{_RECEIPT} or {_INSPECTION}", ("receipt_id", "inspection_id"), "marts"
+    ),
+    ("marts", "credits"): _Scoped(
+        f"{_RETURN} or (return_key is null and system = 'shopify' and {_REFUND})",
+        ("return_key", "system", "external_id"),
+        "marts",
+    ),
+    ("marts", "inventory_adjustments"): _Scoped(_RETURN, ("return_key",), "marts"),
+    ("marts", "return_events"): _Scoped(_RETURN, ("return_key",), "marts"),
+    ("marts", "return_stage_latencies"): _Scoped(_RETURN, ("return_key",), "as_of"),
+    ("recon", "recon_return_money"): _Scoped(_RMA, ("rma_number",), "marts"),
+    ("recon", "recon_line_money"): _Scoped(_RMA, ("rma_number",), "marts"),
+    ("recon", "recon_stock_mismatches"): _Scoped(_RULE, ("return_key",), "recon"),
+    ("recon", "recon_credit_mismatches"): _Scoped(_RULE, ("return_key",), "recon"),
+    ("recon", "recon_duplicate_credits"): _Scoped(_RULE, ("return_key",), "recon"),
+    ("recon", "recon_return_mismatches"): _Scoped(_RULE, ("return_key",), "recon"),
+}
+
+
+@dataclass
+class _Scope:
+    """Which rows of an incremental publish can differ from the published copy.
+
+    The published file records the state of the warehouse's incremental models it was made from
+    (`main.published.models_state`), its as_of and its seeds. When the build now in the warehouse
+    started from exactly that state (`int_returns_touched.started_from`: no model was built in
+    between, so no build ran without a publish after it) and did not recompute everything, each
+    incremental model changed only the rows of that build's scope (its pre-hook deletes them, its
+    insert writes them), so only those rows are compared; with the same as_of and seeds, the
+    post-hooks that refresh as_of columns changed no other row either. Anything else (the copy
+    made from another state, a full scope, as_of or a seed moved, a table not built that way:
+    rebuilt whole, or written outside dbt like `recon.mismatches` and acknowledgements) is
+    compared in full, and `PublishResult.compared` says why.
+    """
+
+    marts: str | None  # why the build's scope cannot be used (None: it can)
+    as_of: str | None  # why the as_of-refreshed tables are compared in full
+    recon: str | None  # why the rule models are compared in full
+
+    @classmethod
+    def decide(cls, con, previous: dict, as_of: str | None, state: tuple) -> _Scope:
+        marts = cls._marts(con, previous, state[0])
+        moved = None
+        if previous.get("as_of") != as_of:
+            moved = f"as_of moved ({previous.get('as_of')} -> {as_of}): every row refreshed"
+        elif previous.get("seeds_state") != state[1]:
+            moved = "a seed changed: every row's settings refreshed"
+        recon = marts or moved
+        if recon is None:
+            if not _has_table(con, "recon", "recon_touched"):
+                recon = "no rule scope (recon.recon_touched)"
+            else:
+                full = con.execute(
+                    "select min(reason) from warehouse.recon.recon_touched where kind = 'full'"
+                ).fetchone()[0]
+                if full is not None:
+                    recon = f"the rules were recomputed in full ({full})"
+        if recon is None:
+            con.execute(
+                "create or replace temp table _publish_recon_touched as select distinct "
+                "return_key from warehouse.recon.recon_touched where kind = 'return'"
+            )
+        return cls(marts=marts, as_of=marts or moved, recon=recon)
+
+    @staticmethod
+    def _marts(con, previous: dict, state: str | None) -> str | None:
+        if previous.get("models_state") is None or state is None:
+            return "the published copy records no warehouse state to start from"
+        if not _has_table(con, "intermediate", "int_returns_touched") or "started_from" not in (
+            _columns(con, "intermediate", "int_returns_touched")
+        ):
+            return "no build scope (intermediate.int_returns_touched.started_from)"
+        started, builds, full = con.execute(
+            "select min(started_from), count(distinct started_from), "
+            "min(reason) filter (where kind = 'full') "
+            "from warehouse.intermediate.int_returns_touched"
+        ).fetchone()
+        if not builds:  # its rows carry the state; an empty scope has none to compare
+            return "the build's scope is empty: no starting state recorded to check"
+        if builds != 1 or started != previous["models_state"]:
+            return (
+                "the build did not start from the published state (another build, or a "
+                "model built by hand, since the last publish)"
+            )
+        if full is not None:
+            return f"the build recomputed every row ({full})"
+        con.execute(
+            "create or replace temp table _publish_touched as select kind, key, rma_normalized "
+            "from warehouse.intermediate.int_returns_touched"
+        )
+        return None
+
+    def condition(self, schema: str, table: str, columns: list[str], result: PublishResult) -> str:
+        """The scope condition of `schema.table` ("true": every row), recorded in `result`."""
+        key = f"{schema}.{table}"
+        scoped = SCOPED_TABLES.get((schema, table))
+        if scoped is None:
+            why = "rebuilt whole by every build, or written outside dbt"
+        elif not set(scoped.columns) <= set(columns):
+            why = "a column of its scope is not published"
+        else:
+            why = {"marts": self.marts, "as_of": self.as_of, "recon": self.recon}[scoped.needs]
+        if why is not None:
+            result.compared[key] = f"every row: {why}"
+            return "true"
+        result.compared[key] = "the build's touched rows"
+        return scoped.condition
+
+    def drop(self, con) -> None:
+        con.execute("drop table if exists _publish_touched")
+        con.execute("drop table if exists _publish_recon_touched")
 
 
 def _previous_freshness(con) -> dict[str, tuple] | None:

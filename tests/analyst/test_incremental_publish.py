@@ -13,12 +13,20 @@ of every unchanged table as they were in the published file (not rewritten).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
-from pipelines.lib.publish import publish
+from pipelines.lib import publish as publish_module
+from pipelines.lib.publish import (
+    PUBLISHED_SCHEMAS,
+    SCOPED_TABLES,
+    UNPUBLISHED_TABLES,
+    publish,
+)
 
 T0 = datetime(2026, 11, 20, 8, tzinfo=UTC)
 
@@ -204,3 +212,71 @@ def test_an_unchanged_table_is_not_rewritten(tmp_path):
     unchanged = {k for k in before if k not in ("marts.returns", "meta.freshness")}
     assert unchanged and {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}
     assert after["marts.returns"] != before["marts.returns"]
+
+
+# What each incremental model's pre-hook deletes (and its insert writes), as publish scopes it:
+# the pre-hook in the dbt manifest -> the condition of pipelines.lib.publish.SCOPED_TABLES
+_PRE_HOOKS = {
+    "{{ delete_touched_scope(in_touched('return_key', 'return', false)) }}": publish_module._RETURN,
+    "{{ delete_touched_scope(in_touched('receipt_id', 'receipt', false)) }}": (
+        publish_module._RECEIPT
+    ),
+    "{{ delete_touched_scope(dispositions_touched_condition()) }}": (
+        f"{publish_module._RECEIPT} or {publish_module._INSPECTION}"
+    ),
+    "{{ delete_touched_scope(credits_touched_condition()) }}": (
+        f"{publish_module._RETURN} or (return_key is null and system = 'shopify' and "
+        f"{publish_module._REFUND})"
+    ),
+    "{{ delete_touched_scope(rma_number_touched_condition()) }}": publish_module._RMA,
+    "{{ delete_recon_scope() }}": publish_module._RULE,
+}
+# the first 8 hex digits of the md5 of the macros those conditions are written from (their text,
+# whitespace aside): a changed macro must be mirrored in publish's conditions, then here
+_MACROS = {
+    "in_touched": "a7d6ee19",
+    "in_recon_scope": "97b752cb",
+    "credits_touched_condition": "fd0cfb60",
+    "dispositions_touched_condition": "419968d5",
+    "rma_number_touched_condition": "fe82c501",
+    "normalize_rma": "78d6e227",
+}
+
+
+def test_the_scoped_tables_are_the_incremental_models_of_the_manifest(dbt_manifest):
+    """Every published table a build changes only in its scope is in publish's SCOPED_TABLES
+    with the condition of its model's pre-hook, and none other is (a table rebuilt whole, or
+    with another scope, compared by scope would miss rows)."""
+    manifest = json.loads(Path(dbt_manifest).read_text())
+    incremental = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "model" or node["schema"] not in PUBLISHED_SCHEMAS:
+            continue
+        if (node["schema"], node["name"]) in UNPUBLISHED_TABLES:
+            continue
+        config = node["config"]
+        if config["materialized"] == "incremental":
+            incremental[(node["schema"], node["name"])] = config
+    assert set(incremental) == set(SCOPED_TABLES)
+    for table, config in incremental.items():
+        scoped = SCOPED_TABLES[table]
+        (pre,) = [h["sql"] for h in config["pre-hook"]]
+        assert scoped.condition == _PRE_HOOKS[pre], table
+        post = {h["sql"] for h in config["post-hook"]} - {
+            "{{ record_returns_watermark() }}",
+            "{{ record_recon_state() }}",
+        }
+        expected = {
+            "marts": set(),
+            "as_of": {"{{ refresh_stage_latencies_as_of() }}"},
+            "recon": {"{{ refresh_detected_at() }}"},
+        }[scoped.needs]
+        assert post == expected, table
+        assert (pre == "{{ delete_recon_scope() }}") == (scoped.needs == "recon"), table
+    digests = {
+        name: hashlib.md5(
+            " ".join(manifest["macros"][f"macro.returnsync.{name}"]["macro_sql"].split()).encode()
+        ).hexdigest()[:8]
+        for name in _MACROS
+    }
+    assert digests == _MACROS

@@ -122,6 +122,8 @@ def test_free_text_is_published_only_as_its_mapped_code(tmp_path):
         ("main", "published", "published_at"),
         ("main", "published", "as_of"),
         ("main", "published", "tables"),
+        ("main", "published", "models_state"),
+        ("main", "published", "seeds_state"),
         ("marts", "dispositions", "disposition_key"),
         ("marts", "dispositions", "disposition"),
         ("marts", "return_lines", "return_line_key"),

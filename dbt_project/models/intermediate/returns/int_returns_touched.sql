@@ -25,8 +25,11 @@
 -- What the records changed since the last build can have changed (macros/returns_incremental.sql):
 -- one row per touched return (`kind` return, `key` = return_key), ERP sale (return order), WMS
 -- receipt, WMS inspection and Shopify refund, or one `full` row when everything must be
--- recomputed. Every row carries the watermark the incremental models record after their build
--- and the seeds' fingerprint.
+-- recomputed. Every row carries the watermark the incremental models record after their build,
+-- the seeds' fingerprint, and `started_from`: a fingerprint of the watermark table as this build
+-- found it (every incremental model's watermark, seeds' fingerprint and recording time), which
+-- changes with every model built; the analyst publish (pipelines/lib/publish.py) compares only
+-- this scope's rows when the copy it publishes from was made at that same state.
 --
 -- The changed records are the staging models' rows recomputed since the watermark
 -- (`_last_ingested_at`, the newest landing of the record's raw rows; staging is incremental and
@@ -102,6 +105,9 @@
             {%- set reason.full = 'reference data or a truncate landed' %}
         {%- endif %}
     {%- endif %}
+    {%- if flags.FULL_REFRESH and reason.full is none %}
+        {%- set reason.full = 'full refresh' %}
+    {%- endif %}
 {%- else %}
     {%- set fingerprint = '' %}
     {%- set reason.full = 'not a build' %}
@@ -120,6 +126,20 @@ with next_watermark as (
         {%- endif %}
         {%- endfor %}
     )
+),
+
+-- the watermark table as this build found it (its pre-hook creates it; it is written only by the
+-- incremental models' post-hooks, which run after this model)
+started as (
+    select
+        md5(coalesce(string_agg(
+            state.model
+            || '|' || coalesce(cast(epoch_us(state.watermark_at) as varchar), '')
+            || '|' || coalesce(state.fingerprint, '')
+            || '|' || coalesce(cast(epoch_us(state.recorded_at) as varchar), ''),
+            ',' order by state.model
+        ), '')) as started_from
+    from {{ returns_state_table() }} as state
 ),
 
 {% if reason.full is not none %}
@@ -499,6 +519,8 @@ select
     coalesce(
         next_watermark.watermark_at, cast('1970-01-01 00:00:00+00' as timestamptz)
     ) as watermark_at,
-    '{{ fingerprint }}' as fingerprint
+    '{{ fingerprint }}' as fingerprint,
+    started.started_from
 from scope
 cross join next_watermark
+cross join started
