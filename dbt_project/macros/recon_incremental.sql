@@ -94,9 +94,11 @@ create table if not exists {{ recon_state_table() }} (
 
 {#- Post-hook of a rule model: the as_of and fingerprint it was built with. -#}
 {% macro record_recon_state() -%}
+{#- this build's as_of and fingerprint, also when its scope was empty (nothing touched or due;
+    the scope's own rows carry the same values, read in this build) -#}
 insert or replace into {{ recon_state_table() }}
-select '{{ this.identifier }}', max(as_of), max(fingerprint), now()
-from {{ ref('recon_touched') }}
+select '{{ this.identifier }}', run.as_of, {{ recon_fingerprint_sql() }}, now()
+from {{ ref('recon_run') }} as run
 {%- endmacro %}
 
 

@@ -86,11 +86,23 @@ create table if not exists {{ returns_state_table() }} (
 {%- endmacro %}
 
 
-{#- Post-hook of an incremental model: its watermark and reference fingerprint. -#}
+{#-
+    Post-hook of an incremental model: its watermark and reference fingerprint. A build that
+    touched nothing (`int_returns_touched` empty: nothing new, or nothing that links to a return)
+    keeps the model's recorded ones: the rows landed since are read again by the next scope, which
+    is what an unchanged watermark means (recording the empty scope's nulls made every increment
+    after an idle build recompute everything, as if a seed had changed).
+-#}
 {% macro record_returns_watermark() -%}
 insert or replace into {{ returns_state_table() }}
-select '{{ this.identifier }}', max(watermark_at), max(fingerprint), now()
-from {{ ref('int_returns_touched') }}
+select
+    '{{ this.identifier }}',
+    coalesce(max(t.watermark_at), any_value(s.watermark_at)),
+    coalesce(max(t.fingerprint), any_value(s.fingerprint)),
+    now()
+from (select 1) as one
+left join {{ ref('int_returns_touched') }} as t on true
+left join {{ returns_state_table() }} as s on s.model = '{{ this.identifier }}'
 {%- endmacro %}
 
 

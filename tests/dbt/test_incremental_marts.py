@@ -9,7 +9,8 @@ reconciliation's mismatch table and the incremental staging tables (file sources
 latest version of each key and the dedup, whatever order the rows landed in) must hold exactly
 the same rows, and the incremental build must really have been scoped (no `full` row in
 `int_returns_touched`, whose change scope comes from the staging rows recomputed since the last
-build). A reference file put back, which lands no raw row, recomputes everything.
+build, nor in `recon_touched`), also after a build that found nothing new. A reference file put
+back, which lands no raw row, recomputes everything.
 """
 
 from __future__ import annotations
@@ -134,11 +135,9 @@ def differences(
     return out
 
 
-def scope(db: Path) -> dict[str, int]:
+def scope(db: Path, table: str = "intermediate.int_returns_touched") -> dict[str, int]:
     with duckdb.connect(str(db), read_only=True) as con:
-        rows = con.execute(
-            "select kind, count(*) from intermediate.int_returns_touched group by 1"
-        ).fetchall()
+        rows = con.execute(f"select kind, count(*) from {table} group by 1").fetchall()
     return dict(rows)
 
 
@@ -154,6 +153,18 @@ def test_incremental_builds_equal_full_refresh(simulated_run, tmp_path):
             continue
         touched = scope(db)
         assert "full" not in touched and touched.get("return", 0) > 0, touched
+        assert "full" not in scope(db, "recon.recon_touched")
+        if batch == 1:
+            # a build with nothing new (a scheduled run, a watch's catch-up) touches nothing, and
+            # the next increment is still scoped: the models' recorded watermarks and
+            # fingerprints survive an empty scope (they were once recorded as null, and every
+            # increment after an idle build recomputed everything as if a seed had changed)
+            build(db, tmp_path, simulated_run.as_of)
+            assert scope(db) == {}
+            with duckdb.connect(str(db), read_only=True) as con:  # at most returns due at as_of
+                assert con.execute(
+                    "select count(*) from recon.recon_touched where reason is distinct from 'due'"
+                ).fetchone() == (0,)
         full = tmp_path / f"full-{batch}.duckdb"
         shutil.copy(db, full)
         build(full, tmp_path, simulated_run.as_of, "--full-refresh")
