@@ -52,7 +52,7 @@ whose columns or types changed, or where most rows changed, is written whole.
 Only the rows the build can have changed are compared where that is exact (`_Scope`): the
 published file records the state of the warehouse's incremental models it was made from
 (`main.published.models_state`, with its as_of and `seeds_state`), and the build records the
-state it started from (`intermediate.int_returns_touched.started_from`). When they match (no
+state it started from (the comment of `intermediate.int_returns_touched`). When they match (no
 build ran since the publish but this one: not two builds, nor a failed one before it, nor a model
 built by hand) and the build's scope is not full, each incremental model's table
 (`SCOPED_TABLES`: the marts and rule models keyed by the touched returns, receipts,
@@ -437,16 +437,15 @@ def _apply_difference(
 
 # The state of the warehouse's incremental models: the fingerprint of `_incremental_state` (one
 # row per incremental model: its watermark, seeds' fingerprint and recording time, rewritten by
-# every model built) that `int_returns_touched` records as `started_from` when a build computes
-# its scope (dbt_project/models/intermediate/returns/int_returns_touched.sql): the same SQL.
+# every model built) that `int_returns_touched` records as its table comment when a build
+# computes its scope (dbt_project/models/intermediate/returns/int_returns_touched.sql, its
+# post-hook): the same SQL.
 _MODELS_STATE_SQL = """
-    select md5(coalesce(string_agg(
-        model
-        || '|' || coalesce(cast(epoch_us(watermark_at) as varchar), '')
-        || '|' || coalesce(fingerprint, '')
-        || '|' || coalesce(cast(epoch_us(recorded_at) as varchar), ''),
-        ',' order by model
-    ), ''))
+    select md5(coalesce(string_agg(concat(
+        model, chr(124), coalesce(cast(epoch_us(watermark_at) as varchar), chr(0)),
+        chr(124), coalesce(fingerprint, chr(0)),
+        chr(124), coalesce(cast(epoch_us(recorded_at) as varchar), chr(0))
+    ), chr(44) order by model), chr(0)))
     from warehouse.intermediate._incremental_state
 """
 
@@ -560,7 +559,7 @@ class _Scope:
 
     The published file records the state of the warehouse's incremental models it was made from
     (`main.published.models_state`), its as_of and its seeds. When the build now in the warehouse
-    started from exactly that state (`int_returns_touched.started_from`: no model was built in
+    started from exactly that state (`int_returns_touched`'s comment: no model was built in
     between, so no build ran without a publish after it) and did not recompute everything, each
     incremental model changed only the rows of that build's scope (its pre-hook deletes them, its
     insert writes them), so only those rows are compared; with the same as_of and seeds, the
@@ -603,22 +602,20 @@ class _Scope:
     def _marts(con, previous: dict, state: str | None) -> str | None:
         if previous.get("models_state") is None or state is None:
             return "the published copy records no warehouse state to start from"
-        if not _has_table(con, "intermediate", "int_returns_touched") or "started_from" not in (
-            _columns(con, "intermediate", "int_returns_touched")
-        ):
-            return "no build scope (intermediate.int_returns_touched.started_from)"
-        started, builds, full = con.execute(
-            "select min(started_from), count(distinct started_from), "
-            "min(reason) filter (where kind = 'full') "
-            "from warehouse.intermediate.int_returns_touched"
+        started = con.execute(
+            "select comment from duckdb_tables() where database_name = 'warehouse' "
+            "and schema_name = 'intermediate' and table_name = 'int_returns_touched'"
         ).fetchone()
-        if not builds:  # its rows carry the state; an empty scope has none to compare
-            return "the build's scope is empty: no starting state recorded to check"
-        if builds != 1 or started != previous["models_state"]:
+        if not started or not started[0]:
+            return "no build scope (intermediate.int_returns_touched, its comment the state)"
+        if started[0] != previous["models_state"]:
             return (
                 "the build did not start from the published state (another build, or a "
                 "model built by hand, since the last publish)"
             )
+        full = con.execute(
+            "select min(reason) from warehouse.intermediate.int_returns_touched where kind = 'full'"
+        ).fetchone()[0]
         if full is not None:
             return f"the build recomputed every row ({full})"
         con.execute(

@@ -2,6 +2,13 @@
     config(
         materialized='table',
         pre_hook="{{ create_returns_state_table() }}",
+        post_hook="comment on table {{ this }} is '{{ run_query(
+            'select md5(coalesce(string_agg(concat('
+            ~ 'model, chr(124), coalesce(cast(epoch_us(watermark_at) as varchar), chr(0)), '
+            ~ 'chr(124), coalesce(fingerprint, chr(0)), '
+            ~ 'chr(124), coalesce(cast(epoch_us(recorded_at) as varchar), chr(0))'
+            ~ '), chr(44) order by model), chr(0))) from ' ~ returns_state_table()
+        ).columns[0].values()[0] if execute else '' }}'",
     )
 }}
 -- depends_on: {{ ref('reason_map') }}
@@ -25,11 +32,12 @@
 -- What the records changed since the last build can have changed (macros/returns_incremental.sql):
 -- one row per touched return (`kind` return, `key` = return_key), ERP sale (return order), WMS
 -- receipt, WMS inspection and Shopify refund, or one `full` row when everything must be
--- recomputed. Every row carries the watermark the incremental models record after their build,
--- the seeds' fingerprint, and `started_from`: a fingerprint of the watermark table as this build
--- found it (every incremental model's watermark, seeds' fingerprint and recording time), which
--- changes with every model built; the analyst publish (pipelines/lib/publish.py) compares only
--- this scope's rows when the copy it publishes from was made at that same state.
+-- recomputed. Every row carries the watermark the incremental models record after their build
+-- and the seeds' fingerprint. The table's comment (post-hook) is a fingerprint of the watermark
+-- table as this build found it (every incremental model's watermark, seeds' fingerprint and
+-- recording time: it changes with every model built; the incremental models write it only after
+-- this model), also when the scope is empty: the analyst publish (pipelines/lib/publish.py)
+-- compares only this scope's rows when the copy it publishes from was made at that same state.
 --
 -- The changed records are the staging models' rows recomputed since the watermark
 -- (`_last_ingested_at`, the newest landing of the record's raw rows; staging is incremental and
@@ -126,20 +134,6 @@ with next_watermark as (
         {%- endif %}
         {%- endfor %}
     )
-),
-
--- the watermark table as this build found it (its pre-hook creates it; it is written only by the
--- incremental models' post-hooks, which run after this model)
-started as (
-    select
-        md5(coalesce(string_agg(
-            state.model
-            || '|' || coalesce(cast(epoch_us(state.watermark_at) as varchar), '')
-            || '|' || coalesce(state.fingerprint, '')
-            || '|' || coalesce(cast(epoch_us(state.recorded_at) as varchar), ''),
-            ',' order by state.model
-        ), '')) as started_from
-    from {{ returns_state_table() }} as state
 ),
 
 {% if reason.full is not none %}
@@ -519,8 +513,6 @@ select
     coalesce(
         next_watermark.watermark_at, cast('1970-01-01 00:00:00+00' as timestamptz)
     ) as watermark_at,
-    '{{ fingerprint }}' as fingerprint,
-    started.started_from
+    '{{ fingerprint }}' as fingerprint
 from scope
 cross join next_watermark
-cross join started
