@@ -384,7 +384,7 @@ def _apply_difference(
     """Delete from `name` the rows whose hash differs from `source`'s (gone, new, or another
     count of the same row) and insert `source`'s rows of those hashes; returns (deleted,
     inserted), or None when most rows changed (the caller writes the table whole). Only the
-    rows of both sides that satisfy `scope` are compared.
+    rows of both sides that satisfy `scope` are compared (`{relation}` in it: the side's table).
 
     Each side is read and hashed once (row ids kept beside the hashes); the deletes and the
     inserts then pick their rows by row id."""
@@ -392,11 +392,12 @@ def _apply_difference(
     old_hash = "hash(" + ", ".join(f'"{c}"' for c, _ in source.exprs) + ")"
     con.execute(
         f"create or replace temp table _publish_new as select rowid as r, {new_hash} as h "
-        f"from {source.relation} where ({source.where}) and ({scope})"
+        f"from {source.relation} where ({source.where}) "
+        f"and ({scope.replace('{relation}', source.relation)})"
     )
     con.execute(
         f"create or replace temp table _publish_old as select rowid as r, {old_hash} as h "
-        f"from {name} where {scope}"
+        f"from {name} where {scope.replace('{relation}', name)}"
     )
     try:
         con.execute(
@@ -507,9 +508,12 @@ def _seeds_state(con) -> str | None:
 # models: recon_touched's returns, and `detected_at` refreshed on every row when as_of moves).
 # tests/analyst/test_incremental_publish.py checks this table against the dbt manifest.
 _RETURN = "return_key in (select key from _publish_touched where kind = 'return')"
+# (normalize_rma of dbt_project/macros/cdc_current_state.sql, applied to each distinct RMA number
+# of the side's table (`{relation}`) rather than to every row: the same rows, a quarter cheaper)
 _RMA = (
-    "nullif(upper(regexp_replace(coalesce(rma_number, ''), '[^A-Za-z0-9]', '', 'g')), '') "
-    "in (select rma_normalized from _publish_touched where kind = 'return')"
+    "rma_number in (select rma from (select distinct rma_number as rma from {relation}) "
+    "where nullif(upper(regexp_replace(coalesce(rma, ''), '[^A-Za-z0-9]', '', 'g')), '') "
+    "in (select rma_normalized from _publish_touched where kind = 'return'))"
 )
 _RECEIPT = "receipt_id in (select cast(key as bigint) from _publish_touched where kind = 'receipt')"
 _INSPECTION = (
