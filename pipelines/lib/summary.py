@@ -90,54 +90,15 @@ def open_totals(con, use_cache: bool = True) -> tuple[dict, dict | None, str]:
     in Python: a run's summary needs them twice, and the report grows with history), else
     `computed` (every open row, as the report does; e.g. after an `acknowledge`, which changes
     the open rows without refreshing the cache)."""
-    if use_cache and _report_cache_current(con):
-        from pipelines.lib.recon.report import cached_totals
+    from pipelines.lib.recon.report import cache_is_current, cached_totals
 
+    if use_cache and cache_is_current(con):
         by_currency, company = cached_totals(con)
         return by_currency, company, "cache"
     from pipelines.lib.recon.report import build_report
 
     report = build_report(con, status="open")
     return report.totals_by_currency, report.totals_company, "computed"
-
-
-def _report_cache_current(con) -> bool:
-    """Whether the report cache holds exactly the open report: the same cases, each with the
-    fingerprint `refresh_open_report` would give it now (its own test of what to recompute).
-    Read-only: the fingerprints go to temporary tables, dropped afterwards."""
-    from pipelines.lib.recon import report
-
-    schema, table = report.CACHE.split(".")
-    if not table_exists(con, schema, table):
-        return False
-    cached = {
-        name
-        for (name,) in con.execute(
-            "select column_name from information_schema.columns "
-            "where table_schema = ? and table_name = ?",
-            [schema, table],
-        ).fetchall()
-    }
-    if cached != {c.removeprefix("_") for c in report._CACHE_VALUES}:  # another version's
-        return False
-    try:
-        with report.catalog_read_once(con):
-            report._case_fingerprints(con, report._global_fingerprint(con, report.CATALOG))
-        changed, dropped = con.execute(
-            f"""
-            select
-                (select count(*) from _rep_fp as f where not exists (
-                    select 1 from {report.CACHE} as c
-                    where c.case_id = f.case_id and c.fingerprint = f.fingerprint)),
-                (select count(*) from {report.CACHE} as c
-                 where c.case_id not in (select case_id from _rep_fp)
-                    or c.mismatch_id not in (select mismatch_id from _rep_open))
-            """
-        ).fetchone()
-    finally:
-        for temp in ("_rep_open", "_rep_fp"):
-            con.execute(f"drop table if exists {temp}")
-    return changed == 0 and dropped == 0
 
 
 def _amounts(totals: dict, key: str) -> str:

@@ -1056,6 +1056,37 @@ def _dec_or_zero(value: object) -> Decimal:
     return Decimal(0) if value is None else Decimal(str(value))
 
 
+def cache_is_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the cache holds exactly the open report: the same cases, each with the fingerprint
+    `refresh_open_report` would give it now (its own test of what to recompute), so that
+    `cached_totals` are `build_report(con, status="open")`'s. Read-only: the fingerprints go to
+    temporary tables, dropped afterwards. False after an `acknowledge` (it changes the open rows
+    without refreshing the cache), without a cache, or with another version's."""
+    schema, table = CACHE.split(".")
+    if not _table_exists(con, schema, table):
+        return False
+    if _columns(con, schema, table) != {c.removeprefix("_") for c in _CACHE_VALUES}:
+        return False
+    try:
+        with catalog_read_once(con):
+            _case_fingerprints(con, _global_fingerprint(con, CATALOG))
+        changed, dropped = con.execute(
+            f"""
+            select
+                (select count(*) from _rep_fp as f where not exists (
+                    select 1 from {CACHE} as c
+                    where c.case_id = f.case_id and c.fingerprint = f.fingerprint)),
+                (select count(*) from {CACHE} as c
+                 where c.case_id not in (select case_id from _rep_fp)
+                    or c.mismatch_id not in (select mismatch_id from _rep_open))
+            """
+        ).fetchone()
+    finally:
+        for temp in ("_rep_open", "_rep_fp"):
+            con.execute(f"drop table if exists {temp}")
+    return changed == 0 and dropped == 0
+
+
 def cached_totals(
     con: duckdb.DuckDBPyConnection,
 ) -> tuple[dict[str, dict], dict | None]:
